@@ -1,0 +1,5 @@
+"""`python -m pybench`: the command line (see pybench.cli)."""
+
+from pybench.cli import main
+
+raise SystemExit(main())

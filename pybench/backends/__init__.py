@@ -1,0 +1,59 @@
+"""The framework registry: names to backend classes, imported only when asked for.
+
+Importing a backend imports its framework, which is slow (PyTorch, JAX) or must not happen in a
+process that already holds another framework (juliacall beside torch can crash). So nothing here
+imports a backend until `get_backend_class` is called, normally inside a worker process.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from pybench.backends.contract import Availability, Backend
+from pybench.errors import PybenchError, UnavailableError
+
+FRAMEWORKS = {
+    "torch": ("pybench.backends.torch_backend", "TorchBackend"),
+    "jax": ("pybench.backends.jax_backend", "JaxBackend"),
+    "knet": ("pybench.backends.knet_backend", "KnetBackend"),
+}
+
+FRAMEWORK_DESCRIPTIONS = {
+    "torch": "PyTorch (nn.Module, torch.optim)",
+    "jax": "JAX (pure functions, jit, optax)",
+    "knet": "Knet.jl through juliacall (Julia, CUDA.jl)",
+}
+
+
+def check_framework(name: str) -> None:
+    if name not in FRAMEWORKS:
+        raise PybenchError(f"unknown framework {name!r}: choose from {', '.join(FRAMEWORKS)}")
+
+
+def get_backend_class(name: str) -> type[Backend]:
+    check_framework(name)
+    module_name, class_name = FRAMEWORKS[name]
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def availability(name: str) -> Availability:
+    """Whether `name` can run here, and if not why. Never raises for a known framework."""
+    try:
+        return get_backend_class(name).availability()
+    except Exception as exc:  # a broken install must show up as a reason, not a crash
+        return Availability(False, reason=f"{type(exc).__name__}: {exc}")
+
+
+def get_backend(name: str, device: str) -> Backend:
+    """A ready backend for `name` on `device` ("auto", "cpu" or "cuda")."""
+    cls = get_backend_class(name)
+    status = cls.availability()
+    if not status.ok:
+        raise UnavailableError(f"{name} is unavailable: {status.reason}")
+    if device == "auto":
+        device = "cuda" if cls.cuda_usable() else "cpu"
+    elif device == "cuda" and not cls.cuda_usable():
+        raise UnavailableError(f"--device cuda: {name} sees no usable CUDA device on this machine")
+    elif device not in ("cpu", "cuda"):
+        raise PybenchError(f"unknown device {device!r}: choose auto, cpu or cuda")
+    return cls(device)

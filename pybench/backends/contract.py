@@ -1,0 +1,135 @@
+"""The contract every framework backend implements, with the same names everywhere.
+
+No logic lives here, only the interface (as `pybench.models` holds the architectures and
+`pybench.training` the one loop that drives every backend). A backend is one module per framework
+(`torch_backend`, `jax_backend`, `knet_backend`) defining a `Backend` subclass; nothing in this
+contract assumes a Python framework, so a Julia backend behind juliacall fits it as well.
+
+Conventions every backend follows:
+- Weights cross the contract in canonical form: `{name: float32 numpy array}` with PyTorch's
+  names and layouts (see `pybench.models`), split into `params` (trained) and `buffers`
+  (BatchNorm running statistics). Each backend converts to its own layout and back.
+- Data crosses once: `put_data` receives the normalised float32 images (N, C, H, W) and the
+  0-based int64 labels, and keeps them on the device when they fit. Training steps then select a
+  batch by position in an epoch order that was also uploaded once (`put_order`), so host-to-device
+  copies stay out of the timed step.
+- Steps are asynchronous where the framework is: `train_step` may return before the device is
+  done, which is why the timer calls `synchronize` before every clock read.
+- State flows in as an argument and out as a return value (`train_step(state, ...) -> state,
+  loss`); a backend may update it in place (PyTorch does) but callers always use the result.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Optimizer settings with PyTorch semantics, which every backend reproduces exactly.
+
+    sgd: v = momentum * v + g; w -= lr * v (v starts at g).  adam: PyTorch's Adam (eps outside
+    the square root). weight_decay is L2 added to the gradient (g += weight_decay * w) for every
+    parameter, BatchNorm and biases included, as torch.optim does with a single parameter group.
+    """
+
+    name: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    version: str = ""
+    reason: str = ""  # when not ok: why, and what to do about it
+
+
+@dataclass
+class ModelInput:
+    """Everything a backend needs to build one model: the name, the input shape and the class
+    count from the dataset, and the canonical initial weights."""
+
+    model: str
+    in_shape: tuple[int, int, int]
+    num_classes: int
+    params: Arrays
+    buffers: Arrays = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """One framework on one device. Instantiate through `pybench.backends.get_backend`."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def availability(cls) -> Availability:
+        """Whether the framework imports and runs here; must not raise."""
+
+    @classmethod
+    @abstractmethod
+    def cuda_usable(cls) -> bool:
+        """Whether this framework sees a working CUDA device here; must not raise."""
+
+    def __init__(self, device: str):
+        self.device = device  # "cpu" or "cuda"; "auto" is resolved before a backend is made
+
+    @abstractmethod
+    def device_info(self) -> dict[str, Any]:
+        """Framework version, device name, and anything else that identifies the run."""
+
+    @abstractmethod
+    def synchronize(self) -> None:
+        """Block until all queued device work is done (called before every clock read)."""
+
+    @abstractmethod
+    def init_state(self, model: ModelInput, optimizer: OptimizerConfig) -> Any:
+        """A training state (model, optimizer state) built from canonical weights."""
+
+    @abstractmethod
+    def put_data(self, images: np.ndarray, labels: np.ndarray) -> Any:
+        """Move normalised float32 (N, C, H, W) images and 0-based int64 labels to the device."""
+
+    @abstractmethod
+    def put_order(self, order: np.ndarray) -> Any:
+        """Move one epoch's sample order (0-based int64 positions into the data) to the device."""
+
+    @abstractmethod
+    def train_step(self, state: Any, data: Any, order: Any, step: int, batch_size: int):
+        """One optimizer step on samples order[step*batch_size:(step+1)*batch_size].
+
+        Returns (state, loss), the loss a device scalar: the mean cross-entropy of the batch
+        before the update. Read it with `to_float` (which synchronises).
+        """
+
+    @abstractmethod
+    def to_float(self, value: Any) -> float:
+        """A device scalar as a Python float."""
+
+    @abstractmethod
+    def predict(self, state: Any, data: Any, batch_size: int) -> np.ndarray:
+        """Eval-mode logits (N, classes) for all of `data`, in order."""
+
+    @abstractmethod
+    def forward(self, state: Any, images: np.ndarray, train: bool) -> np.ndarray:
+        """Logits for one batch, in train mode (batch statistics) or eval mode, without
+        changing `state` (parity checks call it on the same state twice)."""
+
+    @abstractmethod
+    def export_weights(self, state: Any) -> tuple[Arrays, Arrays]:
+        """(params, buffers) in canonical names and layouts, as float32 numpy arrays."""
+
+    @abstractmethod
+    def peak_memory_bytes(self) -> int | None:
+        """Peak device memory since the backend was made; None where the framework cannot tell
+        (on CPU the caller records process RSS instead)."""

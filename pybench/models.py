@@ -1,0 +1,270 @@
+"""The models, stated once as data, for every framework.
+
+Each architecture is described here by its layers (names, shapes, strides, paddings); every
+backend builds its model from this description and from the canonical initial weights made here,
+so two frameworks cannot disagree on a width, a padding or a parameter name. Parameter names are
+PyTorch's `state_dict` keys (torchvision's for the ResNets), layouts are PyTorch's: conv weights
+(out, in, kh, kw), dense weights (out, in). Each backend converts to its own layout.
+
+Also here, because they follow from the description alone: parameter counts, forward FLOPs per
+image, and a fingerprint of a set of weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from pybench.errors import PybenchError
+
+# BatchNorm semantics shared by every backend (PyTorch's defaults): the running statistics move
+# by MOMENTUM towards the batch statistics, the running variance uses the unbiased batch
+# variance, and normalisation in training uses the biased batch variance.
+BN_MOMENTUM = 0.1
+BN_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class Conv:
+    name: str
+    in_channels: int
+    out_channels: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    bias: bool = True
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    name: str
+    channels: int
+
+
+@dataclass(frozen=True)
+class Dense:
+    name: str
+    in_features: int
+    out_features: int
+
+
+@dataclass(frozen=True)
+class Block:
+    """A basic residual block: conv-bn-relu-conv-bn, plus the shortcut, then relu."""
+
+    prefix: str  # e.g. "layer2.0"
+    in_channels: int
+    out_channels: int
+    stride: int
+
+    @property
+    def has_downsample(self) -> bool:
+        # Projection shortcut (1x1 conv + BN) wherever the shape changes, as in torchvision.
+        return self.stride != 1 or self.in_channels != self.out_channels
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    stem_width: int
+    widths: tuple[int, ...]
+    blocks_per_stage: tuple[int, ...]
+
+
+# LeNet-5 widths: conv 6@5x5 (padding 2), conv 16@5x5, fc 120, fc 84, fc classes.
+LENET5 = {"conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84, "kernel": 5, "conv1_padding": 2}
+
+RESNETS = {
+    # CIFAR ResNets of He et al. (6n+2 layers): three stages of n blocks at 16/32/64 channels.
+    "resnet8": ResNetSpec(stem_width=16, widths=(16, 32, 64), blocks_per_stage=(1, 1, 1)),
+    "resnet20": ResNetSpec(stem_width=16, widths=(16, 32, 64), blocks_per_stage=(3, 3, 3)),
+    # torchvision's ResNet-18 with a small-input stem: 3x3 stride-1 conv, no max pool.
+    "resnet18": ResNetSpec(stem_width=64, widths=(64, 128, 256, 512), blocks_per_stage=(2, 2, 2, 2)),
+}
+
+MODEL_NAMES = ("lenet5", *RESNETS)
+
+MODEL_DESCRIPTIONS = {
+    "lenet5": "LeNet-5: conv6@5x5(pad 2)-pool-conv16@5x5-pool-fc120-fc84-fc, ReLU, max pool",
+    "resnet8": "CIFAR ResNet-8 (He et al.), 16/32/64 channels, 1 block per stage",
+    "resnet20": "CIFAR ResNet-20 (He et al.), 16/32/64 channels, 3 blocks per stage",
+    "resnet18": "torchvision ResNet-18 with a 3x3 stride-1 stem and no max pool",
+}
+
+
+def check_model(name: str) -> None:
+    if name not in MODEL_NAMES:
+        raise PybenchError(f"unknown model {name!r}: choose from {', '.join(MODEL_NAMES)}")
+
+
+def lenet5_flat_size(height: int, width: int) -> tuple[int, int, int]:
+    """(channels, h, w) entering fc1: conv1 keeps the size, each pool halves (floor), conv2 -4."""
+    k = LENET5["kernel"]
+    h = (height + 2 * LENET5["conv1_padding"] - k + 1) // 2
+    w = (width + 2 * LENET5["conv1_padding"] - k + 1) // 2
+    h, w = (h - k + 1) // 2, (w - k + 1) // 2
+    if h < 1 or w < 1:
+        raise PybenchError(f"lenet5 needs images of at least 12x12, got {height}x{width}")
+    return LENET5["conv2"], h, w
+
+
+def resnet_blocks(spec: ResNetSpec) -> list[Block]:
+    blocks = []
+    channels = spec.stem_width
+    for stage, (width, count) in enumerate(zip(spec.widths, spec.blocks_per_stage), start=1):
+        for j in range(count):
+            stride = 2 if (stage > 1 and j == 0) else 1
+            blocks.append(Block(f"layer{stage}.{j}", channels, width, stride))
+            channels = width
+    return blocks
+
+
+def layers(model: str, in_shape: tuple[int, int, int], num_classes: int) -> list:
+    """The parametrised layers of `model`, in canonical order (the order weights are drawn in)."""
+    check_model(model)
+    channels, height, width = in_shape
+    if model == "lenet5":
+        c, h, w = lenet5_flat_size(height, width)
+        k = LENET5["kernel"]
+        return [
+            Conv("conv1", channels, LENET5["conv1"], k, padding=LENET5["conv1_padding"]),
+            Conv("conv2", LENET5["conv1"], LENET5["conv2"], k),
+            Dense("fc1", c * h * w, LENET5["fc1"]),
+            Dense("fc2", LENET5["fc1"], LENET5["fc2"]),
+            Dense("fc3", LENET5["fc2"], num_classes),
+        ]
+    spec = RESNETS[model]
+    out = [Conv("conv1", channels, spec.stem_width, 3, padding=1, bias=False),
+           BatchNorm("bn1", spec.stem_width)]
+    for b in resnet_blocks(spec):
+        out += [
+            Conv(f"{b.prefix}.conv1", b.in_channels, b.out_channels, 3, b.stride, 1, bias=False),
+            BatchNorm(f"{b.prefix}.bn1", b.out_channels),
+            Conv(f"{b.prefix}.conv2", b.out_channels, b.out_channels, 3, 1, 1, bias=False),
+            BatchNorm(f"{b.prefix}.bn2", b.out_channels),
+        ]
+        if b.has_downsample:
+            out += [
+                Conv(f"{b.prefix}.downsample.0", b.in_channels, b.out_channels, 1, b.stride, 0,
+                     bias=False),
+                BatchNorm(f"{b.prefix}.downsample.1", b.out_channels),
+            ]
+    out.append(Dense("fc", spec.widths[-1], num_classes))
+    return out
+
+
+def describe(model: str, in_shape: tuple[int, int, int], num_classes: int) -> dict:
+    """A JSON-able description a non-Python backend (Knet) builds the same model from."""
+    desc = {"model": model, "in_shape": list(in_shape), "num_classes": num_classes,
+            "bn_momentum": BN_MOMENTUM, "bn_eps": BN_EPS}
+    if model == "lenet5":
+        desc["conv1_padding"] = LENET5["conv1_padding"]
+    else:
+        desc["blocks"] = [
+            {"prefix": b.prefix, "in": b.in_channels, "out": b.out_channels, "stride": b.stride,
+             "downsample": b.has_downsample}
+            for b in resnet_blocks(RESNETS[model])
+        ]
+    return desc
+
+
+def param_shapes(model: str, in_shape, num_classes: int) -> dict[str, tuple[int, ...]]:
+    """Trainable parameters by canonical name, in canonical order."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in layers(model, in_shape, num_classes):
+        if isinstance(layer, Conv):
+            shapes[f"{layer.name}.weight"] = (layer.out_channels, layer.in_channels,
+                                              layer.kernel, layer.kernel)
+            if layer.bias:
+                shapes[f"{layer.name}.bias"] = (layer.out_channels,)
+        elif isinstance(layer, Dense):
+            shapes[f"{layer.name}.weight"] = (layer.out_features, layer.in_features)
+            shapes[f"{layer.name}.bias"] = (layer.out_features,)
+        else:
+            shapes[f"{layer.name}.weight"] = (layer.channels,)
+            shapes[f"{layer.name}.bias"] = (layer.channels,)
+    return shapes
+
+
+def buffer_shapes(model: str, in_shape, num_classes: int) -> dict[str, tuple[int, ...]]:
+    """Non-trainable state (BatchNorm running statistics) by canonical name."""
+    shapes = {}
+    for layer in layers(model, in_shape, num_classes):
+        if isinstance(layer, BatchNorm):
+            shapes[f"{layer.name}.running_mean"] = (layer.channels,)
+            shapes[f"{layer.name}.running_var"] = (layer.channels,)
+    return shapes
+
+
+def n_params(model: str, in_shape, num_classes: int) -> int:
+    return sum(int(np.prod(s)) for s in param_shapes(model, in_shape, num_classes).values())
+
+
+def _conv_flops(conv: Conv, h: int, w: int) -> tuple[int, int, int]:
+    """(FLOPs, out_h, out_w) of one convolution on an h x w input."""
+    oh = (h + 2 * conv.padding - conv.kernel) // conv.stride + 1
+    ow = (w + 2 * conv.padding - conv.kernel) // conv.stride + 1
+    return 2 * conv.in_channels * conv.kernel**2 * conv.out_channels * oh * ow, oh, ow
+
+
+def forward_flops(model: str, in_shape, num_classes: int) -> int:
+    """FLOPs of one image's forward pass, a multiply-add counted as 2 (convolutions and dense
+    layers only: activations, pooling and BatchNorm add a few percent and are left out)."""
+    _, h, w = in_shape
+    by_name = {layer.name: layer for layer in layers(model, in_shape, num_classes)}
+    dense = sum(2 * l.in_features * l.out_features for l in by_name.values()
+                if isinstance(l, Dense))
+    if model == "lenet5":
+        f1, h, w = _conv_flops(by_name["conv1"], h, w)
+        f2, _, _ = _conv_flops(by_name["conv2"], h // 2, w // 2)
+        return f1 + f2 + dense
+    total, h, w = _conv_flops(by_name["conv1"], h, w)
+    for b in resnet_blocks(RESNETS[model]):
+        f1, oh, ow = _conv_flops(by_name[f"{b.prefix}.conv1"], h, w)
+        f2, _, _ = _conv_flops(by_name[f"{b.prefix}.conv2"], oh, ow)
+        total += f1 + f2
+        if b.has_downsample:
+            total += _conv_flops(by_name[f"{b.prefix}.downsample.0"], h, w)[0]
+        h, w = oh, ow
+    return total + dense
+
+
+def init_weights(model: str, in_shape, num_classes: int, seed: int):
+    """Canonical initial weights: PyTorch's default initialisation, drawn in numpy from `seed`.
+
+    Conv and Linear weights and biases are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (what
+    kaiming_uniform_(a=sqrt(5)) and PyTorch's bias rule give); BatchNorm weight 1, bias 0,
+    running mean 0, running variance 1. Returns (params, buffers): name -> float32 array.
+    """
+    rng = np.random.default_rng(seed)
+    params: dict[str, np.ndarray] = {}
+    buffers: dict[str, np.ndarray] = {}
+    for layer in layers(model, in_shape, num_classes):
+        if isinstance(layer, (Conv, Dense)):
+            if isinstance(layer, Conv):
+                shape = (layer.out_channels, layer.in_channels, layer.kernel, layer.kernel)
+                has_bias, out = layer.bias, layer.out_channels
+            else:
+                shape = (layer.out_features, layer.in_features)
+                has_bias, out = True, layer.out_features
+            bound = 1.0 / np.sqrt(np.prod(shape[1:]))
+            params[f"{layer.name}.weight"] = rng.uniform(-bound, bound, shape).astype(np.float32)
+            if has_bias:
+                params[f"{layer.name}.bias"] = rng.uniform(-bound, bound, out).astype(np.float32)
+        else:
+            params[f"{layer.name}.weight"] = np.ones(layer.channels, np.float32)
+            params[f"{layer.name}.bias"] = np.zeros(layer.channels, np.float32)
+            buffers[f"{layer.name}.running_mean"] = np.zeros(layer.channels, np.float32)
+            buffers[f"{layer.name}.running_var"] = np.ones(layer.channels, np.float32)
+    return params, buffers
+
+
+def weights_fingerprint(params: dict[str, np.ndarray], buffers: dict[str, np.ndarray]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in sorted name order."""
+    h = hashlib.sha256()
+    for name, arr in sorted({**params, **buffers}.items()):
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
