@@ -100,6 +100,12 @@ class Backend(ABC):
     def put_data(self, images: np.ndarray, labels: np.ndarray) -> Any:
         """Move normalised float32 (N, C, H, W) images and 0-based int64 labels to the device."""
 
+    def data_on_device(self, data: Any) -> bool:
+        """Whether `put_data` kept the data on the device (False: batches are copied per step,
+        which then counts in the step time). Backends return handles with an `on_device`
+        attribute, or override this."""
+        return bool(getattr(data, "on_device", True))
+
     @abstractmethod
     def put_order(self, order: np.ndarray) -> Any:
         """Move one epoch's sample order (0-based int64 positions into the data) to the device."""

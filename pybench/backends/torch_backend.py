@@ -1,0 +1,253 @@
+"""The PyTorch backend: `nn.Module` models with canonical parameter names, `torch.optim`.
+
+The modules below are written one layer per line with the names of `pybench.models` (which are
+PyTorch's own `state_dict` keys), so canonical weights load with `load_state_dict` unchanged.
+torch is imported at module import; the registry imports this module only inside a worker.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pybench import models
+from pybench.backends.contract import Availability, Backend, ModelInput, OptimizerConfig
+
+
+class LeNet5(nn.Module):
+    def __init__(self, in_shape, num_classes):
+        super().__init__()
+        conv1, conv2, fc1, fc2, fc3 = models.layers("lenet5", in_shape, num_classes)
+        self.conv1 = nn.Conv2d(conv1.in_channels, conv1.out_channels, conv1.kernel,
+                               padding=conv1.padding)
+        self.conv2 = nn.Conv2d(conv2.in_channels, conv2.out_channels, conv2.kernel)
+        self.fc1 = nn.Linear(fc1.in_features, fc1.out_features)
+        self.fc2 = nn.Linear(fc2.in_features, fc2.out_features)
+        self.fc3 = nn.Linear(fc3.in_features, fc3.out_features)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def batch_norm(channels: int) -> nn.BatchNorm2d:
+    # PyTorch's BatchNorm2d is the reference semantics; the constants are stated in models.
+    return nn.BatchNorm2d(channels, eps=models.BN_EPS, momentum=models.BN_MOMENTUM)
+
+
+def conv3x3(cin: int, cout: int, stride: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, block: models.Block):
+        super().__init__()
+        self.conv1 = conv3x3(block.in_channels, block.out_channels, block.stride)
+        self.bn1 = batch_norm(block.out_channels)
+        self.conv2 = conv3x3(block.out_channels, block.out_channels, 1)
+        self.bn2 = batch_norm(block.out_channels)
+        self.downsample = None
+        if block.has_downsample:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(block.in_channels, block.out_channels, 1, stride=block.stride,
+                          bias=False),
+                batch_norm(block.out_channels),
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + shortcut)
+
+
+class ResNet(nn.Module):
+    """The CIFAR ResNets and ResNet-18 alike: torchvision's structure and names, small stem."""
+
+    def __init__(self, model: str, in_shape, num_classes):
+        super().__init__()
+        spec = models.RESNETS[model]
+        self.conv1 = conv3x3(in_shape[0], spec.stem_width, 1)
+        self.bn1 = batch_norm(spec.stem_width)
+        stages: dict[str, list] = {}
+        for block in models.resnet_blocks(spec):
+            stages.setdefault(block.prefix.split(".")[0], []).append(BasicBlock(block))
+        for stage, blocks in stages.items():
+            setattr(self, stage, nn.Sequential(*blocks))
+        self.stages = list(stages)
+        self.fc = nn.Linear(spec.widths[-1], num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        for stage in self.stages:
+            x = getattr(self, stage)(x)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.fc(x)
+
+
+def build_module(model: str, in_shape, num_classes) -> nn.Module:
+    models.check_model(model)
+    if model == "lenet5":
+        return LeNet5(in_shape, num_classes)
+    return ResNet(model, in_shape, num_classes)
+
+
+def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                                weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.name!r}")
+
+
+@dataclass
+class TorchState:
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+@dataclass
+class TorchData:
+    images: torch.Tensor
+    labels: torch.Tensor
+    on_device: bool
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    @classmethod
+    def availability(cls) -> Availability:
+        return Availability(True, version=torch.__version__)
+
+    @classmethod
+    def cuda_usable(cls) -> bool:
+        try:
+            return torch.cuda.is_available()
+        except Exception:
+            return False
+
+    def __init__(self, device: str):
+        super().__init__(device)
+        self.torch_device = torch.device("cuda" if device == "cuda" else "cpu")
+        # Full float32 everywhere, as in the other backends: TF32 would change the numbers
+        # (cuDNN convolutions allow it by default) and make the frameworks incomparable.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        if device == "cuda":
+            # Let cuDNN pick the fastest algorithms, as XLA autotunes for JAX; the first step,
+            # reported on its own, pays for the search.
+            torch.backends.cudnn.benchmark = True
+            torch.cuda.reset_peak_memory_stats(self.torch_device)
+
+    def device_info(self) -> dict:
+        info = {"framework_version": torch.__version__, "device": self.device,
+                "threads": torch.get_num_threads()}
+        if self.device == "cuda":
+            props = torch.cuda.get_device_properties(self.torch_device)
+            info.update(device_name=props.name, cuda=torch.version.cuda,
+                        cudnn=torch.backends.cudnn.version(),
+                        device_memory_bytes=props.total_memory)
+        else:
+            info["device_name"] = platform.processor() or "cpu"
+        return info
+
+    def synchronize(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize(self.torch_device)
+
+    def init_state(self, model: ModelInput, optimizer: OptimizerConfig) -> TorchState:
+        module = build_module(model.model, model.in_shape, model.num_classes)
+        weights = {k: torch.from_numpy(np.asarray(v)) for k, v in
+                   {**model.params, **model.buffers}.items()}
+        # strict=False only for num_batches_tracked, which momentum-based BN never reads.
+        missing, unexpected = module.load_state_dict(weights, strict=False)
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if missing or unexpected:
+            raise ValueError(f"canonical weights do not fit: missing {missing}, "
+                             f"unexpected {unexpected}")
+        module.to(self.torch_device).train()
+        return TorchState(module, make_optimizer(module.parameters(), optimizer))
+
+    def _fits_on_device(self, nbytes: int) -> bool:
+        if self.device != "cuda":
+            return True
+        free, _ = torch.cuda.mem_get_info(self.torch_device)
+        return nbytes < free // 2  # leave half for activations and the model
+
+    def put_data(self, images: np.ndarray, labels: np.ndarray) -> TorchData:
+        x, y = torch.from_numpy(images), torch.from_numpy(labels)
+        if self._fits_on_device(images.nbytes + labels.nbytes):
+            return TorchData(x.to(self.torch_device), y.to(self.torch_device), True)
+        return TorchData(x.pin_memory(), y.pin_memory(), False)
+
+    def put_order(self, order: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(order).to(self.torch_device)
+
+    def _batch(self, data: TorchData, idx: torch.Tensor):
+        if data.on_device:
+            return data.images.index_select(0, idx), data.labels.index_select(0, idx)
+        idx = idx.cpu()
+        return (data.images.index_select(0, idx).to(self.torch_device, non_blocking=True),
+                data.labels.index_select(0, idx).to(self.torch_device, non_blocking=True))
+
+    def train_step(self, state: TorchState, data: TorchData, order, step: int, batch_size: int):
+        x, y = self._batch(data, order[step * batch_size:(step + 1) * batch_size])
+        state.optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(state.module(x), y)
+        loss.backward()
+        state.optimizer.step()
+        return state, loss.detach()
+
+    def to_float(self, value) -> float:
+        return float(value)
+
+    @torch.no_grad()
+    def predict(self, state: TorchState, data: TorchData, batch_size: int) -> np.ndarray:
+        state.module.eval()
+        try:
+            n = data.images.shape[0]
+            chunks = []
+            for start in range(0, n, batch_size):
+                x = data.images[start:start + batch_size].to(self.torch_device)
+                chunks.append(state.module(x).float().cpu())
+            return torch.cat(chunks).numpy()
+        finally:
+            state.module.train()
+
+    def forward(self, state: TorchState, images: np.ndarray, train: bool) -> np.ndarray:
+        x = torch.from_numpy(images).to(self.torch_device)
+        # A train-mode forward moves BatchNorm's running statistics: run it on a copy.
+        module = copy.deepcopy(state.module) if train else state.module
+        module.train(train)
+        try:
+            with torch.no_grad():
+                return module(x).cpu().numpy()
+        finally:
+            state.module.train()
+
+    def export_weights(self, state: TorchState):
+        sd = {k: v.detach().cpu().numpy().astype(np.float32, copy=True)
+              for k, v in state.module.state_dict().items()
+              if not k.endswith("num_batches_tracked")}
+        param_names = {name for name, _ in state.module.named_parameters()}
+        params = {k: v for k, v in sd.items() if k in param_names}
+        buffers = {k: v for k, v in sd.items() if k not in param_names}
+        return params, buffers
+
+    def peak_memory_bytes(self) -> int | None:
+        if self.device == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.torch_device))
+        return None

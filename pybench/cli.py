@@ -1,0 +1,213 @@
+"""The command line: `python -m pybench list | datasets info | compare | parity | report`.
+
+Thin on purpose: each command parses its options, calls one function of the package and prints
+its result. Errors a user can fix arrive as `PybenchError` and are printed as one line on stderr
+with exit status 2; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pybench.errors import PybenchError
+
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage stays available through --help)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_training_arguments(p: argparse.ArgumentParser, batch_size: int) -> None:
+    p.add_argument("--frameworks", type=comma_list, default=("torch", "jax", "knet"),
+                   help="comma-separated: torch,jax,knet (default: all three)")
+    p.add_argument("--batch-size", type=positive_int, default=batch_size)
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 0.05 for sgd, 0.001 for adam)")
+    p.add_argument("--momentum", type=float, default=0.9, help="sgd momentum (default 0.9)")
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="L2 penalty added to the gradient (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto: the GPU for every framework when the machine has one")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds before a worker is stopped and its run recorded as failed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pybench.datasets import add_dataset_arguments
+
+    parser = OneLineParser(prog="pybench", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    sub.add_parser("list", help="datasets, models and frameworks, with availability")
+
+    datasets = sub.add_parser("datasets", help="dataset commands")
+    dsub = datasets.add_subparsers(dest="datasets_command", required=True,
+                                   parser_class=OneLineParser)
+    info = dsub.add_parser("info", help="splits, shapes, class counts, normalisation, fingerprint")
+    info.add_argument("spec", help="mnist, digits, or a folder / .zip / .csv / .npz path")
+    add_dataset_arguments(info)
+
+    compare = sub.add_parser("compare", help="train every framework and model; store results")
+    compare.add_argument("dataset", help="mnist, digits, or a folder / .zip / .csv / .npz path")
+    compare.add_argument("--models", type=comma_list, default=("lenet5",),
+                         help="comma-separated: lenet5,resnet8,resnet20,resnet18")
+    compare.add_argument("--epochs", type=positive_int, default=1)
+    compare.add_argument("--max-steps", type=positive_int, default=None,
+                         help="stop every run after this many steps")
+    compare.add_argument("--target-accuracy", type=float, default=None,
+                         help="record the training time until test accuracy reaches this (0-1)")
+    compare.add_argument("--patience", type=positive_int, default=None,
+                         help="stop after N epochs without a better validation accuracy")
+    compare.add_argument("--balance", action="store_true",
+                         help="class-balanced sampling (with replacement), for imbalanced data")
+    compare.add_argument("--out", type=Path, default=None,
+                         help="results folder (default runs/<timestamp>-<dataset>)")
+    compare.add_argument("--no-report", action="store_true", help="skip report.md and plots")
+    add_training_arguments(compare, batch_size=128)
+    add_dataset_arguments(compare)
+
+    parity = sub.add_parser("parity", help="prove every framework computes the same thing")
+    parity.add_argument("--models", type=comma_list,
+                        default=("lenet5", "resnet8", "resnet20", "resnet18"))
+    parity.add_argument("--steps", type=positive_int, default=10,
+                        help="SGD steps of the trajectory check (default 10)")
+    parity.add_argument("--dataset", default="digits",
+                        help="data for the batches (default: digits, offline)")
+    parity.add_argument("--out", type=Path, default=Path("parity"),
+                        help="folder for parity.json and the arrays (default ./parity)")
+    add_training_arguments(parity, batch_size=16)
+    add_dataset_arguments(parity)
+
+    report = sub.add_parser("report", help="write report.md and plots from a results folder")
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("--out", type=Path, default=None, help="default: the results folder")
+    report.add_argument("--no-plots", action="store_true")
+    return parser
+
+
+def train_config(args, model: str = "lenet5"):
+    from pybench.backends.contract import OptimizerConfig
+    from pybench.training import TrainConfig
+
+    if args.lr is not None and args.lr <= 0:
+        raise PybenchError(f"--lr {args.lr}: must be positive")
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    optimizer = OptimizerConfig(name=args.optimizer, lr=lr, momentum=args.momentum,
+                                weight_decay=args.weight_decay)
+    extra = {}
+    if args.command == "compare":
+        if args.target_accuracy is not None and not 0 < args.target_accuracy <= 1:
+            raise PybenchError(f"--target-accuracy {args.target_accuracy}: give a fraction "
+                               "between 0 and 1, e.g. 0.98")
+        extra = dict(epochs=args.epochs, max_steps=args.max_steps, patience=args.patience,
+                     target_accuracy=args.target_accuracy, balance=args.balance)
+    return TrainConfig(model=model, batch_size=args.batch_size, optimizer=optimizer,
+                       seed=args.seed, **extra)
+
+
+def cmd_list(args) -> int:
+    from pybench.backends import FRAMEWORK_DESCRIPTIONS, availability
+    from pybench.datasets import DATASETS
+    from pybench.models import MODEL_DESCRIPTIONS
+
+    print("datasets:")
+    for name, text in DATASETS.items():
+        print(f"  {name:10} {text}")
+    print("models:")
+    for name, text in MODEL_DESCRIPTIONS.items():
+        print(f"  {name:10} {text}")
+    print("frameworks:")
+    for name, text in FRAMEWORK_DESCRIPTIONS.items():
+        status = availability(name)
+        state = f"available ({status.version})" if status.ok else f"unavailable: {status.reason}"
+        print(f"  {name:10} {text}: {state}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from pybench.datasets import dataset_options, describe_dataset, load_dataset
+
+    print(describe_dataset(load_dataset(args.spec, **dataset_options(args))))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from pybench.compare import CompareConfig, command_line, run_compare, summary_frame
+    from pybench.datasets import dataset_options
+
+    cfg = CompareConfig(dataset=args.dataset, frameworks=args.frameworks, models=args.models,
+                        train=train_config(args), device=args.device, out=args.out,
+                        timeout=args.timeout, dataset_options=dataset_options(args))
+    out_dir, document = run_compare(cfg, command=command_line())
+    print(summary_frame(document).to_string(index=False))
+    print(f"results: {out_dir / 'results.json'}")
+    if not args.no_report:
+        from pybench.report import write_report
+
+        print(f"report: {write_report(out_dir)}")
+    return 0 if any(r["status"] == "ok" for r in document["runs"]) else 1
+
+
+def cmd_parity(args) -> int:
+    from pybench.datasets import dataset_options
+    from pybench.parity import ParityConfig, parity_table, run_parity
+
+    cfg = ParityConfig(models=args.models, frameworks=args.frameworks,
+                       train=train_config(args), steps=args.steps, device=args.device,
+                       dataset=args.dataset, dataset_options=dataset_options(args),
+                       out=args.out, timeout=args.timeout)
+    document = run_parity(cfg)
+    print(parity_table(document).to_string(index=False))
+    print(f"parity: {'PASS' if document['ok'] else 'FAIL'} ({args.out / 'parity.json'})")
+    return 0 if document["ok"] else 1
+
+
+def cmd_report(args) -> int:
+    from pybench.report import write_report
+
+    print(write_report(args.run_dir, args.out, plots=not args.no_plots))
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "datasets": cmd_datasets, "compare": cmd_compare,
+            "parity": cmd_parity, "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except PybenchError as exc:
+        if args.debug:
+            raise
+        print(f"pybench: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("pybench: interrupted (finished runs are saved in results.json)", file=sys.stderr)
+        return 130

@@ -1,0 +1,183 @@
+"""`pybench compare`: train every (framework, model) on one dataset and store the results.
+
+The parent process never imports a framework: it checks availability through the registry's
+lightweight path where it can, runs each job in its own worker (`pybench.worker`), compares the
+workers' forward-check logits against a reference framework, and rewrites results.json after every
+run so nothing finished is lost.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pybench import __version__
+from pybench.backends import availability, check_framework
+from pybench.errors import PybenchError, UnavailableError
+from pybench.models import check_model
+from pybench.results import SCHEMA, machine_has_cuda_gpu, machine_info, write_results
+from pybench.training import TrainConfig
+from pybench.worker import job_for, run_in_worker
+
+# The forward check's tolerance: float32 on CPU, as for `pybench parity`.
+FORWARD_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    dataset: str
+    frameworks: tuple[str, ...]
+    models: tuple[str, ...]
+    train: TrainConfig
+    device: str = "auto"
+    out: Path | None = None
+    timeout: float | None = None
+    dataset_options: dict | None = None
+
+
+def resolve_device(requested: str) -> str:
+    """One device for every framework: comparing torch on a GPU with JAX on the CPU is
+    meaningless, so "auto" means the GPU when the machine has one, for all of them."""
+    if requested == "auto":
+        return "cuda" if machine_has_cuda_gpu() else "cpu"
+    if requested == "cuda" and not machine_has_cuda_gpu():
+        raise PybenchError("--device cuda: no NVIDIA GPU with a driver on this machine "
+                           "(nvidia-smi finds none); use --device cpu")
+    if requested not in ("cpu", "cuda"):
+        raise PybenchError(f"--device {requested!r}: choose auto, cpu or cuda")
+    return requested
+
+
+def default_out_dir(dataset: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = Path(dataset).stem if dataset not in ("mnist", "digits") else dataset
+    return Path("runs") / f"{stamp}-{name}"
+
+
+def dataset_summary(dataset) -> dict:
+    return {"name": dataset.name, "source": dataset.source, "fingerprint": dataset.fingerprint,
+            "classes": list(dataset.classes), "in_shape": list(dataset.in_shape),
+            "train_size": len(dataset.train.labels),
+            "val_size": len(dataset.val.labels) if dataset.val is not None else 0,
+            "test_size": len(dataset.test.labels),
+            "mean": [float(m) for m in dataset.mean], "std": [float(s) for s in dataset.std]}
+
+
+def forward_parity(runs: list[dict], out_dir: Path, reference: str = "torch") -> None:
+    """Add each ok run's forward-check figures against the reference framework's logits."""
+    by_model: dict[str, dict[str, dict]] = {}
+    for run in runs:
+        if run.get("status") == "ok":
+            by_model.setdefault(run["model"], {})[run["framework"]] = run
+    for model, runs_of_model in by_model.items():
+        ref = reference if reference in runs_of_model else sorted(runs_of_model)[0]
+        ref_arrays = np.load(out_dir / runs_of_model[ref]["parity_arrays"])
+        for framework, run in runs_of_model.items():
+            arrays = np.load(out_dir / run["parity_arrays"])
+            diffs = {mode: float(np.max(np.abs(arrays[f"{mode}_logits"]
+                                               - ref_arrays[f"{mode}_logits"])))
+                     for mode in ("eval", "train")}
+            run["parity"] = {"reference": ref,
+                             "max_abs_logit_diff_eval": diffs["eval"],
+                             "max_abs_logit_diff_train": diffs["train"],
+                             "tolerance": FORWARD_TOLERANCE,
+                             "ok": max(diffs.values()) <= FORWARD_TOLERANCE}
+
+
+def check_requested_frameworks(frameworks) -> dict[str, str]:
+    """Unavailable frameworks -> reason. All of them unavailable is an error (nothing to run)."""
+    unavailable = {}
+    for name in frameworks:
+        check_framework(name)
+        status = availability(name)
+        if not status.ok:
+            unavailable[name] = f"{name} is unavailable: {status.reason}"
+    if unavailable and len(unavailable) == len(frameworks):
+        raise UnavailableError("; ".join(unavailable.values()))
+    return unavailable
+
+
+def run_compare(cfg: CompareConfig, command: str | None = None,
+                echo: bool = True) -> tuple[Path, dict]:
+    """Run the comparison; return the results directory and the results document."""
+    from pybench.datasets import load_dataset  # parent loads once: fills the cache, fails early
+
+    for model in cfg.models:
+        check_model(model)
+    device = resolve_device(cfg.device)
+    unavailable = check_requested_frameworks(cfg.frameworks)
+    options = cfg.dataset_options or {}
+    dataset = load_dataset(cfg.dataset, progress=echo, **options)
+    out_dir = Path(cfg.out) if cfg.out else default_out_dir(cfg.dataset)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    train = asdict(cfg.train)
+    train.pop("model")
+    document = {
+        "schema": SCHEMA, "pybench_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command or "", "machine": machine_info(),
+        "config": {"dataset": cfg.dataset, "dataset_options": options,
+                   "frameworks": list(cfg.frameworks), "models": list(cfg.models),
+                   "device": device, "timeout_s": cfg.timeout, **train},
+        "dataset": dataset_summary(dataset), "runs": [],
+    }
+    write_results(out_dir, document)
+    progress = echo and sys.stderr.isatty()
+    for model in cfg.models:
+        for framework in cfg.frameworks:
+            if framework in unavailable:
+                record = {"framework": framework, "model": model, "status": "unavailable",
+                          "reason": unavailable[framework]}
+            else:
+                if echo:
+                    print(f"== {framework} {model} on {device}", file=sys.stderr, flush=True)
+                record = run_one(cfg, framework, model, device, out_dir, progress, echo)
+            document["runs"].append(record)
+            forward_parity(document["runs"], out_dir)
+            write_results(out_dir, document)
+    return out_dir, document
+
+
+def run_one(cfg: CompareConfig, framework: str, model: str, device: str, out_dir: Path,
+            progress: bool, echo: bool) -> dict:
+    stem = f"{framework}-{model}"
+    job = job_for("train", framework, model, cfg.dataset, cfg.dataset_options or {}, cfg.train,
+                  device, progress=progress,
+                  parity_path=str(out_dir / "parity" / f"{stem}.npz"),
+                  predictions_path=str(out_dir / "predictions" / f"{stem}.npz"))
+    record = run_in_worker(job, cfg.timeout, log_path=out_dir / "logs" / f"{stem}.log",
+                           echo=echo)
+    if record.get("status") == "ok":
+        record["predictions"] = f"predictions/{stem}.npz"
+        record["parity_arrays"] = f"parity/{stem}.npz"
+    return record
+
+
+def summary_frame(document: dict) -> pd.DataFrame:
+    rows = []
+    for run in document["runs"]:
+        ok = run.get("status") == "ok"
+        stats = run.get("step_time_ms") or {}
+        rows.append({
+            "framework": run["framework"], "model": run["model"], "status": run["status"],
+            "test acc %": round(100 * run["test_accuracy"], 2) if ok else None,
+            "step ms (median)": round(stats["median"], 3) if ok and stats.get("median") else None,
+            "IQR ms": round(stats["iqr"], 3) if ok and stats.get("iqr") is not None else None,
+            "images/s": round(run["images_per_s"]) if ok and run.get("images_per_s") else None,
+            "first step s": round(run["first_step_s"], 3) if ok else None,
+            "forward diff": (f"{max(run['parity']['max_abs_logit_diff_eval'], run['parity']['max_abs_logit_diff_train']):.1e}"
+                             if ok and run.get("parity") else None),
+            "reason": "" if ok else run.get("reason", ""),
+        })
+    return pd.DataFrame(rows)
+
+
+def command_line() -> str:
+    return "python -m pybench " + shlex.join(sys.argv[1:])

@@ -1,0 +1,131 @@
+"""`pybench parity`: prove that every framework computes the same function and the same training.
+
+Each framework, in its own worker, builds each model from the same canonical weights, runs a
+forward pass in eval and train mode on the same batch, then `steps` optimizer steps on the same
+batches, and exports its parameters. Here the arrays are compared with a reference framework
+(torch when it ran): equal parameter counts and shapes, logits within `LOGIT_ATOL`, the loss at
+every step within `LOSS_RTOL`, and the final weights close. parity.json records every figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pybench import models
+from pybench.compare import check_requested_frameworks, resolve_device
+from pybench.errors import PybenchError
+from pybench.results import write_json
+from pybench.training import TrainConfig
+from pybench.worker import job_for, run_in_worker
+
+LOGIT_ATOL = 1e-4  # max abs difference of logits, float32 on CPU
+LOSS_RTOL = 1e-3  # relative difference of the loss at every step
+WEIGHT_RTOL, WEIGHT_ATOL = 1e-3, 1e-4  # final weights: |a - b| <= atol + rtol * |b|
+
+
+@dataclass(frozen=True)
+class ParityConfig:
+    models: tuple[str, ...]
+    frameworks: tuple[str, ...]
+    train: TrainConfig
+    steps: int = 10
+    device: str = "cpu"
+    dataset: str = "digits"
+    dataset_options: dict | None = None
+    out: Path = Path("parity")
+    timeout: float | None = None
+
+
+def compare_arrays(ref: dict, other: dict) -> dict:
+    """The figures of one framework against the reference, and whether each is in tolerance."""
+    ref_losses, losses = ref["losses"], other["losses"]
+    loss_rel = (float(np.max(np.abs(losses - ref_losses) / np.maximum(np.abs(ref_losses), 1e-12)))
+                if len(ref_losses) else 0.0)
+    finals = sorted(k for k in ref.files if k.startswith("final/"))
+    weight_diff, weights_close = 0.0, set(finals) == {k for k in other.files
+                                                      if k.startswith("final/")}
+    for k in finals if weights_close else []:
+        a, b = other[k], ref[k]
+        if a.shape != b.shape:
+            weights_close = False
+            break
+        weight_diff = max(weight_diff, float(np.max(np.abs(a - b))))
+        weights_close &= bool(np.allclose(a, b, rtol=WEIGHT_RTOL, atol=WEIGHT_ATOL))
+    eval_diff = float(np.max(np.abs(other["eval_logits"] - ref["eval_logits"])))
+    train_diff = float(np.max(np.abs(other["train_logits"] - ref["train_logits"])))
+    return {"max_abs_logit_diff_eval": eval_diff, "max_abs_logit_diff_train": train_diff,
+            "max_rel_loss_diff": loss_rel, "max_abs_weight_diff": weight_diff,
+            "logits_ok": max(eval_diff, train_diff) <= LOGIT_ATOL,
+            "losses_ok": loss_rel <= LOSS_RTOL and len(losses) == len(ref_losses),
+            "weights_ok": weights_close}
+
+
+def check_model_parity(model: str, records: dict[str, dict], arrays: dict[str, dict],
+                       expected_params: int) -> list[dict]:
+    ok_frameworks = [f for f, r in records.items() if r["status"] == "ok"]
+    rows = []
+    reference = "torch" if "torch" in ok_frameworks else (ok_frameworks or [None])[0]
+    for framework, record in records.items():
+        row = {"model": model, "framework": framework, "status": record["status"],
+               "reason": record.get("reason", ""), "reference": reference}
+        if record["status"] == "ok":
+            ref = records[reference]
+            row.update(n_params=record["n_params"],
+                       params_ok=record["n_params"] == ref["n_params"] == expected_params,
+                       shapes_ok=record["shapes"] == ref["shapes"],
+                       losses=arrays[framework]["losses"].tolist(),
+                       **compare_arrays(arrays[reference], arrays[framework]))
+            row["ok"] = all(row[k] for k in ("params_ok", "shapes_ok", "logits_ok",
+                                             "losses_ok", "weights_ok"))
+        rows.append(row)
+    return rows
+
+
+def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
+    from pybench.datasets import load_dataset  # parent loads once: fills the cache, fails early
+
+    device = resolve_device(cfg.device)
+    unavailable = check_requested_frameworks(cfg.frameworks)
+    dataset = load_dataset(cfg.dataset, progress=False, **(cfg.dataset_options or {}))
+    if cfg.steps * cfg.train.batch_size > len(dataset.train.labels):
+        raise PybenchError(f"--steps {cfg.steps} x --batch-size {cfg.train.batch_size} needs "
+                           f"more than the {len(dataset.train.labels)} training images of "
+                           f"{dataset.name}")
+    rows = []
+    for model in cfg.models:
+        models.check_model(model)
+        records, arrays = {}, {}
+        for framework in cfg.frameworks:
+            if framework in unavailable:
+                records[framework] = {"status": "unavailable", "reason": unavailable[framework]}
+                continue
+            if echo:
+                print(f"== parity {framework} {model}", flush=True)
+            path = cfg.out / "arrays" / f"{framework}-{model}.npz"
+            job = job_for("parity", framework, model, cfg.dataset, cfg.dataset_options or {},
+                          cfg.train, device, steps=cfg.steps, arrays_path=str(path))
+            records[framework] = run_in_worker(job, cfg.timeout, echo=echo)
+            if records[framework]["status"] == "ok":
+                arrays[framework] = np.load(path)
+        expected = models.n_params(model, dataset.in_shape, dataset.num_classes)
+        rows += check_model_parity(model, records, arrays, expected)
+    document = {"device": device, "steps": cfg.steps, "dataset": dataset.name,
+                "data_fingerprint": dataset.fingerprint,
+                "tolerances": {"logit_atol": LOGIT_ATOL, "loss_rtol": LOSS_RTOL,
+                               "weight_rtol": WEIGHT_RTOL, "weight_atol": WEIGHT_ATOL},
+                "train": cfg.train.to_dict(), "results": rows,
+                "ok": all(r.get("ok", r["status"] == "unavailable") for r in rows)
+                and any(r["status"] == "ok" for r in rows)}
+    write_json(cfg.out / "parity.json", document)
+    return document
+
+
+def parity_table(document: dict) -> pd.DataFrame:
+    cols = ["model", "framework", "status", "reference", "n_params",
+            "max_abs_logit_diff_eval", "max_abs_logit_diff_train", "max_rel_loss_diff",
+            "max_abs_weight_diff", "ok", "reason"]
+    return pd.DataFrame(document["results"]).reindex(columns=cols)

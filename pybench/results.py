@@ -1,0 +1,123 @@
+"""Stored results: the machine record, atomic writes of results.json and its CSV.
+
+results.json is the one document reports read (schema in the README). It is rewritten atomically
+after every finished run, so an interrupted comparison keeps everything that had finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+
+SCHEMA = 1
+
+# The columns of runs.csv: the scalar facts of each run (raw per-step lists stay in the JSON).
+CSV_COLUMNS = [
+    "framework", "model", "status", "reason", "device", "device_name", "framework_version",
+    "test_accuracy", "val_accuracy", "step_time_ms.median", "step_time_ms.iqr",
+    "step_time_ms.p90", "first_step_s", "images_per_s", "time_to_target_s", "epochs_run",
+    "steps", "peak_memory_bytes", "memory_kind", "n_params", "flops_per_image",
+    "init_fingerprint", "data_fingerprint", "data_on_device",
+]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: Path, document: dict) -> None:
+    text = json.dumps(document, indent=1, default=_json_default, allow_nan=False)
+    atomic_write_bytes(Path(path), text.encode())
+
+
+def write_npz(path: Path, **arrays) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def runs_table(runs: list[dict]) -> pd.DataFrame:
+    flat = pd.json_normalize(runs) if runs else pd.DataFrame()
+    return flat.reindex(columns=CSV_COLUMNS)
+
+
+def write_results(out_dir: Path, document: dict) -> None:
+    """results.json and runs.csv, both atomically."""
+    write_json(out_dir / "results.json", document)
+    csv = runs_table(document["runs"]).to_csv(index=False)
+    atomic_write_bytes(out_dir / "runs.csv", csv.encode())
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def nvidia_gpus() -> tuple[list[str], str | None]:
+    """GPU names and the driver version from nvidia-smi; ([], None) without an NVIDIA GPU."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return [], None
+    try:
+        out = subprocess.run([smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return [], None
+    rows = [line.split(",") for line in out.strip().splitlines() if line.strip()]
+    return [r[0].strip() for r in rows], (rows[0][1].strip() if rows else None)
+
+
+def machine_info() -> dict:
+    gpus, driver = nvidia_gpus()
+    return {
+        "cpu": cpu_model(),
+        "cores": psutil.cpu_count(logical=True),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "gpus": gpus,
+        "cuda_driver": driver,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def machine_has_cuda_gpu() -> bool:
+    """Whether an NVIDIA GPU with a driver is present, asked without importing a framework."""
+    return bool(nvidia_gpus()[0]) or Path("/proc/driver/nvidia/version").exists()

@@ -1,0 +1,206 @@
+"""The process boundary: every (framework, model) job runs in a worker process of its own.
+
+PyTorch, JAX and Julia cannot safely share one process (juliacall beside torch can crash, and
+each framework claims GPU memory its own way), so the parent (`compare`, `parity`) never imports
+a framework. It writes a job file, starts `python -m pybench.worker JOB RESULT`, forwards the
+worker's stderr (progress bars) and keeps its tail, and reads the result file. A worker that
+crashes or runs past its timeout becomes a `failed` record with the reason; the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from collections import deque
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from pybench import models
+from pybench.backends import get_backend
+from pybench.backends.contract import ModelInput, OptimizerConfig
+from pybench.datasets import batch_order, load_dataset
+from pybench.errors import PybenchError, UnavailableError
+from pybench.results import write_json, write_npz
+from pybench.training import TrainConfig, initial_weights, train_and_evaluate
+
+# Images in the forward-parity batch that `compare` checks before training.
+PARITY_BATCH = 32
+
+
+# ---------------------------------------------------------------- the worker side
+
+def load_job_dataset(job: dict):
+    return load_dataset(job["dataset"], progress=False, **job.get("dataset_options", {}))
+
+
+def train_config(job: dict) -> TrainConfig:
+    cfg = dict(job["train"])
+    cfg["optimizer"] = OptimizerConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                          for k, v in cfg["optimizer"].items()})
+    return TrainConfig(**cfg)
+
+
+def forward_check_arrays(backend, dataset, cfg: TrainConfig) -> dict:
+    """Eval- and train-mode logits of the initial model on the first batch of epoch 0."""
+    params, buffers = initial_weights(cfg, dataset)
+    state = backend.init_state(
+        ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, params, buffers),
+        cfg.optimizer)
+    idx = batch_order(cfg.seed, 0, len(dataset.train.labels))[:PARITY_BATCH]
+    images = np.ascontiguousarray(dataset.normalized("train")[idx])
+    return {"eval_logits": backend.forward(state, images, train=False),
+            "train_logits": backend.forward(state, images, train=True)}
+
+
+def run_train_job(job: dict) -> dict:
+    dataset = load_job_dataset(job)
+    cfg = train_config(job)
+    backend = get_backend(job["framework"], job["device"])
+    record = {"device": backend.device, **backend.device_info()}
+    write_npz(Path(job["parity_path"]), **forward_check_arrays(backend, dataset, cfg))
+    run, predictions = train_and_evaluate(backend, dataset, cfg, progress=job.get("progress"))
+    write_npz(Path(job["predictions_path"]), **predictions)
+    return {**record, **run}
+
+
+def run_parity_job(job: dict) -> dict:
+    """Canonical weights, the same batches, `steps` optimizer steps: everything parity compares."""
+    dataset = load_job_dataset(job)
+    cfg = train_config(job)
+    backend = get_backend(job["framework"], job["device"])
+    params, buffers = initial_weights(cfg, dataset)
+    state = backend.init_state(
+        ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, params, buffers),
+        cfg.optimizer)
+    images = dataset.normalized("train")
+    order_np = batch_order(cfg.seed, 0, len(dataset.train.labels))
+    first = np.ascontiguousarray(images[order_np[:cfg.batch_size]])
+    arrays = {"eval_logits": backend.forward(state, first, train=False),
+              "train_logits": backend.forward(state, first, train=True)}
+    exported, exported_buffers = backend.export_weights(state)
+    shapes = {k: list(v.shape) for k, v in {**exported, **exported_buffers}.items()}
+    data = backend.put_data(images, dataset.train.labels)
+    order = backend.put_order(order_np)
+    losses = []
+    for step in range(job["steps"]):
+        state, loss = backend.train_step(state, data, order, step, cfg.batch_size)
+        losses.append(backend.to_float(loss))
+    final, final_buffers = backend.export_weights(state)
+    arrays["losses"] = np.asarray(losses, np.float64)
+    arrays.update({f"final/{k}": v for k, v in {**final, **final_buffers}.items()})
+    write_npz(Path(job["arrays_path"]), **arrays)
+    return {"device": backend.device, **backend.device_info(), "shapes": shapes,
+            "n_params": int(sum(v.size for v in exported.values()))}
+
+
+JOB_KINDS = {"train": run_train_job, "parity": run_parity_job}
+
+
+def run_job(job: dict) -> dict:
+    """Run one job; any failure becomes a record with a status and a one-line reason."""
+    base = {"framework": job["framework"], "model": job["model"]}
+    try:
+        return {**base, "status": "ok", "reason": "", **JOB_KINDS[job["kind"]](job)}
+    except UnavailableError as exc:
+        return {**base, "status": "unavailable", "reason": str(exc)}
+    except PybenchError as exc:
+        return {**base, "status": "failed", "reason": str(exc)}
+    except Exception as exc:  # a framework error: keep the traceback in the log, one line here
+        traceback.print_exc(file=sys.stderr)
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        return {**base, "status": "failed", "reason": f"{type(exc).__name__}: {first_line}"}
+
+
+def worker_main(argv: list[str]) -> int:
+    job_path, result_path = argv
+    job = json.loads(Path(job_path).read_text())
+    write_json(Path(result_path), run_job(job))
+    return 0
+
+
+# ---------------------------------------------------------------- the parent side
+
+def worker_env() -> dict:
+    env = dict(os.environ)
+    # JAX must not take 75% of a GPU that the next framework's worker needs.
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    env.setdefault("PYTHON_JULIACALL_HANDLE_SIGNALS", "yes")
+    return env
+
+
+def _forward_stream(stream, sink, tail: deque) -> None:
+    """Copy the worker's stderr through (progress bars) while keeping its last lines."""
+    pending = b""
+    for chunk in iter(lambda: stream.read1(4096), b""):
+        if sink is not None:
+            sink.write(chunk)
+            sink.flush()
+        pending += chunk
+        *lines, pending = pending.replace(b"\r", b"\n").split(b"\n")
+        tail.extend(line for line in lines if line.strip())
+    if pending.strip():
+        tail.append(pending)
+
+
+def run_in_worker(job: dict, timeout: float | None, log_path: Path | None = None,
+                  echo: bool = True) -> dict:
+    """Run `job` in a fresh `python -m pybench.worker` process and return its record."""
+    base = {"framework": job["framework"], "model": job["model"]}
+    with tempfile.TemporaryDirectory(prefix="pybench-job-") as tmp:
+        job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        job_path.write_text(json.dumps(job))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pybench.worker", str(job_path), str(result_path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=worker_env(), start_new_session=True)
+        tail: deque = deque(maxlen=200)
+        sink = sys.stderr.buffer if echo else None
+        reader = threading.Thread(target=_forward_stream, args=(proc.stderr, sink, tail),
+                                  daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: Julia and XLA spawn threads
+            proc.wait()
+            reader.join(timeout=5)
+            _save_log(log_path, tail)
+            return {**base, "status": "failed", "reason": f"timed out after {timeout:g} s"}
+        reader.join(timeout=30)
+        _save_log(log_path, tail)
+        if result_path.exists():
+            return json.loads(result_path.read_text())
+        return {**base, "status": "failed", "reason": _crash_reason(proc.returncode, tail)}
+
+
+def _crash_reason(returncode: int, tail: deque) -> str:
+    how = (f"killed by signal {-returncode} ({signal.Signals(-returncode).name})"
+           if returncode < 0 else f"exited with status {returncode}")
+    last = tail[-1].decode(errors="replace").strip() if tail else ""
+    return f"worker {how}" + (f": {last}" if last else "")
+
+
+def _save_log(log_path: Path | None, tail: deque) -> None:
+    if log_path is not None and tail:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_bytes(b"\n".join(tail) + b"\n")
+
+
+def job_for(kind: str, framework: str, model: str, dataset: str, dataset_options: dict,
+            cfg: TrainConfig, device: str, **extra) -> dict:
+    train = asdict(cfg)
+    train["model"] = model
+    return {"kind": kind, "framework": framework, "model": model, "dataset": dataset,
+            "dataset_options": dataset_options, "train": train, "device": device, **extra}
+
+
+if __name__ == "__main__":
+    raise SystemExit(worker_main(sys.argv[1:]))
