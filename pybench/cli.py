@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                         default=("lenet5", "resnet8", "resnet20", "resnet18"))
     parity.add_argument("--steps", type=positive_int, default=10,
                         help="SGD steps of the trajectory check (default 10)")
+    parity.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                        help="precision of the trajectory check (default float64; the forward "
+                             "check is always float32)")
     parity.add_argument("--dataset", default="digits",
                         help="data for the batches (default: digits, offline)")
     parity.add_argument("--out", type=Path, default=Path("parity"),
@@ -179,7 +182,8 @@ def cmd_parity(args) -> int:
     from pybench.parity import ParityConfig, parity_table, run_parity
 
     cfg = ParityConfig(models=args.models, frameworks=args.frameworks,
-                       train=train_config(args), steps=args.steps, device=args.device,
+                       train=train_config(args), steps=args.steps, dtype=args.dtype,
+                       device=args.device,
                        dataset=args.dataset, dataset_options=dataset_options(args),
                        out=args.out, timeout=args.timeout)
     document = run_parity(cfg)

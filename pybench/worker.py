@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pybench import models
 from pybench.backends import get_backend
 from pybench.backends.contract import ModelInput, OptimizerConfig
 from pybench.datasets import batch_order, load_dataset
@@ -72,22 +71,32 @@ def run_train_job(job: dict) -> dict:
 
 
 def run_parity_job(job: dict) -> dict:
-    """Canonical weights, the same batches, `steps` optimizer steps: everything parity compares."""
+    """Everything parity compares: float32 logits of the canonical model on the first batch, then
+    `steps` optimizer steps on the same batches in `job["dtype"]` (float64 by default: see the
+    contract), with the losses and the final weights."""
+    dtype = np.dtype(job.get("dtype", "float64"))
+    if dtype == np.float64:
+        os.environ["JAX_ENABLE_X64"] = "1"  # read when JAX starts, which is below
     dataset = load_job_dataset(job)
     cfg = train_config(job)
     backend = get_backend(job["framework"], job["device"])
     params, buffers = initial_weights(cfg, dataset)
-    state = backend.init_state(
-        ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, params, buffers),
-        cfg.optimizer)
     images = dataset.normalized("train")
     order_np = batch_order(cfg.seed, 0, len(dataset.train.labels))
     first = np.ascontiguousarray(images[order_np[:cfg.batch_size]])
+    state = backend.init_state(
+        ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, params, buffers),
+        cfg.optimizer)
     arrays = {"eval_logits": backend.forward(state, first, train=False),
               "train_logits": backend.forward(state, first, train=True)}
     exported, exported_buffers = backend.export_weights(state)
     shapes = {k: list(v.shape) for k, v in {**exported, **exported_buffers}.items()}
-    data = backend.put_data(images, dataset.train.labels)
+
+    cast = {k: v.astype(dtype) for k, v in params.items()}
+    state = backend.init_state(
+        ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, cast,
+                   {k: v.astype(dtype) for k, v in buffers.items()}), cfg.optimizer)
+    data = backend.put_data(images.astype(dtype), dataset.train.labels)
     order = backend.put_order(order_np)
     losses = []
     for step in range(job["steps"]):
@@ -98,7 +107,7 @@ def run_parity_job(job: dict) -> dict:
     arrays.update({f"final/{k}": v for k, v in {**final, **final_buffers}.items()})
     write_npz(Path(job["arrays_path"]), **arrays)
     return {"device": backend.device, **backend.device_info(), "shapes": shapes,
-            "n_params": int(sum(v.size for v in exported.values()))}
+            "n_params": int(sum(v.size for v in exported.values())), "dtype": dtype.name}
 
 
 JOB_KINDS = {"train": run_train_job, "parity": run_parity_job}

@@ -6,9 +6,13 @@ No logic lives here, only the interface (as `pybench.models` holds the architect
 contract assumes a Python framework, so a Julia backend behind juliacall fits it as well.
 
 Conventions every backend follows:
-- Weights cross the contract in canonical form: `{name: float32 numpy array}` with PyTorch's
-  names and layouts (see `pybench.models`), split into `params` (trained) and `buffers`
-  (BatchNorm running statistics). Each backend converts to its own layout and back.
+- Weights cross the contract in canonical form: `{name: numpy array}` with PyTorch's names and
+  layouts (see `pybench.models`), split into `params` (trained) and `buffers` (BatchNorm running
+  statistics). Each backend converts to its own layout and back.
+- The element type is the canonical weights' dtype (`ModelInput.dtype`): float32 for every
+  comparison run, float64 for the parity command's training trajectory (a float32 ResNet-20
+  trajectory drifts from its own float64 twin by 1e-2 in ten steps, so only float64 can show
+  that two frameworks compute the same update). Data, logits and exported weights share it.
 - Data crosses once: `put_data` receives the normalised float32 images (N, C, H, W) and the
   0-based int64 labels, and keeps them on the device when they fit. Training steps then select a
   batch by position in an epoch order that was also uploaded once (`put_order`), so host-to-device
@@ -65,6 +69,10 @@ class ModelInput:
     params: Arrays
     buffers: Arrays = field(default_factory=dict)
 
+    @property
+    def dtype(self) -> np.dtype:
+        return next(iter(self.params.values())).dtype
+
 
 class Backend(ABC):
     """One framework on one device. Instantiate through `pybench.backends.get_backend`."""
@@ -98,7 +106,8 @@ class Backend(ABC):
 
     @abstractmethod
     def put_data(self, images: np.ndarray, labels: np.ndarray) -> Any:
-        """Move normalised float32 (N, C, H, W) images and 0-based int64 labels to the device."""
+        """Move normalised (N, C, H, W) images (in the state's dtype) and 0-based int64 labels
+        to the device."""
 
     def data_on_device(self, data: Any) -> bool:
         """Whether `put_data` kept the data on the device (False: batches are copied per step,
@@ -133,7 +142,8 @@ class Backend(ABC):
 
     @abstractmethod
     def export_weights(self, state: Any) -> tuple[Arrays, Arrays]:
-        """(params, buffers) in canonical names and layouts, as float32 numpy arrays."""
+        """(params, buffers) in canonical names and layouts, as numpy arrays of the state's
+        dtype."""
 
     @abstractmethod
     def peak_memory_bytes(self) -> int | None:

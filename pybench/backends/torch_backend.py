@@ -112,6 +112,9 @@ def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {cfg.name!r}")
 
 
+TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
 @dataclass
 class TorchState:
     module: nn.Module
@@ -142,6 +145,7 @@ class TorchBackend(Backend):
     def __init__(self, device: str):
         super().__init__(device)
         self.torch_device = torch.device("cuda" if device == "cuda" else "cpu")
+        self.dtype = torch.float32  # until init_state sees the canonical weights' dtype
         # Full float32 everywhere, as in the other backends: TF32 would change the numbers
         # (cuDNN convolutions allow it by default) and make the frameworks incomparable.
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -178,7 +182,8 @@ class TorchBackend(Backend):
         if missing or unexpected:
             raise ValueError(f"canonical weights do not fit: missing {missing}, "
                              f"unexpected {unexpected}")
-        module.to(self.torch_device).train()
+        self.dtype = TORCH_DTYPES[np.dtype(model.dtype)]
+        module.to(self.torch_device, self.dtype).train()
         return TorchState(module, make_optimizer(module.parameters(), optimizer))
 
     def _fits_on_device(self, nbytes: int) -> bool:
@@ -222,13 +227,13 @@ class TorchBackend(Backend):
             chunks = []
             for start in range(0, n, batch_size):
                 x = data.images[start:start + batch_size].to(self.torch_device)
-                chunks.append(state.module(x).float().cpu())
+                chunks.append(state.module(x).cpu())
             return torch.cat(chunks).numpy()
         finally:
             state.module.train()
 
     def forward(self, state: TorchState, images: np.ndarray, train: bool) -> np.ndarray:
-        x = torch.from_numpy(images).to(self.torch_device)
+        x = torch.from_numpy(images).to(self.torch_device, next(state.module.parameters()).dtype)
         # A train-mode forward moves BatchNorm's running statistics: run it on a copy.
         module = copy.deepcopy(state.module) if train else state.module
         module.train(train)
@@ -239,7 +244,7 @@ class TorchBackend(Backend):
             state.module.train()
 
     def export_weights(self, state: TorchState):
-        sd = {k: v.detach().cpu().numpy().astype(np.float32, copy=True)
+        sd = {k: v.detach().cpu().numpy().copy()
               for k, v in state.module.state_dict().items()
               if not k.endswith("num_batches_tracked")}
         param_names = {name for name, _ in state.module.named_parameters()}

@@ -1,0 +1,27 @@
+"""
+    KnetModels
+
+pybench's models (LeNet-5, CIFAR ResNets, ResNet-18) and training step in Knet.jl, built from
+canonical PyTorch weights so that every framework starts from the same numbers. Called from
+Python through juliacall (pybench/backends/knet_backend.py) or standalone (test/runtests.jl).
+
+Weights arrive in Knet layout (pybench/backends/knet_layout.py): conv weights (kW, kH, Cin, Cout),
+everything else in its canonical shape; images (W, H, C, N); labels and positions 1-based.
+"""
+module KnetModels
+
+using Knet
+using CUDA
+
+include("data.jl")
+include("layers.jl")
+include("lenet5.jl")
+include("resnets.jl")
+include("training.jl")
+
+export array_type, to_device, synchronize_device, put_data, put_order
+export Conv, Dense, BatchNorm, LeNet5, ResNet, BlockSpec, block_specs
+export build_model, TrainState, init_state, train_step!, batch_loss, forward, predict
+export export_weights
+
+end # module

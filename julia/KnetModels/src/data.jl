@@ -1,0 +1,91 @@
+# Devices and data: where arrays live, moving the dataset there once, and waiting for the GPU.
+
+"""
+    array_type(device, T=Float32) -> Type
+    array_type(device, dtype::AbstractString) -> Type
+
+`CuArray{T}` for `"cuda"` (when CUDA.jl works here), else `Array{T}`. `T` is the element type
+of the canonical weights: `Float32` for normal runs, `Float64` for pybench's parity trajectory;
+from Python it comes as numpy's dtype name ("float32", "float64"). Everything built on an
+`atype` computes in `eltype(atype)`. Chosen per call rather than through `Knet.array_type[]`
+(always Float32), so `--device cpu` stays on the CPU even on a machine where Knet picked the
+GPU at load time.
+"""
+function array_type(device::AbstractString, ::Type{T}=Float32) where {T<:AbstractFloat}
+    if device == "cuda"
+        CUDA.functional() || error("device cuda requested but CUDA.functional() is false")
+        return CuArray{T}
+    end
+    return Array{T}
+end
+
+array_type(device::AbstractString, dtype::AbstractString) = array_type(device, element_type(dtype))
+
+"""The Julia element type for a numpy dtype name."""
+function element_type(dtype::AbstractString)
+    dtype == "float32" && return Float32
+    dtype == "float64" && return Float64
+    error("unsupported dtype $dtype: KnetModels computes in float32 or float64")
+end
+
+"""
+    to_device(x, atype) -> array of type `atype`
+
+A copy of `x` (a Julia array, or a `PyArray` wrapping numpy memory) with element type
+`eltype(atype)`, in `atype`. The host copy first makes the data contiguous Julia memory (and
+converts the element type if needed), which the GPU upload requires.
+"""
+to_device(x, atype::Type) = convert(atype, Array{eltype(atype)}(x))
+
+"""
+    synchronize_device(atype)
+
+Blocks until queued GPU work is done (kernels run asynchronously), so a clock read afterwards
+measures finished work. A no-op on the CPU.
+"""
+synchronize_device(atype::Type) = (atype <: CuArray && CUDA.synchronize(); nothing)
+
+"""Images on the device, labels and sample orders on the host: Knet's `nll` indexes the labels
+with scalar CPU loops, and the batch positions index the device images from the host."""
+struct DeviceData{A}
+    images::A               # (W, H, C, N) in the state's element type, on the device
+    labels::Vector{Int}     # 1-based classes
+end
+
+"""
+    put_data(images, labels, atype) -> DeviceData
+
+`images` is (W, H, C, N) (a no-copy `PyArray` view of numpy's (N, C, H, W) from Python), labels
+1-based. Copied to the device once, outside any timed step: `to_device` first makes a host
+`Array{eltype(atype)}` copy (contiguous Julia memory in the computing element type), then
+uploads it; on the CPU the images stay in that host copy. Either way the images end up in
+`atype`, so the data is always "on the device" (see `on_device`).
+"""
+put_data(images, labels, atype::Type) = DeviceData(to_device(images, atype), Vector{Int}(labels))
+
+"""
+    on_device(data) -> Bool
+
+Whether `put_data` kept the images in the device's memory, so that a training step copies no
+data from the host: always true, because `put_data` copies the whole dataset to `atype` (on the
+CPU, host memory is the device's).
+"""
+on_device(data::DeviceData) = data.images isa CuArray || data.images isa Array
+
+"""
+    put_order(order) -> Vector{Int}
+
+An epoch's 1-based sample positions, kept on the host (see `DeviceData`).
+"""
+put_order(order) = Vector{Int}(order)
+
+"""1-based positions of batch `step` (0-based, as pybench counts steps) in `order`."""
+function batch_positions(order::AbstractVector{Int}, step::Integer, batch_size::Integer)
+    lo = step * batch_size + 1
+    hi = min((step + 1) * batch_size, length(order))
+    lo <= hi || error("step $step is past the end of an order of $(length(order)) samples")
+    return order[lo:hi]
+end
+
+"""Images (W, H, C, B) and 1-based labels of the samples at `positions`."""
+select_batch(data::DeviceData, positions) = (data.images[:, :, :, positions], data.labels[positions])

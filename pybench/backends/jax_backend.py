@@ -1,0 +1,415 @@
+"""The JAX backend: each model a pure function over explicit weight dictionaries, trained with optax.
+
+The model is `apply(params, buffers, x, train) -> (logits, new_buffers)`, built by `make_apply`
+from the layer description in `pybench.models` and written one layer per line with PyTorch's layer
+names. `params` and `buffers` are dicts keyed by the canonical names, in the canonical (PyTorch)
+layouts, so weights cross the contract without conversion. One jitted, buffer-donating training
+step selects its batch on the device from data and an epoch order uploaded once, so every step
+of every epoch runs the same compiled program and copies nothing from the host.
+
+Numerics follow PyTorch exactly: float32 (float64 only for parity trajectories, with JAX_ENABLE_X64
+set by the worker), convolutions and matmuls at
+`lax.Precision.HIGHEST` (no TF32 on GPUs; the torch backend turns TF32 off too), PyTorch's
+BatchNorm (see `batch_norm`), and optax transforms chosen to be torch.optim's SGD and Adam
+(see `make_optimizer`).
+
+Nothing global is set here, and JAX itself is imported on first use only, so the registry, or a
+process that must not load JAX, can import this module and ask `JaxBackend.availability()`. The
+worker launcher sets XLA_PYTHON_CLIENT_PREALLOCATE=false before JAX starts, so on a GPU XLA
+allocates what it needs instead of 75% of the memory up front, and peak memory means something.
+
+Usage (normally through `pybench.backends.get_backend("jax", device)` and `pybench.training`):
+    backend = JaxBackend("cpu")
+    state = backend.init_state(ModelInput("lenet5", (1, 28, 28), 10, params), OptimizerConfig())
+    data, order = backend.put_data(images, labels), backend.put_order(permutation)
+    state, loss = backend.train_step(state, data, order, step=0, batch_size=128)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from pybench.backends.contract import Arrays, Availability, Backend, ModelInput, OptimizerConfig
+from pybench.errors import PybenchError
+from pybench.models import BN_EPS, BN_MOMENTUM, RESNETS, layers, resnet_blocks
+
+
+class _LazyModule:
+    """A module imported on first attribute access: importing this file must not import JAX."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+jax = _LazyModule("jax")
+jnp = _LazyModule("jax.numpy")
+lax = _LazyModule("jax.lax")
+optax = _LazyModule("optax")
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers: canonical weights used as they are.
+
+def conv2d(layer, params, x):
+    # NCHW activations and OIHW (PyTorch) weights stated as dimension numbers: the canonical
+    # weights are used as-is with no layout conversion, and XLA still picks the physical layouts
+    # it prefers for the device. HIGHEST precision keeps float32 on GPUs (no TF32) like torch.
+    y = lax.conv_general_dilated(
+        x, params[f"{layer.name}.weight"],
+        window_strides=(layer.stride, layer.stride),
+        padding=[(layer.padding, layer.padding)] * 2,
+        dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        precision=lax.Precision.HIGHEST,
+    )
+    if layer.bias:
+        y = y + params[f"{layer.name}.bias"][None, :, None, None]
+    return y
+
+
+def dense(layer, params, x):
+    # PyTorch's Linear: x @ W.T + b with W (out, in); HIGHEST for the same reason as conv2d.
+    w, b = params[f"{layer.name}.weight"], params[f"{layer.name}.bias"]
+    return jnp.matmul(x, w.T, precision=lax.Precision.HIGHEST) + b
+
+
+def batch_norm(layer, params, buffers, new_buffers, x, train):
+    """PyTorch's BatchNorm2d. Training normalises with the batch mean and BIASED variance over
+    (N, H, W) and records the moved running statistics in `new_buffers` (the running variance
+    moves towards the UNBIASED batch variance); eval normalises with the running statistics."""
+    mean_name, var_name = f"{layer.name}.running_mean", f"{layer.name}.running_var"
+    if train:
+        mean = x.mean(axis=(0, 2, 3))
+        var = x.var(axis=(0, 2, 3))
+        n = x.size // x.shape[1]
+        new_buffers[mean_name] = (1 - BN_MOMENTUM) * buffers[mean_name] + BN_MOMENTUM * mean
+        new_buffers[var_name] = ((1 - BN_MOMENTUM) * buffers[var_name]
+                                 + BN_MOMENTUM * var * (n / (n - 1)))
+    else:
+        mean, var = buffers[mean_name], buffers[var_name]
+    weight, bias = params[f"{layer.name}.weight"], params[f"{layer.name}.bias"]
+    x = (x - mean[None, :, None, None]) * lax.rsqrt(var + BN_EPS)[None, :, None, None]
+    return x * weight[None, :, None, None] + bias[None, :, None, None]
+
+
+def relu(x):
+    # jax.nn.relu, not jnp.maximum(x, 0): maximum splits the gradient 0.5/0.5 at a tie, relu's
+    # gradient at exactly 0 is 0, as in PyTorch.
+    return jax.nn.relu(x)
+
+
+def max_pool(x):
+    # 2x2 stride 2, VALID: an odd edge row/column is dropped (floor), as in PyTorch's MaxPool2d.
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+
+def flatten(x):
+    # NCHW reshaped row-major is (C, H, W) order, the order torch's flatten(1) feeds fc1 in.
+    return x.reshape(x.shape[0], -1)
+
+
+def global_avg_pool(x):
+    return x.mean(axis=(2, 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# Models: apply(params, buffers, x, train) -> (logits, new_buffers).
+
+def lenet5(by_name, params, buffers, x, train):
+    x = conv2d(by_name["conv1"], params, x)
+    x = relu(x)
+    x = max_pool(x)
+    x = conv2d(by_name["conv2"], params, x)
+    x = relu(x)
+    x = max_pool(x)
+    x = flatten(x)
+    x = dense(by_name["fc1"], params, x)
+    x = relu(x)
+    x = dense(by_name["fc2"], params, x)
+    x = relu(x)
+    x = dense(by_name["fc3"], params, x)
+    return x, buffers
+
+
+def basic_block(block, by_name, params, buffers, new_buffers, x, train):
+    def layer(suffix):
+        return by_name[f"{block.prefix}.{suffix}"]
+
+    out = conv2d(layer("conv1"), params, x)
+    out = batch_norm(layer("bn1"), params, buffers, new_buffers, out, train)
+    out = relu(out)
+    out = conv2d(layer("conv2"), params, out)
+    out = batch_norm(layer("bn2"), params, buffers, new_buffers, out, train)
+    if block.has_downsample:
+        x = conv2d(layer("downsample.0"), params, x)
+        x = batch_norm(layer("downsample.1"), params, buffers, new_buffers, x, train)
+    return relu(out + x)
+
+
+def resnet(blocks, by_name, params, buffers, x, train):
+    new_buffers = dict(buffers)  # eval mode returns the running statistics unchanged
+    x = conv2d(by_name["conv1"], params, x)
+    x = batch_norm(by_name["bn1"], params, buffers, new_buffers, x, train)
+    x = relu(x)
+    for block in blocks:
+        x = basic_block(block, by_name, params, buffers, new_buffers, x, train)
+    x = global_avg_pool(x)
+    x = dense(by_name["fc"], params, x)
+    return x, new_buffers
+
+
+def make_apply(model: str, in_shape, num_classes: int) -> Callable:
+    """The pure function apply(params, buffers, x, train) -> (logits, new_buffers) of `model`."""
+    by_name = {layer.name: layer for layer in layers(model, in_shape, num_classes)}
+    if model == "lenet5":
+        return functools.partial(lenet5, by_name)
+    return functools.partial(resnet, resnet_blocks(RESNETS[model]), by_name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss, optimizer, and the compiled programs.
+
+def cross_entropy(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def make_optimizer(config: OptimizerConfig):
+    """torch.optim's SGD or Adam as an optax transformation.
+
+    optax.sgd's trace is v = g + momentum * v from v = 0, so its first v is g, as torch's buffer
+    starts at g (no dampening, no Nesterov); with momentum 0 torch keeps no buffer, so neither do
+    we. optax.adam with eps_root=0 computes m_hat / (sqrt(v_hat) + eps), eps outside the square
+    root, which is torch's lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) rearranged. torch's
+    weight_decay (for SGD and for Adam, not AdamW) adds weight_decay * w to the gradient before
+    anything else, which is add_decayed_weights first in the chain.
+    """
+    if config.name == "sgd":
+        core = optax.sgd(config.lr, momentum=config.momentum or None, nesterov=False)
+    elif config.name == "adam":
+        b1, b2 = config.betas
+        core = optax.adam(config.lr, b1=b1, b2=b2, eps=config.eps, eps_root=0.0)
+    else:
+        raise PybenchError(f"unknown optimizer {config.name!r}: choose sgd or adam")
+    if config.weight_decay:
+        return optax.chain(optax.add_decayed_weights(config.weight_decay), core)
+    return core
+
+
+def train_step_fn(apply, optimizer, params, buffers, opt_state, images, labels, order, step,
+                  batch_size):
+    """One optimizer step on the batch at position `step` of `order`, all on the device."""
+    # dynamic_slice takes a traced start, so one compiled program serves every step.
+    batch = lax.dynamic_slice(order, (step * batch_size,), (batch_size,))
+    # The order is a permutation of valid positions; "clip" skips the masking of out-of-range
+    # indices that jnp.take's default ("fill") adds to the gather.
+    x = jnp.take(images, batch, axis=0, mode="clip")
+    y = jnp.take(labels, batch, axis=0, mode="clip")
+
+    def loss_fn(p):
+        logits, new_buffers = apply(p, buffers, x, train=True)
+        return cross_entropy(logits, y), new_buffers
+
+    (loss, new_buffers), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), new_buffers, opt_state, loss
+
+
+def eval_batch_fn(apply, params, buffers, images, start, size):
+    """Eval-mode logits of images[start:start + size], sliced on the device."""
+    x = lax.dynamic_slice_in_dim(images, start, size, axis=0)
+    return apply(params, buffers, x, train=False)[0]
+
+
+@dataclass(frozen=True)
+class Program:
+    """The compiled functions of one model and optimizer."""
+
+    apply: Callable
+    optimizer: Any
+    train_step: Callable  # (params, buffers, opt_state, images, labels, order, step, batch_size)
+    forward: Callable  # jitted apply: (params, buffers, x, train) -> (logits, new_buffers)
+    eval_batch: Callable  # (params, buffers, images, start, size) -> logits
+    # Canonical name order (pytrees come back from jit with sorted keys).
+    param_names: tuple[str, ...]
+    buffer_names: tuple[str, ...]
+
+
+def make_program(model: ModelInput, config: OptimizerConfig) -> Program:
+    apply = make_apply(model.model, model.in_shape, model.num_classes)
+    optimizer = make_optimizer(config)
+    train_step = jax.jit(
+        functools.partial(train_step_fn, apply, optimizer),
+        # The step's outputs replace params, buffers and optimizer state, so XLA may update them
+        # in place instead of holding two copies of the model and its optimizer state.
+        donate_argnums=(0, 1, 2),
+        static_argnames="batch_size",
+    )
+    forward = jax.jit(apply, static_argnames="train")
+    eval_batch = jax.jit(functools.partial(eval_batch_fn, apply), static_argnames="size")
+    return Program(apply, optimizer, train_step, forward, eval_batch,
+                   tuple(model.params), tuple(model.buffers))
+
+
+class TrainState(NamedTuple):
+    params: dict
+    buffers: dict
+    opt_state: Any
+    program: Program
+
+
+class DeviceData(NamedTuple):
+    images: Any  # (N, C, H, W) in the state's dtype, on the device
+    labels: Any  # int32 (N,) on the device
+
+    on_device = True  # see Backend.data_on_device: put_data always keeps the data on the device
+
+
+def to_numpy(tree: dict, names: tuple[str, ...]) -> Arrays:
+    # np.array copies: the result must not alias device buffers a later step donates.
+    return {name: np.array(tree[name]) for name in names}
+
+
+# ---------------------------------------------------------------------------------------------
+
+class JaxBackend(Backend):
+    name = "jax"
+
+    @classmethod
+    def availability(cls) -> Availability:
+        try:
+            import jax as jax_module
+            import optax as optax_module  # noqa: F401  (training needs it as much as JAX)
+
+            jax_module.devices()
+            return Availability(True, version=jax_module.__version__)
+        except Exception as exc:
+            return Availability(False, reason=f"JAX does not work here ({type(exc).__name__}: "
+                                              f"{exc}); install jax and optax")
+
+    @classmethod
+    def cuda_usable(cls) -> bool:
+        try:
+            return any(d.platform in ("gpu", "cuda") for d in jax.devices())
+        except Exception:
+            return False
+
+    def __init__(self, device: str):
+        super().__init__(device)
+        if device not in ("cpu", "cuda"):
+            raise PybenchError(f"unknown device {device!r} for jax: choose cpu or cuda")
+        self._device = jax.devices(device)[0]
+        self.dtype = np.dtype(np.float32)  # until init_state sees the canonical weights' dtype
+        # The latest output of each kind of queued work ("data", "order", "step"), for
+        # `synchronize`.
+        self._pending: dict[str, Any] = {}
+        # Step numbers as device scalars, made once: a Python int argument would be copied
+        # host-to-device on every call of the step.
+        self._device_steps: dict[int, Any] = {}
+
+    def device_info(self) -> dict[str, Any]:
+        import jaxlib
+
+        return {
+            "framework": "jax",
+            "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__,
+            "optax": optax.__version__,
+            "device": self.device,
+            "platform": self._device.platform,
+            "device_kind": self._device.device_kind,
+            "precision": "float32, lax.Precision.HIGHEST for conv and matmul",
+        }
+
+    def synchronize(self) -> None:
+        # JAX has no global device barrier; blocking on the latest outputs is equivalent. Each
+        # step consumes the previous step's state, so it finishes after every earlier step, and
+        # all outputs of one XLA execution become ready together (one completion event), so its
+        # loss is ready exactly when its params, buffers and optimizer state are. Blocking on the
+        # loss alone costs ~1 us; on every leaf of the state, ~100 us for ResNet-18 (168 arrays),
+        # which the timer would add to every step. Uploads are blocked on separately.
+        jax.block_until_ready(list(self._pending.values()))
+
+    def _put(self, tree, copy: bool = False):
+        # may_alias=False: on CPU device_put may share the numpy memory, and donated params
+        # would then be overwritten inside the caller's (canonical) arrays.
+        return jax.device_put(tree, self._device, may_alias=False if copy else None)
+
+    def init_state(self, model: ModelInput, optimizer: OptimizerConfig) -> TrainState:
+        self.dtype = np.dtype(model.dtype)
+        if self.dtype == np.float64 and not jax.config.jax_enable_x64:
+            raise PybenchError("float64 weights need JAX_ENABLE_X64=1 set before JAX starts")
+        program = make_program(model, optimizer)
+        params = self._put({k: np.asarray(v, self.dtype) for k, v in model.params.items()}, True)
+        buffers = self._put({k: np.asarray(v, self.dtype) for k, v in model.buffers.items()},
+                            True)
+        # Placed explicitly: some optimizer state (Adam's step count) is made from no parameter.
+        opt_state = self._put(program.optimizer.init(params))
+        return TrainState(params, buffers, opt_state, program)
+
+    def put_data(self, images: np.ndarray, labels: np.ndarray) -> DeviceData:
+        # Labels as int32: x64 stays off, and int32 indexes any dataset that fits a device.
+        data = DeviceData(self._put(np.ascontiguousarray(images, self.dtype)),
+                          self._put(np.asarray(labels, np.int32)))
+        self._pending["data"] = data
+        return data
+
+    def put_order(self, order: np.ndarray) -> Any:
+        order = self._put(np.asarray(order, np.int32))
+        self._pending["order"] = order
+        return order
+
+    def _device_step(self, step: int):
+        if step not in self._device_steps:
+            self._device_steps[step] = self._put(np.int32(step))
+        return self._device_steps[step]
+
+    def train_step(self, state: TrainState, data: DeviceData, order: Any, step: int,
+                   batch_size: int):
+        # dynamic_slice would silently clamp a batch running past the order: refuse it here,
+        # from shapes the host knows, without waiting for the device.
+        if step < 0 or (step + 1) * batch_size > order.shape[0]:
+            raise PybenchError(f"step {step} of batch size {batch_size} runs past an epoch of "
+                               f"{order.shape[0]} samples")
+        params, buffers, opt_state, loss = state.program.train_step(
+            state.params, state.buffers, state.opt_state, data.images, data.labels, order,
+            self._device_step(step), batch_size=batch_size)
+        state = TrainState(params, buffers, opt_state, state.program)
+        self._pending["step"] = loss
+        return state, loss
+
+    def to_float(self, value: Any) -> float:
+        return float(value)
+
+    def predict(self, state: TrainState, data: DeviceData, batch_size: int) -> np.ndarray:
+        n = data.images.shape[0]
+        # Full batches share one compiled program; a last partial batch compiles one more.
+        logits = [state.program.eval_batch(state.params, state.buffers, data.images, start,
+                                           size=min(batch_size, n - start))
+                  for start in range(0, n, batch_size)]
+        return np.array(jnp.concatenate(logits))
+
+    def forward(self, state: TrainState, images: np.ndarray, train: bool) -> np.ndarray:
+        x = self._put(np.ascontiguousarray(images, state.params[state.program.param_names[0]].dtype))
+        # The moved running statistics are dropped: forward must not change the state.
+        logits, _ = state.program.forward(state.params, state.buffers, x, train=bool(train))
+        return np.array(logits)
+
+    def export_weights(self, state: TrainState) -> tuple[Arrays, Arrays]:
+        program = state.program
+        return (to_numpy(state.params, program.param_names),
+                to_numpy(state.buffers, program.buffer_names))
+
+    def peak_memory_bytes(self) -> int | None:
+        # GPU allocators report statistics (peak over the process's life on this device, which
+        # a worker process dedicates to one backend); the CPU client reports none.
+        stats = self._device.memory_stats()
+        if stats and "peak_bytes_in_use" in stats:
+            return int(stats["peak_bytes_in_use"])
+        return None

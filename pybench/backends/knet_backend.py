@@ -1,0 +1,297 @@
+"""Knet.jl (Julia) behind pybench's Backend contract, through juliacall.
+
+The model, training step and layouts live in Julia (julia/KnetModels); this module only moves
+arrays across. juliacall is imported only inside methods, never at module import: loading Julia
+next to torch can crash (LLVM/libstdc++ symbol clashes), and the first import may install Julia
+and packages. `availability()` therefore never imports juliacall either; it looks for the
+package and for a Julia executable.
+
+Versions (see docs/julia.md): Julia 1.9, Knet 1.4.10, CUDA.jl 3.13, juliacall 0.9.28. The Julia
+dependencies are declared in pybench/juliapkg.json, which points juliapkg at julia/KnetModels in
+the source tree, so the backend needs an editable install (pip install -e '.[julia]').
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pybench import models
+from pybench.backends import knet_layout
+from pybench.backends.contract import Availability, Backend, ModelInput, OptimizerConfig
+from pybench.errors import UnavailableError
+
+JULIA_VERSION = "1.9"  # Knet 1.4.10 runs on Julia <= 1.9; juliacall 0.9.28 accepts ~1.9
+JULIAPKG_JSON = Path(__file__).resolve().parent.parent / "juliapkg.json"
+FIX = ("install the [julia] extra (pip install -e '.[julia]'), or point PYTHON_JULIAPKG_EXE at "
+       "an existing Julia 1.9 and set PYTHON_JULIAPKG_OFFLINE=yes")
+# With juliacall present but no Julia, juliapkg can install Julia itself on the first import.
+FIX_NO_JULIA = ("run python -c 'import juliacall' once with network access (juliapkg installs "
+                "Julia 1.9, Knet and CUDA.jl: minutes), or point PYTHON_JULIAPKG_EXE at an "
+                "existing Julia 1.9 and set PYTHON_JULIAPKG_OFFLINE=yes")
+
+
+# --- finding Julia without starting it -----------------------------------------------------------
+
+def knet_models_path() -> Path:
+    """julia/KnetModels as juliapkg.json names it (relative to the json, as juliapkg resolves)."""
+    spec = json.loads(JULIAPKG_JSON.read_text())["packages"]["KnetModels"]
+    return (JULIAPKG_JSON.parent / spec["path"]).resolve()
+
+
+def juliapkg_install_prefix() -> Path:
+    """Where juliapkg installs Julia itself: {project}/pyjuliapkg/install (juliapkg/state.py),
+    project = PYTHON_JULIAPKG_PROJECT or {venv}/julia_env or ~/.julia/environments/pyjuliapkg."""
+    project = os.environ.get("PYTHON_JULIAPKG_PROJECT")
+    if not project:
+        prefix = sys.prefix if sys.prefix != sys.base_prefix else os.environ.get("CONDA_PREFIX")
+        depot = os.environ.get("JULIA_DEPOT_PATH", "").split(os.pathsep)[0] or \
+            os.path.join(os.path.expanduser("~"), ".julia")
+        project = (os.path.join(prefix, "julia_env") if prefix
+                   else os.path.join(depot, "environments", "pyjuliapkg"))
+    return Path(project) / "pyjuliapkg" / "install"
+
+
+def julia_candidates() -> list[tuple[str, str]]:
+    """(where it came from, path) for every Julia executable juliapkg could use, in its order."""
+    found = []
+    exe = os.environ.get("PYTHON_JULIAPKG_EXE")
+    if exe:
+        found.append(("PYTHON_JULIAPKG_EXE", exe))
+    on_path = shutil.which("julia")
+    if on_path:
+        found.append(("PATH", on_path))
+    installed = shutil.which(str(juliapkg_install_prefix() / "bin" / "julia"))
+    if installed:
+        found.append(("juliapkg install", installed))
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def julia_version(exe: str) -> str | None:
+    """`julia --version` of `exe` ("1.9.4"), or None if it does not run."""
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = out.stdout.split()
+    return words[-1] if out.returncode == 0 and words else None
+
+
+def find_julia() -> tuple[str | None, str]:
+    """A usable Julia 1.9 executable and its version, or (None, what was found instead)."""
+    seen = []
+    for source, exe in julia_candidates():
+        version = julia_version(exe)
+        if version and version.startswith(JULIA_VERSION + "."):
+            return exe, version
+        seen.append(f"{exe} ({source}) is {version or 'not runnable'}")
+    return None, "; ".join(seen) or "no Julia executable (PYTHON_JULIAPKG_EXE, PATH, juliapkg)"
+
+
+def juliapkg_resolved() -> bool:
+    """Whether juliapkg already installed our Julia packages (if not, the first import of
+    juliacall does it, which needs the network and takes minutes). Imports juliapkg, which is
+    pure Python and starts no Julia."""
+    try:
+        from juliapkg import deps
+        return bool(deps.can_skip_resolve())
+    except Exception:
+        return False
+
+
+# --- loading Julia, once per process ------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def julia_main():
+    """juliacall's Main with KnetModels loaded. The only place juliacall is imported."""
+    if not juliapkg_resolved():
+        print("pybench: first use of the knet backend: juliapkg is installing Julia packages "
+              "(Knet 1.4.10, CUDA.jl 3.13; needs network, takes minutes)", file=sys.stderr)
+    # Julia's signal handling must be on when Julia runs more than one thread.
+    os.environ.setdefault("PYTHON_JULIACALL_HANDLE_SIGNALS", "yes")
+    from juliacall import Main as jl  # noqa: PLC0415 (deliberately lazy, see module docstring)
+
+    jl.seval("using KnetModels, CUDA, Knet")
+    return jl
+
+
+@functools.lru_cache(maxsize=None)
+def jl_function(name: str):
+    """A Julia function (or type) by qualified name (avoids juliacall's `_b` spelling of `!`).
+
+    Cached: `train_step` looks its function up on every step, and `seval` parses and evaluates
+    Julia code each time; cached, the per-step cost is a dict lookup. (A failed lookup raises
+    and is not cached.)"""
+    return julia_main().seval(name)
+
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def dtype_name(dtype) -> str:
+    """"float32" or "float64", the names KnetModels.array_type accepts; anything else fails."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"the knet backend computes in float32 or float64, not {dtype}")
+    return dtype.name
+
+
+def model_dtype(model: ModelInput) -> str:
+    """The dtype every array of `model` shares (the contract's `ModelInput.dtype`), by name."""
+    name = dtype_name(model.dtype)
+    mixed = sorted({f"{k}: {a.dtype}" for k, a in {**model.params, **model.buffers}.items()
+                    if np.dtype(a.dtype).name != name})
+    if mixed:
+        raise ValueError(f"canonical weights must share one dtype ({name}); got {mixed[:3]}")
+    return name
+
+
+def julia_dict(arrays: dict[str, np.ndarray]):
+    """A Julia Dict{String,Any} whose values are no-copy PyArray views of the numpy arrays."""
+    d = jl_function("Dict{String,Any}")()
+    for name, array in arrays.items():
+        d[name] = array
+    return d
+
+
+def numpy_dict(julia_dict_value) -> dict[str, np.ndarray]:
+    """A Julia Dict{String,Array} as numpy views (converted and copied by knet_layout)."""
+    return {str(k): np.asarray(julia_dict_value[k]) for k in julia_dict_value.keys()}
+
+
+# --- the backend ------------------------------------------------------------------------------------
+
+class KnetBackend(Backend):
+    name = "knet"
+
+    @classmethod
+    def availability(cls) -> Availability:
+        if importlib.util.find_spec("juliacall") is None:
+            return Availability(False, reason=f"juliacall is not installed: {FIX}")
+        exe, found = find_julia()
+        if exe is None:
+            return Availability(False, reason=f"no Julia {JULIA_VERSION} found ({found}): {FIX_NO_JULIA}")
+        if not knet_models_path().is_dir():
+            return Availability(False, reason=(
+                f"{knet_models_path()} is missing (pybench installed without its source tree): "
+                "pip install -e '.[julia]' from a pybench checkout"))
+        return Availability(True, version=f"Julia {found}, Knet 1.4.10 (juliacall)")
+
+    @classmethod
+    def cuda_usable(cls) -> bool:
+        """Asks CUDA.jl when Julia is already loaded here; otherwise only whether an NVIDIA
+        driver exists, because starting Julia in a parent process is what we must avoid.
+        `init_state` fails with a clear message if CUDA.jl then disagrees."""
+        try:
+            if "juliacall" in sys.modules:
+                return bool(julia_main().seval("CUDA.functional()"))
+            return (os.path.exists("/proc/driver/nvidia/version")
+                    or shutil.which("nvidia-smi") is not None)
+        except Exception:
+            return False
+
+    def __init__(self, device: str):
+        super().__init__(device)
+        self._atypes: dict[str, Any] = {}  # dtype name -> Julia array type on this device
+        # The dtype of the latest init_state (the canonical weights'); put_data follows it.
+        self.dtype: str | None = None
+
+    def atype(self, dtype: str | None = None):
+        """The Julia array type (`CuArray{T}` or `Array{T}`) for this device and `dtype` (default:
+        the one the latest `init_state` chose, float32 before any); fails clearly if CUDA.jl
+        cannot use the GPU."""
+        name = dtype_name(dtype or self.dtype or "float32")
+        if name not in self._atypes:
+            if self.device == "cuda" and not julia_main().seval("CUDA.functional()"):
+                raise UnavailableError("--device cuda: CUDA.jl 3.13 sees no usable GPU "
+                                       "(driver too old or GPU newer than CUDA.jl 3.x supports)")
+            self._atypes[name] = jl_function("KnetModels.array_type")(self.device, name)
+        return self._atypes[name]
+
+    def device_info(self) -> dict[str, Any]:
+        jl = julia_main()
+        info = {"framework": "knet", "knet": "1.4.10",
+                "julia": str(jl.seval("string(VERSION)")), "device": self.device,
+                "cpu": platform.processor() or platform.machine()}
+        if self.device == "cuda":
+            info["gpu"] = str(jl.seval("CUDA.name(CUDA.device())"))
+            info["cuda_jl"] = str(jl.seval("string(pkgversion(CUDA))"))
+        return info
+
+    def synchronize(self) -> None:
+        # Only the device kind of the array type matters here, not its element type.
+        jl_function("KnetModels.synchronize_device")(self.atype())
+
+    def init_state(self, model: ModelInput, optimizer: OptimizerConfig) -> Any:
+        """Computes in the canonical weights' dtype (float32, or float64 for the parity
+        trajectory); the state keeps its array type, and later `put_data` calls follow it."""
+        dtype = model_dtype(model)
+        atype = self.atype(dtype)
+        desc = models.describe(model.model, model.in_shape, model.num_classes)
+        strides = np.array([b["stride"] for b in desc.get("blocks", [])], dtype=np.int64)
+        net = jl_function("KnetModels.build_model")(
+            model.model, julia_dict(knet_layout.weights_to_knet(model.params)),
+            julia_dict(knet_layout.weights_to_knet(model.buffers)), strides, atype,
+            bn_momentum=desc["bn_momentum"], bn_eps=desc["bn_eps"],
+            conv1_padding=desc.get("conv1_padding", 2))
+        beta1, beta2 = optimizer.betas
+        state = jl_function("KnetModels.init_state")(
+            net, atype, optimizer=optimizer.name, lr=optimizer.lr,
+            momentum=optimizer.momentum, weight_decay=optimizer.weight_decay,
+            beta1=beta1, beta2=beta2, eps=optimizer.eps)
+        self.dtype = dtype
+        return state
+
+    def put_data(self, images: np.ndarray, labels: np.ndarray) -> Any:
+        """Images in the dtype of the latest `init_state` (before any: the images' own float
+        dtype). Julia's `to_device` makes a host `Array{T}` copy of the numpy view (contiguous
+        Julia memory, converted to T) and then uploads it: an extra host copy of the dataset,
+        which is fine because it happens once, before and outside every timed step."""
+        dtype = self.dtype or knet_layout.float_dtype(np.asarray(images)).name
+        return jl_function("KnetModels.put_data")(
+            knet_layout.images_to_knet(images), knet_layout.labels_to_knet(labels),
+            self.atype(dtype))
+
+    def data_on_device(self, data: Any) -> bool:
+        """Asked of KnetModels (a Julia object has no `on_device` attribute for the contract's
+        default to read): true, since put_data copies the whole dataset to the device."""
+        return bool(jl_function("KnetModels.on_device")(data))
+
+    def put_order(self, order: np.ndarray) -> Any:
+        return jl_function("KnetModels.put_order")(knet_layout.order_to_knet(order))
+
+    def train_step(self, state: Any, data: Any, order: Any, step: int, batch_size: int):
+        state, loss = jl_function("KnetModels.train_step!")(state, data, order, step, batch_size)
+        return state, loss
+
+    def to_float(self, value: Any) -> float:
+        return float(value)
+
+    def predict(self, state: Any, data: Any, batch_size: int) -> np.ndarray:
+        return knet_layout.logits_from_knet(
+            jl_function("KnetModels.predict")(state, data, batch_size))
+
+    def forward(self, state: Any, images: np.ndarray, train: bool) -> np.ndarray:
+        scores = jl_function("KnetModels.forward")(
+            state, knet_layout.images_to_knet(images), training=train)
+        return knet_layout.logits_from_knet(scores)
+
+    def export_weights(self, state: Any):
+        params, buffers = jl_function("KnetModels.export_weights")(state)
+        return (knet_layout.weights_from_knet(numpy_dict(params)),
+                knet_layout.weights_from_knet(numpy_dict(buffers)))
+
+    def peak_memory_bytes(self) -> int | None:
+        # CUDA.jl 3 keeps no peak counter, and on the CPU the caller records process RSS.
+        return None

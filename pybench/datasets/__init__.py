@@ -1,0 +1,27 @@
+"""The framework-neutral dataset layer: every framework gets byte-identical arrays from here.
+
+`load_dataset(spec)` returns a `Dataset` of uint8 (N, C, H, W) splits with int64 labels, the
+train normalisation statistics and a fingerprint; `batch_order`/`balanced_order` are the only
+source of sample order. Modules: `core` (records, statistics, fingerprint, split), `idx` and
+`mnist` (MNIST files, checksums, download), `digits`, `folder`, `manifest` (zip/csv), `npz`
+(MedMNIST), `images` (decode/resize/grayscale), `cache`, `order`, `options` (CLI helpers),
+`load` (spec resolution).
+"""
+
+from pybench.datasets.core import Dataset, Split, data_root
+from pybench.datasets.load import DATASETS, load_dataset
+from pybench.datasets.options import add_dataset_arguments, dataset_options, describe_dataset
+from pybench.datasets.order import balanced_order, batch_order
+
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "Split",
+    "add_dataset_arguments",
+    "balanced_order",
+    "batch_order",
+    "data_root",
+    "dataset_options",
+    "describe_dataset",
+    "load_dataset",
+]

@@ -1,0 +1,97 @@
+"""The on-disk cache of decoded datasets: `<cache dir>/<name>-<key>.npz`, read back with np.load.
+
+The key is a sha256 of the SOURCE, not of the decoded data (that would need decoding): every file's
+path, size and mtime (or, for files under SMALL_FILE_BYTES, its content hash, which survives a
+copy that resets mtimes), plus every option that changes the arrays and a format version. The file
+holds the arrays and the derived facts (mean, std, fingerprint) so a hit is one np.load
+(allow_pickle=False); zip CRCs catch a damaged cache file, which is then ignored and rewritten.
+
+Cache folder: $PYBENCH_CACHE_DIR, else `<data root>/cache`, else (a read-only data root, such
+as a shared dataset folder) ~/.cache/pybench/cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from pybench.datasets.core import DEFAULT_DATA_ROOT, Dataset, LoadOptions, Source, Split
+
+CACHE_DIR_ENV = "PYBENCH_CACHE_DIR"
+CACHE_FORMAT = 1  # bump when the decoding or the file layout changes: old entries stop matching
+SMALL_FILE_BYTES = 1 << 20
+
+
+def is_writable_dir(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def cache_dir(root: Path) -> Path:
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
+    preferred = root / "cache"
+    return preferred if is_writable_dir(preferred) else DEFAULT_DATA_ROOT.expanduser() / "cache"
+
+
+def file_identity(path: Path) -> list:
+    stat = path.stat()
+    if stat.st_size < SMALL_FILE_BYTES:
+        return [str(path.resolve()), stat.st_size, hashlib.sha256(path.read_bytes()).hexdigest()]
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def cache_key(source: Source, options: LoadOptions) -> str:
+    described = {"format": CACHE_FORMAT, "name": source.name, "version": source.version,
+                 "options": dataclasses.asdict(options), "files": [file_identity(p) for p in source.files]}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def cache_path(root: Path, source: Source, options: LoadOptions) -> Path:
+    return cache_dir(root) / f"{source.name}-{cache_key(source, options)}.npz"
+
+
+def read_cached(path: Path) -> Dataset | None:
+    """The cached Dataset, or None if absent or unreadable."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            meta = json.loads(str(stored["meta"]))
+            splits = {name: Split(stored[f"{name}_images"], stored[f"{name}_labels"]) for name in meta["splits"]}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+    return Dataset(name=meta["name"], classes=meta["classes"], train=splits["train"], test=splits["test"],
+                   val=splits.get("val"), mean=tuple(meta["mean"]), std=tuple(meta["std"]),
+                   fingerprint=meta["fingerprint"], source=meta["source"])
+
+
+def write_cached(path: Path, dataset: Dataset) -> None:
+    """Write atomically (temp file + rename); a cache that cannot be written is skipped."""
+    splits = dataset.splits()
+    meta = {"name": dataset.name, "classes": dataset.classes, "mean": dataset.mean, "std": dataset.std,
+            "fingerprint": dataset.fingerprint, "source": dataset.source, "splits": list(splits)}
+    arrays = {"meta": np.array(json.dumps(meta))}
+    for name, split in splits.items():
+        arrays[f"{name}_images"], arrays[f"{name}_labels"] = split.images, split.labels
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.part", dir=path.parent)
+    except OSError:
+        return
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, **arrays)
+        os.replace(temp_name, path)
+    except OSError:
+        Path(temp_name).unlink(missing_ok=True)

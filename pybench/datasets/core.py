@@ -1,0 +1,214 @@
+"""The framework-neutral dataset record: `Split`, `Dataset`, and the facts derived from them.
+
+Every loader ends in `build_dataset`, which computes the per-channel normalisation statistics of
+the train images and a fingerprint of all the arrays, so two frameworks that report the same
+fingerprint were handed the same bytes. Also here: the data root, option checks shared by every
+loader, and the seeded stratified split used when a source has no test split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pybench.errors import PybenchError
+
+SPLIT_NAMES = ("train", "val", "test")
+DEFAULT_DATA_ROOT = Path("~/.cache/pybench")
+# Rows per chunk when summing pixel moments: bounds the uint64 temporaries to a few MB.
+STATS_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images uint8 (N, C, H, W) and labels int64 (N,), both C-contiguous."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}")
+        if self.labels.ndim != 1 or len(self.labels) != len(self.images):
+            raise ValueError(f"labels must be (N,) matching images, got {self.labels.shape}")
+        # Frozen: set the normalised copies through object.__setattr__.
+        object.__setattr__(self, "images", np.ascontiguousarray(self.images))
+        object.__setattr__(self, "labels", np.ascontiguousarray(self.labels, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Dataset:
+    """A loaded dataset: splits, class names, train normalisation and a content fingerprint."""
+
+    name: str
+    classes: list[str]
+    train: Split
+    test: Split
+    val: Split | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    fingerprint: str
+    source: str
+    _normalized: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def splits(self) -> dict[str, Split]:
+        """The splits present, in the order train, val, test."""
+        named = {"train": self.train, "val": self.val, "test": self.test}
+        return {name: split for name, split in named.items() if split is not None}
+
+    def split(self, split_name: str) -> Split:
+        splits = self.splits()
+        if split_name not in splits:
+            raise PybenchError(f"dataset {self.name!r} has no split {split_name!r}: it has {', '.join(splits)}")
+        return splits[split_name]
+
+    def normalized(self, split_name: str) -> np.ndarray:
+        """float32 (N, C, H, W) = (images/255 - mean)/std, computed once here for every framework.
+
+        Done in float32 with float32 mean/std so the bytes are the same on every machine; a channel
+        with std 0 (constant) is only centred, not scaled.
+        """
+        if split_name not in self._normalized:
+            images = self.split(split_name).images
+            mean = np.asarray(self.mean, dtype=np.float32).reshape(-1, 1, 1)
+            std = np.asarray(self.std, dtype=np.float32).reshape(-1, 1, 1)
+            std = np.where(std > 0, std, np.float32(1.0))
+            scaled = images.astype(np.float32) / np.float32(255.0)
+            self._normalized[split_name] = np.ascontiguousarray((scaled - mean) / std, dtype=np.float32)
+        return self._normalized[split_name]
+
+
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """Where datasets live: `data_dir`, else $PYBENCH_DATA_DIR, else ~/.cache/pybench."""
+    chosen = data_dir or os.environ.get("PYBENCH_DATA_DIR") or DEFAULT_DATA_ROOT
+    return Path(chosen).expanduser()
+
+
+def check_image_size(image_size: int | None) -> None:
+    if image_size is None:
+        return
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or not 1 <= image_size <= 4096:
+        raise PybenchError(f"--image-size must be an integer from 1 to 4096, got {image_size!r}")
+
+
+def check_test_fraction(test_fraction: float) -> None:
+    if not isinstance(test_fraction, (int, float)) or not 0.0 < test_fraction < 1.0:
+        raise PybenchError(f"--test-fraction must be a number strictly between 0 and 1, got {test_fraction!r}")
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of uint8 images scaled to [0, 1].
+
+    The first two moments are summed exactly in integers, chunk by chunk, then turned into float64,
+    so the result does not depend on summation order or memory layout.
+    """
+    channels = images.shape[1]
+    total = np.zeros(channels, dtype=np.uint64)
+    total_sq = np.zeros(channels, dtype=np.uint64)
+    for start in range(0, len(images), STATS_CHUNK):
+        chunk = images[start : start + STATS_CHUNK].astype(np.uint64)
+        total += chunk.sum(axis=(0, 2, 3), dtype=np.uint64)
+        total_sq += (chunk * chunk).sum(axis=(0, 2, 3), dtype=np.uint64)
+    count = float(images.shape[0] * images.shape[2] * images.shape[3])
+    if count == 0:
+        raise PybenchError("the train split is empty: cannot compute normalisation statistics")
+    mean = total.astype(np.float64) / count / 255.0
+    variance = total_sq.astype(np.float64) / count / 255.0**2 - mean**2
+    std = np.sqrt(np.maximum(variance, 0.0))
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def dataset_fingerprint(classes: list[str], splits: dict[str, Split]) -> str:
+    """sha256 over class names and every split's name, shapes, dtypes and bytes."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(list(classes)).encode())
+    for name, split in splits.items():
+        header = {"split": name, "images": [list(split.images.shape), str(split.images.dtype)],
+                  "labels": [list(split.labels.shape), str(split.labels.dtype)]}
+        digest.update(json.dumps(header, sort_keys=True).encode())
+        digest.update(memoryview(split.images).cast("B"))
+        digest.update(memoryview(split.labels).cast("B"))
+    return digest.hexdigest()
+
+
+def build_dataset(name: str, source: str, classes: list[str], train: Split, test: Split,
+                  val: Split | None = None) -> Dataset:
+    """Assemble a Dataset, computing the train statistics and the fingerprint."""
+    splits = {"train": train, "val": val, "test": test}
+    splits = {split_name: split for split_name, split in splits.items() if split is not None}
+    for split_name, split in splits.items():
+        if split.images.shape[1:] != train.images.shape[1:]:
+            raise PybenchError(f"{source}: split {split_name} has image shape {split.images.shape[1:]}, "
+                               f"train has {train.images.shape[1:]}")
+    mean, std = channel_stats(train.images)
+    return Dataset(name=name, classes=list(classes), train=train, test=test, val=val, mean=mean, std=std,
+                   fingerprint=dataset_fingerprint(classes, splits), source=source)
+
+
+def stratified_split(images: np.ndarray, labels: np.ndarray, test_fraction: float, seed: int,
+                     source: str) -> tuple[Split, Split]:
+    """A seeded split keeping class proportions (scikit-learn's train_test_split with stratify)."""
+    from sklearn.model_selection import train_test_split  # slow import: only when a split is needed
+
+    indices = np.arange(len(labels))
+    try:
+        train_idx, test_idx = train_test_split(indices, test_size=test_fraction, random_state=seed,
+                                               stratify=labels)
+    except ValueError as error:
+        counts = dict(zip(*np.unique(labels, return_counts=True)))
+        counts_text = ", ".join(f"class {int(k)}: {int(v)}" for k, v in counts.items())
+        raise PybenchError(f"{source}: cannot make a stratified split with test fraction {test_fraction} "
+                           f"({counts_text}; {error}): add images or change --test-fraction") from None
+    return (Split(images[train_idx], labels[train_idx]), Split(images[test_idx], labels[test_idx]))
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Every load_dataset option that changes the arrays (and so belongs in the cache key)."""
+
+    image_size: int | None = None
+    grayscale: bool = False
+    test_fraction: float = 0.2
+    seed: int = 0
+    manifest: str | None = None
+    image_col: str | None = None
+    label_col: str | None = None
+    binary_negative: str | None = None
+
+    def __post_init__(self) -> None:
+        check_image_size(self.image_size)
+        check_test_fraction(self.test_fraction)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved dataset spec: its name, the files it is read from (for the cache key), and how to load it."""
+
+    name: str
+    files: list[Path]
+    load: Callable[[], Dataset]
+    version: str = ""  # changes the cache key when a source without files changes (e.g. scikit-learn's digits)
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise PybenchError(f"cannot read {path}: {error.strerror or error}") from None

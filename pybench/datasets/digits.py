@@ -1,0 +1,39 @@
+"""`digits`: scikit-learn's bundled 8x8 handwritten digits, as a 28x28 MNIST look-alike.
+
+1,797 images, values 0-16, shipped inside scikit-learn: it never touches the network, which is
+why it is the offline default of the quick start. Values are scaled to 0-255, resized to 28x28
+(or `image_size`) with PIL bilinear, and split by a seeded stratified split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pybench.datasets.core import Dataset, LoadOptions, Source, build_dataset, stratified_split
+from pybench.datasets.images import transform_images
+
+DIGITS_SIDE = 28
+DIGITS_MAX_VALUE = 16
+
+
+def digits_images() -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (N, 1, 8, 8) images scaled to 0-255, and int64 labels."""
+    from sklearn.datasets import load_digits  # slow import: only when digits is asked for
+
+    bunch = load_digits()
+    scaled = np.rint(bunch.images * (255.0 / DIGITS_MAX_VALUE)).astype(np.uint8)
+    return scaled[:, None, :, :], bunch.target.astype(np.int64)
+
+
+def load_digits_dataset(options: LoadOptions) -> Dataset:
+    images, labels = digits_images()
+    images = transform_images(images, options.image_size or DIGITS_SIDE, options.grayscale)
+    train, test = stratified_split(images, labels, options.test_fraction, options.seed, "digits")
+    return build_dataset("digits", "sklearn.datasets.load_digits", [str(d) for d in range(10)], train, test)
+
+
+def digits_source(options: LoadOptions) -> Source:
+    import sklearn
+
+    return Source(name="digits", files=[], load=lambda: load_digits_dataset(options),
+                  version=f"scikit-learn {sklearn.__version__}")

@@ -1,0 +1,115 @@
+"""Image decoding and the pixel transforms shared by every source (PIL, bilinear).
+
+Decoded images become uint8 arrays (H, W) for grayscale or (H, W, 3) for colour; `stack_images`
+turns a list of them into (N, C, H, W), promoting grayscale to RGB when the set is mixed (unless
+`grayscale` was asked for) and refusing differently sized images unless an image size was given.
+`transform_images` applies the same resize/grayscale options to sources that arrive as arrays.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from pybench.errors import PybenchError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+# PIL modes that hold one intensity per pixel; everything else (RGB, RGBA, P, CMYK...) is colour.
+GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+# Below this many images decoding takes about a second: a progress bar would only be noise.
+PROGRESS_MIN_IMAGES = 2000
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def to_8bit_gray(image: Image.Image) -> Image.Image:
+    """16-bit and float grayscale scaled to 8 bits (PIL's convert('L') would clip instead)."""
+    if image.mode in {"I", "I;16", "I;16B", "I;16L", "F"}:
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if values.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(np.rint(values * (255.0 / peak)), 0, 255).astype(np.uint8), "L")
+    return image.convert("L")
+
+
+def resize_shorter_side_and_crop(image: Image.Image, size: int) -> Image.Image:
+    """Resize so the shorter side is `size` (bilinear), then crop the central size x size square."""
+    width, height = image.size
+    if (width, height) != (size, size):
+        scale = size / min(width, height)
+        new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
+        image = image.resize((new_width, new_height), Image.BILINEAR)
+        left, top = (new_width - size) // 2, (new_height - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return image
+
+
+def prepare_image(image: Image.Image, image_size: int | None, grayscale: bool) -> np.ndarray:
+    """A decoded image as uint8 (H, W) or (H, W, 3) after the grayscale and size options."""
+    if grayscale or image.mode in GRAYSCALE_MODES:
+        image = to_8bit_gray(image)
+    else:
+        image = image.convert("RGB")
+    if image_size is not None:
+        image = resize_shorter_side_and_crop(image, image_size)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def decode_image(data: bytes, name: str, image_size: int | None, grayscale: bool) -> np.ndarray:
+    """Decode image bytes; any failure is a PybenchError naming the image."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return prepare_image(image, image_size, grayscale)
+    # PIL signals a bad image with many exception types (OSError, SyntaxError, ValueError,
+    # DecompressionBombError...): all mean "this file is not a usable image".
+    except Exception as error:  # noqa: BLE001
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise PybenchError(f"cannot decode image {name}: {reason}") from None
+
+
+def decode_images(names: Sequence[str], read_bytes: Callable[[str], bytes], image_size: int | None,
+                  grayscale: bool, progress: bool) -> np.ndarray:
+    """Decode `names` (read with `read_bytes(name)`) into uint8 (N, C, H, W)."""
+    show_bar = progress and len(names) >= PROGRESS_MIN_IMAGES
+    arrays = [decode_image(read_bytes(name), name, image_size, grayscale)
+              for name in tqdm(names, desc="decoding images", unit="img", disable=True if not show_bar else None)]
+    return stack_images(arrays, list(names))
+
+
+def stack_images(arrays: list[np.ndarray], names: list[str]) -> np.ndarray:
+    """uint8 (N, C, H, W) from decoded images; mixed grayscale/RGB becomes RGB."""
+    if not arrays:
+        raise PybenchError("no images to stack")
+    sizes = {array.shape[:2] for array in arrays}
+    if len(sizes) > 1:
+        first = arrays[0].shape[:2]
+        odd = next(i for i, array in enumerate(arrays) if array.shape[:2] != first)
+        raise PybenchError(f"images have different sizes ({names[0]} is {first[1]}x{first[0]}, {names[odd]} is "
+                           f"{arrays[odd].shape[1]}x{arrays[odd].shape[0]}): pass --image-size S to resize them all")
+    colour = any(array.ndim == 3 for array in arrays)
+    channels = 3 if colour else 1
+    height, width = next(iter(sizes))
+    stacked = np.empty((len(arrays), channels, height, width), dtype=np.uint8)
+    for i, array in enumerate(arrays):
+        stacked[i] = array.transpose(2, 0, 1) if array.ndim == 3 else array  # gray broadcasts to RGB
+    return stacked
+
+
+def transform_images(images: np.ndarray, image_size: int | None, grayscale: bool) -> np.ndarray:
+    """Apply the size and grayscale options to uint8 (N, C, H, W) arrays, image by image with PIL."""
+    channels, height, width = images.shape[1:]
+    needs_gray = grayscale and channels == 3
+    needs_resize = image_size is not None and (height, width) != (image_size, image_size)
+    if not (needs_gray or needs_resize):
+        return images
+    converted = []
+    for image in images:
+        pil = Image.fromarray(image[0] if channels == 1 else image.transpose(1, 2, 0))
+        converted.append(prepare_image(pil, image_size, grayscale))
+    return stack_images(converted, [f"image {i}" for i in range(len(converted))])

@@ -1,0 +1,76 @@
+"""`load_dataset`: resolve a spec to a source, then read it from the cache or decode it.
+
+A spec is a built-in name (`DATASETS`) or a path: a folder of class sub-folders, a .zip or .csv
+manifest, or a MedMNIST .npz.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pybench.datasets.cache import cache_path, read_cached, write_cached
+from pybench.datasets.core import Dataset, LoadOptions, Source, data_root
+from pybench.datasets.digits import digits_source
+from pybench.datasets.folder import folder_source
+from pybench.datasets.manifest import csv_source, zip_source
+from pybench.datasets.mnist import ensure_mnist_files, load_mnist, mnist_files
+from pybench.datasets.npz import npz_source
+from pybench.errors import PybenchError
+
+DATASETS = {
+    "mnist": "MNIST handwritten digits, 60,000/10,000 28x28 grayscale (downloaded into <data root>/mnist)",
+    "digits": "scikit-learn's 1,797 8x8 digits resized to 28x28, stratified 80/20 split (offline, no download)",
+    "PATH": "your own data: a folder of class sub-folders of images, a .zip/.csv manifest (NIH style), "
+            "or a MedMNIST .npz",
+}
+
+
+def mnist_source(root: Path, progress: bool) -> Source:
+    ensure_mnist_files(root, progress=progress)
+    return Source(name="mnist", files=mnist_files(root), load=lambda: load_mnist(root))
+
+
+def path_source(spec: str, options: LoadOptions, progress: bool) -> Source:
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise PybenchError(f"no such dataset or path {spec!r}: use one of {', '.join(n for n in DATASETS if n != 'PATH')}, "
+                           f"or a folder, .zip, .csv or .npz path")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        return folder_source(path, options, progress)
+    if suffix == ".zip":
+        return zip_source(path, options, progress)
+    if suffix == ".csv":
+        return csv_source(path, options, progress)
+    if suffix == ".npz":
+        return npz_source(path, options)
+    raise PybenchError(f"{path}: unsupported dataset file (expected a folder, .zip, .csv or .npz)")
+
+
+def resolve_source(spec: str, root: Path, options: LoadOptions, progress: bool) -> Source:
+    if spec == "mnist":
+        return mnist_source(root, progress)
+    if spec == "digits":
+        return digits_source(options)
+    return path_source(spec, options, progress)
+
+
+def load_dataset(spec: str, *, data_dir: str | os.PathLike | None = None, image_size: int | None = None,
+                 grayscale: bool = False, test_fraction: float = 0.2, seed: int = 0, manifest: str | None = None,
+                 image_col: str | None = None, label_col: str | None = None, binary_negative: str | None = None,
+                 cache: bool = True, progress: bool = True) -> Dataset:
+    """Load `spec` as uint8 (N, C, H, W) splits with int64 labels; see the package docstring."""
+    options = LoadOptions(image_size=image_size, grayscale=grayscale, test_fraction=test_fraction, seed=seed,
+                          manifest=manifest, image_col=image_col, label_col=label_col,
+                          binary_negative=binary_negative)
+    root = data_root(data_dir)
+    source = resolve_source(str(spec), root, options, progress)
+    if not cache:
+        return source.load()
+    path = cache_path(root, source, options)
+    dataset = read_cached(path)
+    if dataset is None:
+        dataset = source.load()
+        write_cached(path, dataset)
+    return dataset

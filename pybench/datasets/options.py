@@ -1,0 +1,80 @@
+"""Command-line helpers: the dataset arguments, their conversion to load_dataset keywords, and
+the `datasets info` description.
+
+Numbers are parsed here rather than by argparse so a bad value is a one-line PybenchError (argparse
+would print its usage block too).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from pybench.datasets.core import Dataset
+from pybench.errors import PybenchError
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("dataset options")
+    group.add_argument("--data-dir", metavar="DIR", default=None,
+                       help="data root (default: $PYBENCH_DATA_DIR, else ~/.cache/pybench)")
+    group.add_argument("--image-size", metavar="S", default=None,
+                       help="resize the shorter side to S and center-crop S x S (bilinear)")
+    group.add_argument("--grayscale", action="store_true", help="convert images to one channel")
+    group.add_argument("--test-fraction", metavar="F", default="0.2",
+                       help="test share when the source has no test split (default 0.2)")
+    group.add_argument("--split-seed", metavar="N", default="0", help="seed of that split (default 0)")
+    group.add_argument("--manifest", metavar="NAME", default=None, help="the CSV manifest inside a .zip")
+    group.add_argument("--image-col", metavar="COL", default=None,
+                       help='manifest column of image file names (default "Image Index", else the first)')
+    group.add_argument("--label-col", metavar="COL", default=None,
+                       help='manifest column of labels (default "Finding Labels", else the second)')
+    group.add_argument("--binary-negative", metavar="LABEL", default=None,
+                       help="two classes: LABEL (class 0) against everything else, multi-label cells included")
+    group.add_argument("--no-cache", action="store_true", help="decode again instead of reading the cache")
+
+
+def parse_number(text, convert, option: str, what: str):
+    if text is None or isinstance(text, (int, float)):
+        return text
+    try:
+        return convert(text)
+    except ValueError:
+        raise PybenchError(f"{option} must be {what}, got {text!r}") from None
+
+
+def dataset_options(args: argparse.Namespace) -> dict:
+    """load_dataset keyword arguments from parsed arguments (numbers checked, one-line errors)."""
+    return {
+        "data_dir": args.data_dir,
+        "image_size": parse_number(args.image_size, int, "--image-size", "a positive integer"),
+        "grayscale": args.grayscale,
+        "test_fraction": parse_number(args.test_fraction, float, "--test-fraction", "a number between 0 and 1"),
+        "seed": parse_number(args.split_seed, int, "--split-seed", "an integer"),
+        "manifest": args.manifest,
+        "image_col": args.image_col,
+        "label_col": args.label_col,
+        "binary_negative": args.binary_negative,
+        "cache": not args.no_cache,
+    }
+
+
+def class_counts_text(labels: np.ndarray, classes: list[str]) -> str:
+    counts = np.bincount(labels, minlength=len(classes))
+    return ", ".join(f"{name}: {int(count)}" for name, count in zip(classes, counts))
+
+
+def describe_dataset(ds: Dataset) -> str:
+    """What `python -m pybench datasets info SPEC` prints."""
+    lines = [f"name: {ds.name}", f"source: {ds.source}",
+             f"classes ({ds.num_classes}): {', '.join(ds.classes)}", f"input shape (C, H, W): {ds.in_shape}",
+             "splits:"]
+    for name, split in ds.splits().items():
+        lines.append(f"  {name}: images {split.images.shape} {split.images.dtype}, "
+                     f"labels {split.labels.shape} {split.labels.dtype}")
+        lines.append(f"    class counts: {class_counts_text(split.labels, ds.classes)}")
+    lines.append("normalisation (train, images/255): mean " + ", ".join(f"{m:.6f}" for m in ds.mean)
+                 + "; std " + ", ".join(f"{s:.6f}" for s in ds.std))
+    lines.append(f"fingerprint: {ds.fingerprint}")
+    return "\n".join(lines)

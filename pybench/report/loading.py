@@ -1,0 +1,101 @@
+"""Read one stored comparison run: `results.json` and the per-run prediction files.
+
+This is the only module that touches the run directory. It checks the stored record against the
+contract `compare` writes (schema 1) and turns anything unusable into a one-line `PybenchError`
+naming the file, so a bad directory is reported, not a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pybench.errors import PybenchError
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+REQUIRED_RUN_KEYS = ("framework", "model", "status")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Test labels and eval-mode logits of one run, rows in the same order for every framework."""
+
+    labels: np.ndarray  # (N,) int, 0-based
+    logits: np.ndarray  # (N, classes) float
+
+
+def load_results(run_dir: str | Path) -> dict:
+    """The parsed and checked `results.json` of `run_dir`."""
+    path = Path(run_dir) / RESULTS_FILE
+    if not path.is_file():
+        raise PybenchError(f"{path}: not found; pass the directory `pybench compare` wrote")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # exc.msg alone: str(exc) of a decode error can be long but stays on one line
+        detail = getattr(exc, "msg", type(exc).__name__)
+        raise PybenchError(f"{path}: not valid JSON ({detail})") from None
+    check_results(results, path)
+    return results
+
+
+def check_results(results: object, path: Path) -> None:
+    """Raise a one-line PybenchError unless `results` follows the stored-results contract."""
+    if not isinstance(results, dict):
+        raise PybenchError(f"{path}: expected a JSON object at the top level")
+    schema = results.get("schema")
+    if schema != SCHEMA_VERSION:
+        raise PybenchError(
+            f"{path}: schema version {schema!r} is not supported "
+            f"(this pybench reads {SCHEMA_VERSION})"
+        )
+    runs = results.get("runs")
+    if not isinstance(runs, list):
+        raise PybenchError(f"{path}: 'runs' must be a list of run records")
+    for index, run in enumerate(runs):
+        if not isinstance(run, dict):
+            raise PybenchError(f"{path}: runs[{index}] must be an object")
+        missing = [key for key in REQUIRED_RUN_KEYS if not run.get(key)]
+        if missing:
+            raise PybenchError(f"{path}: runs[{index}] lacks {', '.join(missing)}")
+    for section in ("machine", "config", "dataset"):
+        if not isinstance(results.get(section, {}), dict):
+            raise PybenchError(f"{path}: '{section}' must be an object")
+
+
+def load_predictions(run_dir: str | Path, run: dict) -> Predictions | None:
+    """The predictions a run lists, or None when it lists none (failed runs, old records)."""
+    relative = run.get("predictions")
+    if not relative:
+        return None
+    path = Path(run_dir) / relative
+    if not path.is_file():
+        raise PybenchError(
+            f"{path}: listed as predictions of {run['framework']}/{run['model']} but not found"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in ("labels", "logits") if key not in archive.files]
+            if missing:
+                raise PybenchError(f"{path}: lacks array(s) {', '.join(missing)}")
+            labels, logits = archive["labels"], archive["logits"]
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise PybenchError(f"{path}: not a readable .npz file ({type(exc).__name__})") from None
+    check_predictions(labels, logits, path)
+    return Predictions(labels=labels.astype(np.int64), logits=logits.astype(np.float64))
+
+
+def check_predictions(labels: np.ndarray, logits: np.ndarray, path: Path) -> None:
+    if labels.ndim != 1 or logits.ndim != 2 or len(labels) != len(logits):
+        raise PybenchError(
+            f"{path}: expected labels (N,) and logits (N, classes), "
+            f"got {labels.shape} and {logits.shape}"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+        raise PybenchError(f"{path}: labels must lie in 0..{logits.shape[1] - 1}")
+    # Non-finite logits (a diverged run) are not rejected here: that is a result to report.

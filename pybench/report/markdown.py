@@ -1,0 +1,429 @@
+"""Assemble `report.md` from a stored run: header, fidelity, summary, per-model metrics, curves.
+
+`write_report` is the entry point. It loads and checks everything first (results and every
+prediction file), so an invalid run directory raises a one-line PybenchError before any file is
+written; then each section is a small function returning a markdown string.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pybench.errors import PybenchError
+# Imported as `draw`: `plots` is write_report's on/off flag, as the CLI's --no-plots names it.
+from pybench.report import metrics
+from pybench.report import plots as draw
+from pybench.report.loading import RESULTS_FILE, Predictions, load_predictions, load_results
+from pybench.report.tables import (
+    MISSING, SUMMARY_FORMATS, markdown_table, one_line, short, summary_table,
+)
+
+REPORT_FILE = "report.md"
+SUMMARY_CSV = "summary.csv"
+
+
+def rate(value: float) -> str:
+    """Rates in [0, 1] (precision, recall, AUC, agreement) to 4 decimals throughout."""
+    return f"{value:.4f}"
+
+
+def percent(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def seconds(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def scientific(value: float) -> str:
+    return f"{value:.2e}"
+
+
+@dataclass
+class ModelRuns:
+    """Everything the report says about one model: its runs and the loaded predictions."""
+
+    name: str
+    runs: list[dict] = field(default_factory=list)
+    predictions: dict[str, Predictions] = field(default_factory=dict)  # by framework
+
+    @property
+    def ok_runs(self) -> list[dict]:
+        return [run for run in self.runs if run["status"] == "ok"]
+
+    @property
+    def other_runs(self) -> list[dict]:
+        return [run for run in self.runs if run["status"] != "ok"]
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
+                 plots: bool = True) -> Path:
+    """Write `report.md` (and PNG figures beside it unless `plots` is False); return its path.
+
+    The report goes into `run_dir` unless `out_dir` is given; figure links are relative, so the
+    directory can be moved or pasted as a whole.
+    """
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    class_names = [str(c) for c in (results.get("dataset") or {}).get("classes") or []]
+    models = group_by_model(results, run_dir, class_names)
+    out = Path(out_dir) if out_dir is not None else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+
+    table = summary_table(results)
+    table.to_csv(out / SUMMARY_CSV, index=False)
+    figures = out if plots else None
+    sections = [
+        header_section(results),
+        fidelity_section(models.values()),
+        summary_section(table),
+        *(model_section(m, classes_for(m, class_names), figures) for m in models.values()),
+        training_section(models.values(), figures),
+    ]
+    path = out / REPORT_FILE
+    path.write_text("\n\n".join(s for s in sections if s).rstrip() + "\n", encoding="utf-8")
+    return path
+
+
+def group_by_model(results: dict, run_dir: Path,
+                   class_names: list[str]) -> dict[str, ModelRuns]:
+    """Runs grouped by model, in stored order, with every listed prediction file loaded."""
+    models: dict[str, ModelRuns] = {}
+    for run in results["runs"]:
+        model = models.setdefault(run["model"], ModelRuns(run["model"]))
+        model.runs.append(run)
+        if run["status"] != "ok":
+            continue
+        predictions = load_predictions(run_dir, run)
+        if predictions is None:
+            continue
+        n_classes = predictions.logits.shape[1]
+        if class_names and n_classes != len(class_names):
+            raise PybenchError(
+                f"{run_dir / run['predictions']}: {n_classes} logit columns but "
+                f"{RESULTS_FILE} lists {len(class_names)} classes"
+            )
+        model.predictions[run["framework"]] = predictions
+    return models
+
+
+def classes_for(model: ModelRuns, class_names: list[str]) -> list[str]:
+    """The dataset's class names, or 0..K-1 when the record does not list them."""
+    if class_names:
+        return class_names
+    widths = {p.logits.shape[1] for p in model.predictions.values()}
+    return [str(k) for k in range(max(widths, default=0))]
+
+
+def file_stem(name: str) -> str:
+    """A model name made safe and stable as part of a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def image(name: str, alt: str) -> str:
+    return f"![{alt}]({name})"
+
+
+# --- header -------------------------------------------------------------------------------
+
+
+def header_section(results: dict) -> str:
+    dataset = results.get("dataset") or {}
+    name = dataset.get("name") or (results.get("config") or {}).get("dataset", "?")
+    version = results.get("pybench_version", MISSING)
+    lines = [
+        f"# pybench report: {name}",
+        "",
+        f"- **Command:** `{results.get('command', MISSING)}`",
+        f"- **Created:** {results.get('created', MISSING)} (pybench {version})",
+        f"- **Machine:** {machine_line(results.get('machine') or {})}",
+        f"- **Dataset:** {dataset_line(dataset)}",
+        "",
+        "### Configuration",
+        "",
+        markdown_table(config_frame(results.get("config") or {})),
+    ]
+    return "\n".join(lines)
+
+
+def machine_line(machine: dict) -> str:
+    gpus = machine.get("gpus") or []
+    gpu_names = [g.get("name", str(g)) if isinstance(g, dict) else str(g) for g in gpus]
+    gpu = ", ".join(gpu_names) if gpu_names else "none"
+    driver = machine.get("cuda_driver")
+    if gpu_names and driver:
+        gpu += f" (CUDA driver {driver})"
+    memory = machine.get("memory_gb")
+    parts = [
+        f"{machine.get('cpu', 'unknown CPU')}",
+        f"{machine.get('cores', '?')} cores",
+        f"{memory:.1f} GB RAM" if isinstance(memory, (int, float)) else None,
+        f"GPU: {gpu}",
+        f"Python {machine['python']}" if machine.get("python") else None,
+        machine.get("platform"),
+    ]
+    return "; ".join(p for p in parts if p)
+
+
+def dataset_line(dataset: dict) -> str:
+    classes = [str(c) for c in dataset.get("classes") or []]
+    shown = ", ".join(classes[:12]) + (", …" if len(classes) > 12 else "")
+    sizes = " / ".join(
+        f"{dataset[key]:,} {key.removesuffix('_size')}"
+        for key in ("train_size", "val_size", "test_size") if isinstance(dataset.get(key), int)
+    )
+    shape = "×".join(str(d) for d in dataset.get("in_shape") or [])
+    parts = [
+        str(dataset.get("name", "?")),
+        sizes or None,
+        f"{len(classes)} classes ({shown})" if classes else None,
+        f"input {shape}" if shape else None,
+        f"fingerprint `{short(dataset.get('fingerprint')) or MISSING}`",
+    ]
+    return "; ".join(p for p in parts if p)
+
+
+def config_frame(config: dict) -> pd.DataFrame:
+    rows = []
+    for key, value in config.items():
+        if isinstance(value, dict):  # the optimizer: one readable line, e.g. "sgd lr=0.05 ..."
+            name = value.get("name", "")
+            settings = [f"{k}={v}" for k, v in value.items() if k != "name"]
+            value = " ".join([str(name), *settings]).strip()
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        rows.append({"setting": key, "value": MISSING if value is None else str(value)})
+    return pd.DataFrame(rows, columns=["setting", "value"])
+
+
+# --- fidelity -------------------------------------------------------------------------------
+
+
+def fidelity_section(models) -> str:
+    lines = [
+        "## Fidelity",
+        "",
+        "A fair comparison starts every framework from the same initial weights and feeds it the "
+        "same data; the fingerprints below are hashes of both, recorded by each run.",
+        "",
+    ]
+    parity_rows = []
+    for model in models:
+        lines.append(f"- **{model.name}**")
+        lines.extend(f"  - {line}" for line in fidelity_lines(model))
+        parity_rows.extend(parity_row(run) for run in model.ok_runs if run.get("parity"))
+    if parity_rows:
+        formats = {"max abs logit diff (eval)": scientific,
+                   "max abs logit diff (train)": scientific}
+        lines += ["", "Forward parity (same weights, same batch: largest logit difference to the "
+                  "reference):", "", markdown_table(pd.DataFrame(parity_rows), formats)]
+    return "\n".join(lines)
+
+
+def fidelity_lines(model: ModelRuns) -> list[str]:
+    ok = model.ok_runs
+    if len(ok) < 2:
+        names = ", ".join(r["framework"] for r in ok) or "none"
+        return [f"fewer than two ok runs ({names}): nothing to compare"]
+    lines = [fingerprint_line(ok, "init_fingerprint", "initial weights"),
+             fingerprint_line(ok, "data_fingerprint", "training data")]
+    if len(model.predictions) >= 2:
+        if metrics.labels_identical(model.predictions):
+            lines.append("test labels: **identical** in every prediction file")
+        else:
+            lines.append("test labels: **DIFFER** between prediction files (red flag: agreement "
+                         "and metrics are not comparable)")
+    return lines
+
+
+def fingerprint_line(runs: list[dict], key: str, what: str) -> str:
+    groups = metrics.fingerprint_groups(runs, key)
+    if len(groups) == 1 and None not in groups:
+        (fingerprint, names), = groups.items()
+        return f"{what}: **identical** across {', '.join(names)} (`{short(fingerprint)}`)"
+    listed = "; ".join(f"`{short(fp) or 'not recorded'}`: {', '.join(names)}"
+                       for fp, names in groups.items())
+    return f"{what}: **DIFFER** (red flag) — {listed}"
+
+
+def parity_row(run: dict) -> dict:
+    parity = run["parity"]
+    ok = parity.get("ok")
+    return {
+        "framework": run["framework"], "model": run["model"],
+        "reference": parity.get("reference"),
+        "max abs logit diff (eval)": parity.get("max_abs_logit_diff_eval"),
+        "max abs logit diff (train)": parity.get("max_abs_logit_diff_train"),
+        "parity": MISSING if ok is None else ("ok" if ok else "**FAILED**"),
+    }
+
+
+# --- summary --------------------------------------------------------------------------------
+
+
+def summary_section(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "## Summary\n\nNo runs recorded."
+    return "\n".join([
+        "## Summary",
+        "",
+        "Step times exclude the first (compiling) step; `× fastest` is the median step time "
+        "relative to the fastest ok run of the same model. Memory in MB of 10^6 bytes.",
+        "",
+        markdown_table(table, SUMMARY_FORMATS, drop_empty=True),
+        "",
+        f"The same table as CSV: [{SUMMARY_CSV}]({SUMMARY_CSV}).",
+    ])
+
+
+# --- per model ------------------------------------------------------------------------------
+
+
+def model_section(model: ModelRuns, class_names: list[str], figures: Path | None) -> str:
+    lines = [f"## Model: {model.name}", ""]
+    lines += [f"- {run['framework']}: **{run['status']}** — "
+              f"{one_line(run.get('reason') or 'no reason recorded')}" for run in model.other_runs]
+    without = [r["framework"] for r in model.ok_runs if r["framework"] not in model.predictions]
+    if without:
+        lines.append(f"- no predictions stored for: {', '.join(without)}")
+    if not model.predictions:
+        return "\n".join(lines + ["", "No predictions to evaluate."])
+    if lines[-1] != "":
+        lines.append("")
+
+    binary = len(class_names) == 2
+    curves = {fw: metrics.roc_curves(p, class_names) for fw, p in model.predictions.items()}
+    formats = {"accuracy %": percent,
+               **{c: rate for c in ("sensitivity", "specificity", "AUC", "macro AUC")}}
+    lines += ["### Test-set metrics", "",
+              markdown_table(overview_frame(model.predictions, curves, class_names), formats), ""]
+    if binary:
+        lines.append(f"Positive class: `{class_names[1]}` (class 1); AUC from its softmax "
+                     "probability.")
+    else:
+        lines.append("AUC: one-vs-rest per class from softmax probabilities; macro AUC is their "
+                     "unweighted mean.")
+    if len(model.predictions) >= 2:
+        agreement = metrics.agreement(model.predictions).rename_axis("")
+        lines += ["", "Agreement: fraction of test images on which two frameworks predict the same "
+                  "class.", "",
+                  markdown_table(agreement, dict.fromkeys(agreement, rate), index=True)]
+    if figures is not None:
+        lines += ["", *model_figures(model, curves, class_names, figures)]
+    for framework, predictions in model.predictions.items():
+        lines += ["", *framework_subsection(framework, predictions, curves[framework], class_names)]
+    return "\n".join(lines)
+
+
+def overview_frame(predictions: dict[str, Predictions], curves: dict,
+                   class_names: list[str]) -> pd.DataFrame:
+    """One row per framework: accuracy and AUC; sensitivity and specificity when binary."""
+    rows = []
+    for framework, p in predictions.items():
+        row = {"framework": framework, "accuracy %": 100 * metrics.accuracy(p),
+               "test images": len(p.labels)}
+        if len(class_names) == 2:
+            per_class = metrics.per_class_metrics(p, class_names)
+            row["sensitivity"] = per_class["recall (sensitivity)"].iloc[1]
+            row["specificity"] = per_class["specificity"].iloc[1]
+            row["AUC"] = curves[framework][class_names[1]].auc if curves[framework] else np.nan
+        else:
+            row["macro AUC"] = metrics.macro_auc(curves[framework])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def model_figures(model: ModelRuns, curves: dict, class_names: list[str],
+                  out: Path) -> list[str]:
+    stem = file_stem(model.name)
+    confusion_png = f"confusion-{stem}.png"
+    confusions = {fw: metrics.confusion(p, class_names) for fw, p in model.predictions.items()}
+    draw.confusion_grid(confusions, f"{model.name}: confusion matrices (test set)",
+                         out / confusion_png)
+    lines = [image(confusion_png, f"{model.name} confusion matrices")]
+    if any(curves.values()):
+        roc_png = f"roc-{stem}.png"
+        draw.roc_plot(curves, f"{model.name}: ROC curves (test set)", out / roc_png)
+        lines += ["", image(roc_png, f"{model.name} ROC curves")]
+    return lines
+
+
+def framework_subsection(framework: str, predictions: Predictions, curves: dict,
+                         class_names: list[str]) -> list[str]:
+    per_class = metrics.per_class_metrics(predictions, class_names)
+    if len(class_names) > 2:  # the one-vs-rest AUC belongs beside each class's other rates
+        per_class["AUC"] = [curves[c].auc if c in curves else np.nan for c in class_names]
+    formats = {c: rate for c in per_class.columns if c != "support"}
+    confusion = metrics.confusion(predictions, class_names)
+    confusion.index = [f"true {c}" for c in confusion.index]
+    confusion.columns = [f"pred {c}" for c in confusion.columns]
+    return [
+        f"### {framework}",
+        "",
+        markdown_table(per_class, formats, index=True),
+        "",
+        "Confusion matrix (rows: true class, columns: predicted class):",
+        "",
+        markdown_table(confusion.rename_axis(""), index=True),
+    ]
+
+
+# --- training curves and step times -----------------------------------------------------------
+
+
+def training_section(models, figures: Path | None) -> str:
+    lines = ["## Training", ""]
+    for model in models:
+        ok = model.ok_runs
+        if not ok:
+            continue
+        formats = {"accuracy %": percent, "epoch s": seconds}
+        lines += [f"### {model.name}", "", markdown_table(epoch_frame(ok), formats)]
+        if figures is None:
+            lines.append("")
+            continue
+        stem = file_stem(model.name)
+        if any(run.get("losses") or run.get("epoch_accuracy") for run in ok):
+            draw.training_curves(ok, f"{model.name}: training", figures / f"curves-{stem}.png")
+            lines += ["", image(f"curves-{stem}.png", f"{model.name} training curves")]
+        step_times = {run["framework"]: timed_steps(run) for run in ok}
+        step_times = {fw: t for fw, t in step_times.items() if len(t)}
+        if step_times:
+            draw.step_time_box(step_times, f"{model.name}: step time (first step excluded)",
+                                figures / f"step-times-{stem}.png")
+            lines += ["", image(f"step-times-{stem}.png", f"{model.name} step times")]
+        lines.append("")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def epoch_frame(runs: list[dict]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        accuracy = run.get("epoch_accuracy") or []
+        durations = run.get("epoch_s") or []
+        for epoch in range(max(len(accuracy), len(durations))):
+            fraction = accuracy[epoch] if epoch < len(accuracy) else None
+            rows.append({
+                "framework": run["framework"], "epoch": epoch + 1,
+                "accuracy %": None if fraction is None else 100 * fraction,
+                "epoch s": durations[epoch] if epoch < len(durations) else None,
+            })
+    return pd.DataFrame(rows, columns=["framework", "epoch", "accuracy %", "epoch s"])
+
+
+def timed_steps(run: dict) -> np.ndarray:
+    """Stored step times without the first (compiling) step.
+
+    `step_time_ms.n` says how many steps the statistics counted; a stored list longer than that
+    still holds the warm-up step at the front. Without `n`, drop the first entry.
+    """
+    times = np.asarray(run.get("step_times_ms") or [], dtype=float)
+    counted = (run.get("step_time_ms") or {}).get("n")
+    if isinstance(counted, int) and 0 < counted <= len(times):
+        return times[len(times) - counted:]
+    return times[1:]

@@ -1,0 +1,135 @@
+"""Classification metrics of stored predictions, and the fidelity checks across runs.
+
+Everything is computed with scikit-learn from labels and logits; nothing here knows about files
+or markdown. Results are pandas DataFrames so the table and plot modules can render them as is.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.special import softmax
+from sklearn.metrics import (
+    confusion_matrix, precision_recall_fscore_support, roc_auc_score, roc_curve,
+)
+
+from pybench.report.loading import Predictions
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    return softmax(logits, axis=1)
+
+
+def predicted_classes(predictions: Predictions) -> np.ndarray:
+    return predictions.logits.argmax(axis=1)
+
+
+def accuracy(predictions: Predictions) -> float:
+    return float(np.mean(predicted_classes(predictions) == predictions.labels))
+
+
+def confusion(predictions: Predictions, class_names: list[str]) -> pd.DataFrame:
+    """Counts with true classes as rows and predicted classes as columns."""
+    matrix = confusion_matrix(
+        predictions.labels, predicted_classes(predictions), labels=range(len(class_names))
+    )
+    return pd.DataFrame(matrix, index=class_names, columns=class_names)
+
+
+def per_class_metrics(predictions: Predictions, class_names: list[str]) -> pd.DataFrame:
+    """Precision, recall (sensitivity), F1 and support per class; specificity when binary.
+
+    Specificity is reported only for two classes, where it is the figure a screening paper
+    quotes beside sensitivity; for more classes one-vs-rest specificity is rarely read.
+    """
+    labels = list(range(len(class_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        predictions.labels, predicted_classes(predictions), labels=labels, zero_division=0
+    )
+    table = pd.DataFrame(
+        {"precision": precision, "recall (sensitivity)": recall, "f1": f1, "support": support},
+        index=pd.Index(class_names, name="class"),
+    )
+    if len(class_names) == 2:
+        table.insert(2, "specificity", specificity(confusion(predictions, class_names).to_numpy()))
+    return table
+
+
+def specificity(matrix: np.ndarray) -> np.ndarray:
+    """True-negative rate of each class treated as the positive one (one-vs-rest)."""
+    total = matrix.sum()
+    predicted = matrix.sum(axis=0)
+    actual = matrix.sum(axis=1)
+    true_positive = np.diag(matrix)
+    true_negative = total - predicted - actual + true_positive
+    negatives = total - actual
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(negatives > 0, true_negative / np.maximum(negatives, 1), 0.0)
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    """One ROC curve: the false/true positive rates and the area under it."""
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    auc: float
+
+
+def roc_curves(predictions: Predictions, class_names: list[str]) -> dict[str, RocCurve]:
+    """ROC per positive class: class 1 alone when binary, every class one-vs-rest otherwise.
+
+    A class absent from the labels (or present alone) has no ROC curve and is left out; a run
+    with non-finite logits (diverged) gets no curves at all.
+    """
+    if not np.isfinite(predictions.logits).all():
+        return {}
+    probs = probabilities(predictions.logits)
+    positive_classes = [1] if len(class_names) == 2 else range(len(class_names))
+    curves = {}
+    for k in positive_classes:
+        is_positive = predictions.labels == k
+        if is_positive.all() or not is_positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(is_positive, probs[:, k])
+        curves[class_names[k]] = RocCurve(fpr, tpr, float(roc_auc_score(is_positive, probs[:, k])))
+    return curves
+
+
+def macro_auc(curves: dict[str, RocCurve]) -> float:
+    """Unweighted mean of the one-vs-rest AUCs, as sklearn's multi_class='ovr', average='macro'."""
+    return float(np.mean([curve.auc for curve in curves.values()])) if curves else float("nan")
+
+
+def agreement(predictions_by_framework: dict[str, Predictions]) -> pd.DataFrame:
+    """Fraction of test images on which each pair of frameworks predicts the same class."""
+    names = list(predictions_by_framework)
+    table = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
+    for a, b in itertools.combinations(names, 2):
+        table.loc[a, b] = table.loc[b, a] = same_prediction_rate(
+            predictions_by_framework[a], predictions_by_framework[b]
+        )
+    return table
+
+
+def same_prediction_rate(a: Predictions, b: Predictions) -> float:
+    if len(a.labels) != len(b.labels):  # different test sets: there is no pairing to compare
+        return float("nan")
+    return float(np.mean(predicted_classes(a) == predicted_classes(b)))
+
+
+def labels_identical(predictions_by_framework: dict[str, Predictions]) -> bool:
+    """Whether every run scored the same test labels in the same order (agreement needs it)."""
+    labels = [p.labels for p in predictions_by_framework.values()]
+    return all(np.array_equal(labels[0], other) for other in labels[1:])
+
+
+def fingerprint_groups(runs: list[dict], key: str) -> dict[str | None, list[str]]:
+    """Run names grouped by the value of a fingerprint field: one group means identical."""
+    groups: dict[str | None, list[str]] = {}
+    for run in runs:
+        groups.setdefault(run.get(key), []).append(run["framework"])
+    return groups

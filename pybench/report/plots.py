@@ -1,0 +1,131 @@
+"""PNG figures of a comparison run: confusion matrices, ROC curves, training curves, step times.
+
+Figures are built with matplotlib's object API (`Figure`, no pyplot), so nothing here touches
+global backend state or opens a window; saving a PNG uses the Agg renderer on any machine.
+Each function takes already-computed data and a path, and returns the path it wrote.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
+
+from pybench.report.metrics import RocCurve
+
+# One colour per framework in every figure, so a reader learns them once.
+FRAMEWORK_COLORS = {"torch": "tab:red", "jax": "tab:blue", "knet": "tab:green"}
+OTHER_COLORS = ["tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+DPI = 120
+LOG_SCALE_RATIO = 10  # step-time medians this far apart get a log axis, or the fast box is flat
+LOSS_SMOOTHING_STEPS = 20  # rolling mean window; the raw losses are drawn faintly underneath
+ANNOTATE_MAX_CLASSES = 12  # beyond this, counts in cells become unreadable
+
+
+def color(framework: str, position: int) -> str:
+    return FRAMEWORK_COLORS.get(framework, OTHER_COLORS[position % len(OTHER_COLORS)])
+
+
+def save(figure: Figure, path: Path) -> Path:
+    # No metadata: the same results give byte-identical PNGs across runs of the report.
+    figure.savefig(path, dpi=DPI, metadata={"Software": None})
+    return path
+
+
+def confusion_grid(confusions: dict[str, pd.DataFrame], title: str, path: Path) -> Path:
+    """One heatmap per framework, side by side, counts written in the cells."""
+    n = len(confusions)
+    figure = Figure(figsize=(4.2 * n, 4.0), layout="constrained")
+    axes = figure.subplots(1, n, squeeze=False)[0]
+    for ax, (framework, matrix) in zip(axes, confusions.items()):
+        draw_confusion(ax, matrix)
+        ax.set_title(framework)
+    figure.suptitle(title)
+    return save(figure, path)
+
+
+def draw_confusion(ax, matrix: pd.DataFrame) -> None:
+    counts = matrix.to_numpy()
+    ax.imshow(counts, cmap="Blues")
+    ticks = np.arange(len(matrix))
+    ax.set_xticks(ticks, labels=matrix.columns, rotation=45 if len(ticks) > 4 else 0, ha="right")
+    ax.set_yticks(ticks, labels=matrix.index)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(ticks) <= ANNOTATE_MAX_CLASSES:
+        threshold = counts.max() / 2 if counts.size else 0
+        for (i, j), count in np.ndenumerate(counts):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                    color="white" if count > threshold else "black")
+
+
+def roc_plot(curves_by_framework: dict[str, dict[str, RocCurve]], title: str, path: Path) -> Path:
+    """One panel per positive class (one panel when binary), one line per framework."""
+    classes = list(dict.fromkeys(c for curves in curves_by_framework.values() for c in curves))
+    columns = min(len(classes), 5)
+    rows = math.ceil(len(classes) / columns)
+    figure = Figure(figsize=(3.4 * columns, 3.3 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax, name in zip(axes, classes):
+        for position, (framework, curves) in enumerate(curves_by_framework.items()):
+            if name in curves:
+                curve = curves[name]
+                ax.plot(curve.fpr, curve.tpr, color=color(framework, position),
+                        label=f"{framework} (AUC {curve.auc:.3f})")
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
+        ax.set(title=f"positive: {name}", xlabel="false positive rate", ylabel="true positive rate",
+               xlim=(0, 1), ylim=(0, 1.02))
+        ax.legend(loc="lower right", fontsize=7)
+    for ax in axes[len(classes):]:
+        ax.set_visible(False)
+    figure.suptitle(title)
+    return save(figure, path)
+
+
+def training_curves(runs: list[dict], title: str, path: Path) -> Path:
+    """Loss per step (raw and smoothed) and test/val accuracy per epoch, one line per framework."""
+    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    loss_ax, accuracy_ax = figure.subplots(1, 2)
+    for position, run in enumerate(runs):
+        c = color(run["framework"], position)
+        losses = pd.Series(run.get("losses") or [], dtype=float)
+        if len(losses):
+            steps = np.arange(1, len(losses) + 1)
+            loss_ax.plot(steps, losses, color=c, alpha=0.25, linewidth=0.6)
+            smooth = losses.rolling(LOSS_SMOOTHING_STEPS, min_periods=1).mean()
+            loss_ax.plot(steps, smooth, color=c, label=run["framework"])
+        epoch_accuracy = run.get("epoch_accuracy") or []
+        if epoch_accuracy:
+            epochs = np.arange(1, len(epoch_accuracy) + 1)
+            accuracy_ax.plot(epochs, 100 * np.asarray(epoch_accuracy, dtype=float), marker="o",
+                             color=c, label=run["framework"])
+    loss_ax.set(title=f"training loss ({LOSS_SMOOTHING_STEPS}-step mean)", xlabel="step",
+                ylabel="loss")
+    accuracy_ax.set(title="accuracy per epoch", xlabel="epoch", ylabel="accuracy (%)")
+    accuracy_ax.xaxis.get_major_locator().set_params(integer=True)
+    for ax in (loss_ax, accuracy_ax):
+        if ax.lines:
+            ax.legend(fontsize=8)
+    figure.suptitle(title)
+    return save(figure, path)
+
+
+def step_time_box(step_times: dict[str, np.ndarray], title: str, path: Path) -> Path:
+    """Distribution of step times per framework, warm-up step already removed by the caller."""
+    figure = Figure(figsize=(1.6 * len(step_times) + 2.5, 3.8), layout="constrained")
+    ax = figure.subplots()
+    boxes = ax.boxplot(list(step_times.values()), tick_labels=list(step_times), patch_artist=True,
+                       showfliers=True, flierprops={"markersize": 2})
+    for position, (patch, framework) in enumerate(zip(boxes["boxes"], step_times)):
+        patch.set_facecolor(color(framework, position))
+        patch.set_alpha(0.5)
+    ax.set(title=title, ylabel="step time (ms)")
+    medians = [float(np.median(t)) for t in step_times.values()]
+    if min(medians) > 0 and max(medians) / min(medians) > LOG_SCALE_RATIO:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())  # "20" reads better than "2×10^1"
+    return save(figure, path)

@@ -1,0 +1,149 @@
+"""The summary table of a comparison run, and DataFrames rendered as GitHub markdown.
+
+`summary_table` keeps numbers as numbers (NaN where a run has none) so callers can sort, export
+or test it; `markdown_table` does the formatting. Markdown is written here rather than with
+`DataFrame.to_markdown` so the report does not need `tabulate`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+SHORT_FINGERPRINT = 8  # hex digits: enough to tell runs apart by eye, short enough for a table
+MISSING = "—"
+
+Formatter = Callable[[object], str]
+
+
+def summary_table(results: dict) -> pd.DataFrame:
+    """One row per run, sorted by model then median step time, with the speed ratio per model.
+
+    `× fastest` is a run's median step time divided by that of the fastest ok run of the same
+    model, so 1.00 marks the fastest framework and failed runs have none.
+    """
+    rows = [summary_row(run) for run in results.get("runs", [])]
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    if table.empty:
+        return table
+    ok_medians = table["step median ms"].where(table["status"] == "ok")
+    fastest = ok_medians.groupby(table["model"]).transform("min")
+    table["× fastest"] = ok_medians / fastest
+    table = table.sort_values(["model", "step median ms"], na_position="last", kind="stable")
+    return table.reset_index(drop=True)
+
+
+def summary_row(run: dict) -> dict:
+    row = {"framework": run["framework"], "model": run["model"], "status": run["status"],
+           "reason": one_line(run.get("reason") or "")}
+    if run["status"] != "ok":
+        # A run that did not finish has no metrics worth showing, whatever fields it carries.
+        return row
+    steps = run.get("step_time_ms") or {}
+    epochs = run.get("epoch_s") or []
+    memory = run.get("peak_memory_bytes")
+    flops = run.get("flops_per_image")
+    row.update({
+        "version": run.get("framework_version"),
+        "test accuracy %": scaled(run.get("test_accuracy"), 100),
+        "step median ms": steps.get("median"),
+        "step IQR ms": steps.get("iqr"),
+        "step p90 ms": steps.get("p90"),
+        "images/s": run.get("images_per_s"),
+        "first step s": run.get("first_step_s"),
+        "epoch s (mean)": float(np.mean(epochs)) if epochs else None,
+        "time to target s": run.get("time_to_target_s"),
+        "peak memory MB": scaled(memory, 1e-6),
+        "memory kind": run.get("memory_kind"),
+        "params": run.get("n_params"),
+        "MFLOPs/image": scaled(flops, 1e-6),
+        "init fingerprint": short(run.get("init_fingerprint")),
+        "data fingerprint": short(run.get("data_fingerprint")),
+    })
+    return row
+
+
+SUMMARY_COLUMNS = [
+    "framework", "model", "status", "version", "test accuracy %", "step median ms", "step IQR ms",
+    "step p90 ms", "× fastest", "images/s", "first step s", "epoch s (mean)", "time to target s",
+    "peak memory MB", "memory kind", "params", "MFLOPs/image", "init fingerprint",
+    "data fingerprint", "reason",
+]
+
+SUMMARY_FORMATS: dict[str, Formatter] = {
+    "test accuracy %": lambda v: f"{v:.2f}",
+    "step median ms": lambda v: f"{v:.2f}",
+    "step IQR ms": lambda v: f"{v:.2f}",
+    "step p90 ms": lambda v: f"{v:.2f}",
+    "× fastest": lambda v: f"{v:.2f}",
+    "images/s": lambda v: f"{v:,.0f}",
+    "first step s": lambda v: f"{v:.2f}",
+    "epoch s (mean)": lambda v: f"{v:.1f}",
+    "time to target s": lambda v: f"{v:.1f}",
+    "peak memory MB": lambda v: f"{v:,.0f}",
+    "params": lambda v: f"{int(v):,}",
+    "MFLOPs/image": lambda v: f"{v:.3f}",
+}
+
+
+def scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
+
+
+def short(fingerprint: str | None) -> str | None:
+    return fingerprint[:SHORT_FINGERPRINT] if fingerprint else None
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def is_missing(value: object) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists and other non-scalars are values, not missing
+        return False
+
+
+def format_cell(value: object, formatter: Formatter | None = None) -> str:
+    if is_missing(value):
+        return MISSING
+    if formatter is not None:
+        return formatter(value)
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return one_line(str(value))
+
+
+def escape(cell: str) -> str:
+    # A bare | would end the cell: framework failure reasons can contain shell pipelines.
+    return cell.replace("|", "\\|")
+
+
+def markdown_table(frame: pd.DataFrame, formats: Mapping[str, Formatter] | None = None,
+                   index: bool = False, drop_empty: bool = False) -> str:
+    """`frame` as a GitHub markdown table; `formats` maps column names to cell formatters.
+
+    With `drop_empty`, columns with no value in any row are left out (e.g. `time to target s`
+    when no target was set) so the table stays readable.
+    """
+    formats = formats or {}
+    if drop_empty:
+        frame = frame.loc[:, [c for c in frame.columns if not frame[c].map(is_missing).all()]]
+    if index:
+        frame = frame.reset_index()
+    header = [escape(str(c)) for c in frame.columns]
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    rows = [
+        [escape(format_cell(value, formats.get(column)))
+         for column, value in zip(frame.columns, row)]
+        for row in frame.itertuples(index=False, name=None)
+    ]
+    align = ["---:" if is_number else "---" for is_number in numeric]
+    lines = [header, align, *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)

@@ -1,0 +1,145 @@
+"""Shared fixtures: the real data folder (PYBENCH_DATA_DIR), an isolated dataset cache, generated
+image folders and NIH-style zip manifests, and a runner for the real command line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real datasets (mnist/, pneumoniamnist/), from $PYBENCH_DATA_DIR."""
+    value = os.environ.get("PYBENCH_DATA_DIR")
+    if not value:
+        pytest.skip("PYBENCH_DATA_DIR is not set: point it at the shared datasets folder to run real-data tests")
+    root = Path(value)
+    if not (root / "mnist").is_dir() or not (root / "pneumoniamnist").is_dir():
+        pytest.skip(f"PYBENCH_DATA_DIR={root} does not hold mnist/ and pneumoniamnist/")
+    return root
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch) -> Path:
+    """A fresh dataset cache folder for this test (never ~/.cache)."""
+    folder = tmp_path / "dataset-cache"
+    monkeypatch.setenv("PYBENCH_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def mnist_copy(data_dir, tmp_path) -> Path:
+    """A data root in tmp_path holding a writable copy of the real MNIST files (to corrupt)."""
+    root = tmp_path / "data"
+    shutil.copytree(data_dir / "mnist", root / "mnist")
+    for path in (root / "mnist").iterdir():
+        path.chmod(0o644)
+    return root
+
+
+def random_image(rng: np.random.Generator, width: int, height: int, colour: bool) -> Image.Image:
+    shape = (height, width, 3) if colour else (height, width)
+    return Image.fromarray(rng.integers(0, 256, size=shape, dtype=np.uint8), "RGB" if colour else "L")
+
+
+def encode_image(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """Three classes of real PNG/JPEG/BMP files, grayscale and RGB, of different sizes (5 per class)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "shapes"
+    formats = [("PNG", ".png"), ("JPEG", ".jpg"), ("BMP", ".bmp"), ("PNG", ".PNG"), ("JPEG", ".jpeg")]
+    for class_index, name in enumerate(["circle", "square", "triangle"]):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i, (fmt, ext) in enumerate(formats):
+            colour = (i + class_index) % 2 == 0
+            image = random_image(rng, 20 + 3 * i, 16 + 2 * class_index, colour)
+            (folder / f"{name}{i}{ext}").write_bytes(encode_image(image, fmt))
+    return root
+
+
+NIH_LABELS = ["No Finding", "Effusion", "Effusion|Infiltration", "No Finding", "Infiltration", "No Finding",
+              "Effusion", "Infiltration", "No Finding", "Effusion|Infiltration", "Infiltration", "Effusion"]
+
+
+def nih_rows(count: int) -> list[dict]:
+    return [{"Image Index": f"{i:08d}_000.png", "Finding Labels": NIH_LABELS[i % len(NIH_LABELS)],
+             "Patient Age": str(30 + i)} for i in range(count)]
+
+
+def manifest_text(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def nih_zip(tmp_path):
+    """Factory: an NIH-style zip (images in nested folders, Data_Entry.csv at the top) -> its path."""
+
+    def make(rows: list[dict] | None = None, name: str = "nih.zip", extra: dict[str, bytes] | None = None) -> Path:
+        rows = rows if rows is not None else nih_rows(24)
+        rng = np.random.default_rng(1)
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as bundle:
+            bundle.writestr("Data_Entry.csv", manifest_text(rows))
+            for i, row in enumerate(rows):
+                image = random_image(rng, 32, 32, colour=False)
+                image_name = next(iter(row.values()))  # the first column names the image
+                bundle.writestr(f"images_{i % 2 + 1:03d}/images/{image_name}", encode_image(image, "PNG"))
+            for member, data in (extra or {}).items():
+                bundle.writestr(member, data)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def run_cli(isolated_cache):
+    """Run `python -m pybench ARGS...` as a subprocess with the isolated cache."""
+
+    def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, "PYBENCH_CACHE_DIR": str(isolated_cache), **(env or {})}
+        return subprocess.run([sys.executable, "-m", "pybench", *map(str, args)], capture_output=True, text=True,
+                              cwd=REPO_ROOT, env=full_env, timeout=300)
+
+    return run
+
+
+@pytest.fixture
+def cli_error(run_cli):
+    """Run the CLI expecting a user error: exit 2, one stderr line naming `fragments`, no traceback."""
+
+    def check(*args: str, fragments: tuple[str, ...] = (), env: dict | None = None) -> str:
+        result = run_cli(*args, env=env)
+        assert result.returncode == 2, (result.returncode, result.stderr)
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("pybench: error: ")
+        for fragment in fragments:
+            assert fragment in lines[0], (fragment, lines[0])
+        return lines[0]
+
+    return check

@@ -1,0 +1,260 @@
+"""The JAX backend against PyTorch, written here from torch.nn.functional on the same weights.
+
+The reference is a few lines of F.conv2d / F.batch_norm / F.linear over the canonical weight
+dicts (not the torch backend, so these tests check JAX alone). Covered: forward logits in train
+and eval mode and BatchNorm running statistics for every model, SGD-momentum and Adam steps with
+weight decay against torch.optim, one compilation across steps and epochs, predict order,
+exact export of untouched weights, and that importing the module does not import JAX.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pybench.backends.contract import ModelInput, OptimizerConfig
+from pybench.backends.jax_backend import JaxBackend
+from pybench.errors import PybenchError
+from pybench.models import BN_EPS, BN_MOMENTUM, RESNETS, init_weights, layers, resnet_blocks
+
+NUM_CLASSES = 10
+# (model, input shape, batch): resnet18 on 16x16 images, batch 4, to stay fast on a CPU.
+FORWARD_CASES = [
+    ("lenet5", (1, 28, 28), 8),
+    ("resnet8", (3, 32, 32), 8),
+    ("resnet20", (3, 32, 32), 8),
+    ("resnet18", (3, 16, 16), 4),
+]
+
+
+# --- The PyTorch reference ------------------------------------------------------------------
+
+def torch_forward(model, in_shape, params, buffers, x, train):
+    """Logits of `model` from torch.nn.functional; F.batch_norm updates `buffers` in place when
+    training, exactly as nn.BatchNorm2d does."""
+    by_name = {layer.name: layer for layer in layers(model, in_shape, NUM_CLASSES)}
+
+    def conv(name, x):
+        layer = by_name[name]
+        return F.conv2d(x, params[f"{name}.weight"], params.get(f"{name}.bias"),
+                        stride=layer.stride, padding=layer.padding)
+
+    def bn(name, x):
+        return F.batch_norm(x, buffers[f"{name}.running_mean"], buffers[f"{name}.running_var"],
+                            params[f"{name}.weight"], params[f"{name}.bias"], training=train,
+                            momentum=BN_MOMENTUM, eps=BN_EPS)
+
+    def linear(name, x):
+        return F.linear(x, params[f"{name}.weight"], params[f"{name}.bias"])
+
+    if model == "lenet5":
+        x = F.max_pool2d(F.relu(conv("conv1", x)), 2)
+        x = F.max_pool2d(F.relu(conv("conv2", x)), 2)
+        x = F.relu(linear("fc1", x.flatten(1)))
+        x = F.relu(linear("fc2", x))
+        return linear("fc3", x)
+    x = F.relu(bn("bn1", conv("conv1", x)))
+    for b in resnet_blocks(RESNETS[model]):
+        out = F.relu(bn(f"{b.prefix}.bn1", conv(f"{b.prefix}.conv1", x)))
+        out = bn(f"{b.prefix}.bn2", conv(f"{b.prefix}.conv2", out))
+        if b.has_downsample:
+            x = bn(f"{b.prefix}.downsample.1", conv(f"{b.prefix}.downsample.0", x))
+        x = F.relu(out + x)
+    return linear("fc", x.mean(dim=(2, 3)))
+
+
+def to_torch(arrays, requires_grad=False):
+    return {k: torch.tensor(v, requires_grad=requires_grad) for k, v in arrays.items()}
+
+
+def torch_train(model, in_shape, params, buffers, images, labels, order, batch_size, steps,
+                make_optimizer):
+    """Per-step losses and final (params, buffers) of torch.optim on the same batches."""
+    params, buffers = to_torch(params, requires_grad=True), to_torch(buffers)
+    optimizer = make_optimizer(list(params.values()))
+    losses = []
+    for step in range(steps):
+        batch = order[step * batch_size:(step + 1) * batch_size]
+        logits = torch_forward(model, in_shape, params, buffers, torch.tensor(images[batch]),
+                               train=True)
+        loss = F.cross_entropy(logits, torch.tensor(labels[batch]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, {k: v.detach().numpy() for k, v in params.items()}, \
+        {k: v.numpy() for k, v in buffers.items()}
+
+
+# --- Helpers ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def backend():
+    return JaxBackend("cpu")
+
+
+def synthetic(in_shape, n, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((n, *in_shape)).astype(np.float32)
+    labels = rng.integers(0, NUM_CLASSES, n).astype(np.int64)
+    return images, labels
+
+
+def make_state(backend, model, in_shape, optimizer=OptimizerConfig(), seed=0):
+    params, buffers = init_weights(model, in_shape, NUM_CLASSES, seed)
+    state = backend.init_state(ModelInput(model, in_shape, NUM_CLASSES, params, buffers),
+                               optimizer)
+    return state, params, buffers
+
+
+def jax_train(backend, state, images, labels, order, batch_size, steps):
+    data, device_order = backend.put_data(images, labels), backend.put_order(order)
+    losses = []
+    for step in range(steps):
+        state, loss = backend.train_step(state, data, device_order, step, batch_size)
+        losses.append(loss)
+    return state, [backend.to_float(v) for v in losses]
+
+
+# --- (1) Forward parity -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("model,in_shape,batch", FORWARD_CASES, ids=[c[0] for c in FORWARD_CASES])
+def test_forward_and_batch_norm_statistics_match_torch(backend, model, in_shape, batch):
+    state, params, buffers = make_state(backend, model, in_shape)
+    images, _ = synthetic(in_shape, batch)
+    for train in (False, True):
+        ours = backend.forward(state, images, train=train)
+        torch_buffers = to_torch(buffers)
+        with torch.no_grad():
+            ref = torch_forward(model, in_shape, to_torch(params), torch_buffers,
+                                torch.tensor(images), train).numpy()
+        assert ours.shape == (batch, NUM_CLASSES)
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4, err_msg=f"train={train}")
+
+    # The running statistics one train-mode pass produces (the jitted `apply` behind forward,
+    # which returns them) are F.batch_norm's; forward itself leaves the state alone.
+    _, moved = state.program.forward(state.params, state.buffers, images, train=True)
+    assert set(moved) == set(buffers)
+    for name, value in torch_buffers.items():
+        np.testing.assert_allclose(np.asarray(moved[name]), value.numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+        assert not np.array_equal(value.numpy(), buffers[name]), f"{name} did not move"
+    np.testing.assert_array_equal(backend.forward(state, images, train=True), ours)
+    for name, value in backend.export_weights(state)[1].items():
+        np.testing.assert_array_equal(value, buffers[name])
+
+
+# --- (2) Optimizer parity ---------------------------------------------------------------------
+
+OPTIMIZER_CASES = {
+    "sgd-momentum-wd": (OptimizerConfig("sgd", lr=0.05, momentum=0.9, weight_decay=5e-3),
+                        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=5e-3)),
+    "sgd-plain": (OptimizerConfig("sgd", lr=0.1, momentum=0.0),
+                  lambda p: torch.optim.SGD(p, lr=0.1)),
+    "adam-wd": (OptimizerConfig("adam", lr=3e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=1e-2),
+                lambda p: torch.optim.Adam(p, lr=3e-3, betas=(0.9, 0.99), eps=1e-8,
+                                           weight_decay=1e-2)),
+}
+
+
+@pytest.mark.parametrize(
+    "model,in_shape,case",
+    [("lenet5", (1, 28, 28), case) for case in OPTIMIZER_CASES]
+    # A ResNet too: gradients through batch statistics, and buffers moved by training.
+    + [("resnet8", (3, 16, 16), "sgd-momentum-wd")])
+def test_training_matches_torch_optim(backend, model, in_shape, case):
+    config, make_torch_optimizer = OPTIMIZER_CASES[case]
+    steps, batch_size = 5, 16
+    state, params, buffers = make_state(backend, model, in_shape, config)
+    images, labels = synthetic(in_shape, steps * batch_size + 7, seed=2)
+    order = np.random.default_rng(3).permutation(len(labels))
+
+    state, losses = jax_train(backend, state, images, labels, order, batch_size, steps)
+    ref_losses, ref_params, ref_buffers = torch_train(
+        model, in_shape, params, buffers, images, labels, order, batch_size, steps,
+        make_torch_optimizer)
+
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
+    assert losses[-1] < losses[0]  # the steps did train
+    ours, our_buffers = backend.export_weights(state)
+    for name in params:
+        np.testing.assert_allclose(ours[name], ref_params[name], rtol=0, atol=1e-4, err_msg=name)
+        assert not np.array_equal(ours[name], params[name]), f"{name} was not updated"
+    for name in buffers:
+        np.testing.assert_allclose(our_buffers[name], ref_buffers[name], rtol=0, atol=1e-4,
+                                   err_msg=name)
+
+
+# --- (3) One compilation, and synchronize -----------------------------------------------------
+
+def test_train_step_compiles_once_across_steps_and_epochs(backend):
+    in_shape, batch_size = (1, 28, 28), 8
+    state, _, _ = make_state(backend, "lenet5", in_shape)
+    images, labels = synthetic(in_shape, 30)
+    data = backend.put_data(images, labels)
+    rng = np.random.default_rng(4)
+    for _ in range(2):  # epochs: a new order each
+        order = backend.put_order(rng.permutation(len(labels)))
+        for step in range(len(labels) // batch_size):
+            state, loss = backend.train_step(state, data, order, step, batch_size)
+    assert state.program.train_step._cache_size() == 1
+
+    backend.synchronize()
+    leaves = [loss, *state.params.values(), *state.buffers.values()]
+    assert all(x.is_ready() for x in leaves)
+    with pytest.raises(PybenchError, match="runs past"):
+        backend.train_step(state, data, order, len(labels) // batch_size, batch_size)
+
+
+# --- (4) predict ------------------------------------------------------------------------------
+
+def test_predict_returns_every_sample_in_order(backend):
+    in_shape, n = (3, 16, 16), 37  # 37 is not a multiple of the batch size
+    state, _, _ = make_state(backend, "resnet8", in_shape)
+    images, labels = synthetic(in_shape, n)
+    logits = backend.predict(state, backend.put_data(images, labels), batch_size=16)
+    assert logits.shape == (n, NUM_CLASSES) and logits.dtype == np.float32
+    assert state.program.eval_batch._cache_size() == 2  # full batches, and the last partial one
+    np.testing.assert_allclose(logits, backend.forward(state, images, train=False),
+                               rtol=0, atol=1e-5)
+
+
+# --- (5) export -------------------------------------------------------------------------------
+
+def test_export_round_trips_and_training_leaves_inputs_alone(backend):
+    in_shape = (3, 16, 16)
+    state, params, buffers = make_state(backend, "resnet8", in_shape)
+    originals = ({k: v.copy() for k, v in params.items()},
+                 {k: v.copy() for k, v in buffers.items()})
+    exported = backend.export_weights(state)
+    for ours, canonical in zip(exported, (params, buffers)):
+        assert list(ours) == list(canonical)
+        for name, value in canonical.items():
+            assert ours[name].dtype == np.float32
+            np.testing.assert_array_equal(ours[name], value)
+
+    # Steps donate the state's buffers; neither the canonical arrays it was made from nor the
+    # exported copies may change with it.
+    images, labels = synthetic(in_shape, 16)
+    jax_train(backend, state, images, labels, np.arange(16), batch_size=8, steps=2)
+    for now, before in zip((params, buffers), originals):
+        for name in before:
+            np.testing.assert_array_equal(now[name], before[name])
+    for ours, before in zip(exported, originals):
+        for name in before:
+            np.testing.assert_array_equal(ours[name], before[name])
+
+
+# --- (6) lazy import --------------------------------------------------------------------------
+
+def test_import_does_not_load_jax():
+    code = ("import sys, pybench.backends.jax_backend as m\n"
+            "assert 'jax' not in sys.modules and 'optax' not in sys.modules\n"
+            "assert m.JaxBackend.availability().ok\n"
+            "assert 'jax' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
