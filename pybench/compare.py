@@ -21,7 +21,8 @@ from pybench import __version__
 from pybench.backends import availability, check_framework
 from pybench.errors import PybenchError, UnavailableError
 from pybench.models import check_model
-from pybench.results import SCHEMA, machine_has_cuda_gpu, machine_info, write_results
+from pybench.machine import machine_has_cuda_gpu, machine_info
+from pybench.results import SCHEMA, write_results
 from pybench.training import TrainConfig
 from pybench.worker import job_for, run_in_worker
 
@@ -106,7 +107,8 @@ def check_requested_frameworks(frameworks) -> dict[str, str]:
 def run_compare(cfg: CompareConfig, command: str | None = None,
                 echo: bool = True) -> tuple[Path, dict]:
     """Run the comparison; return the results directory and the results document."""
-    from pybench.datasets import load_dataset  # parent loads once: fills the cache, fails early
+    # The parent loads once: it fills the cache and fails early on bad input.
+    from pybench.datasets import load_dataset, with_validation
 
     for model in cfg.models:
         check_model(model)
@@ -114,6 +116,8 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
     unavailable = check_requested_frameworks(cfg.frameworks)
     options = cfg.dataset_options or {}
     dataset = load_dataset(cfg.dataset, progress=echo, **options)
+    if cfg.train.patience is not None:  # the workers hold out the same validation split
+        dataset = with_validation(dataset, seed=cfg.train.seed)
     out_dir = Path(cfg.out) if cfg.out else default_out_dir(cfg.dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
 

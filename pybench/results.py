@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 
 SCHEMA = 1
 
@@ -78,46 +74,3 @@ def write_results(out_dir: Path, document: dict) -> None:
     write_json(out_dir / "results.json", document)
     csv = runs_table(document["runs"]).to_csv(index=False)
     atomic_write_bytes(out_dir / "runs.csv", csv.encode())
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def nvidia_gpus() -> tuple[list[str], str | None]:
-    """GPU names and the driver version from nvidia-smi; ([], None) without an NVIDIA GPU."""
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return [], None
-    try:
-        out = subprocess.run([smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return [], None
-    rows = [line.split(",") for line in out.strip().splitlines() if line.strip()]
-    return [r[0].strip() for r in rows], (rows[0][1].strip() if rows else None)
-
-
-def machine_info() -> dict:
-    gpus, driver = nvidia_gpus()
-    return {
-        "cpu": cpu_model(),
-        "cores": psutil.cpu_count(logical=True),
-        "physical_cores": psutil.cpu_count(logical=False),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "gpus": gpus,
-        "cuda_driver": driver,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
-def machine_has_cuda_gpu() -> bool:
-    """Whether an NVIDIA GPU with a driver is present, asked without importing a framework."""
-    return bool(nvidia_gpus()[0]) or Path("/proc/driver/nvidia/version").exists()

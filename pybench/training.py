@@ -28,7 +28,7 @@ class TrainConfig:
     model: str = "lenet5"
     epochs: int = 1
     max_steps: int | None = None  # stop after this many steps in all (across epochs)
-    batch_size: int = 128
+    batch_size: int = 32
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     seed: int = 0  # initial weights and sample order
     target_accuracy: float | None = None

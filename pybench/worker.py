@@ -25,7 +25,7 @@ import numpy as np
 
 from pybench.backends import get_backend
 from pybench.backends.contract import ModelInput, OptimizerConfig
-from pybench.datasets import batch_order, load_dataset
+from pybench.datasets import batch_order, load_dataset, with_validation
 from pybench.errors import PybenchError, UnavailableError
 from pybench.results import write_json, write_npz
 from pybench.training import TrainConfig, initial_weights, train_and_evaluate
@@ -37,7 +37,10 @@ PARITY_BATCH = 32
 # ---------------------------------------------------------------- the worker side
 
 def load_job_dataset(job: dict):
-    return load_dataset(job["dataset"], progress=False, **job.get("dataset_options", {}))
+    dataset = load_dataset(job["dataset"], progress=False, **job.get("dataset_options", {}))
+    if job.get("train", {}).get("patience") is not None:
+        dataset = with_validation(dataset, seed=job["train"]["seed"])
+    return dataset
 
 
 def train_config(job: dict) -> TrainConfig:

@@ -143,3 +143,35 @@ def cli_error(run_cli):
         return lines[0]
 
     return check
+
+
+@pytest.fixture(scope="session")
+def mnist(data_dir, tmp_path_factory):
+    """The real MNIST dataset, loaded once per session (its cache in a session temp folder)."""
+    from pybench.datasets import load_dataset
+
+    cache = tmp_path_factory.mktemp("mnist-cache")
+    old = os.environ.get("PYBENCH_CACHE_DIR")
+    os.environ["PYBENCH_CACHE_DIR"] = str(cache)
+    try:
+        return load_dataset("mnist", data_dir=data_dir, progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("PYBENCH_CACHE_DIR")
+        else:
+            os.environ["PYBENCH_CACHE_DIR"] = old
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the harness-overhead figures (pybench's loop against a minimal one) when measured."""
+    module = next((m for name, m in list(sys.modules.items())
+                   if name.endswith("test_bench_harness")), None)
+    RESULTS = getattr(module, "RESULTS", None)
+    if not RESULTS:
+        return
+    terminalreporter.section("pybench harness overhead (median step time, LeNet-5, MNIST)")
+    for framework, f in RESULTS.items():
+        terminalreporter.write_line(
+            f"{framework:6} minimal {f['minimal_median_ms']:.3f} ms, pybench "
+            f"{f['pybench_median_ms']:.3f} ms, ratio {f['ratio']:.3f} "
+            f"({f['steps_each']} steps each)")

@@ -44,7 +44,7 @@ class OptimizerConfig:
     """
 
     name: str = "sgd"
-    lr: float = 0.05
+    lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
@@ -94,7 +94,8 @@ class Backend(ABC):
 
     @abstractmethod
     def device_info(self) -> dict[str, Any]:
-        """Framework version, device name, and anything else that identifies the run."""
+        """At least `framework_version` and `device_name`, plus anything else that identifies
+        the run (library versions, precision settings)."""
 
     @abstractmethod
     def synchronize(self) -> None:

@@ -34,6 +34,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from pybench.machine import cpu_model
 from pybench.backends.contract import Arrays, Availability, Backend, ModelInput, OptimizerConfig
 from pybench.errors import PybenchError
 from pybench.models import BN_EPS, BN_MOMENTUM, RESNETS, layers, resnet_blocks
@@ -317,8 +318,8 @@ class JaxBackend(Backend):
         import jaxlib
 
         return {
-            "framework": "jax",
-            "jax": jax.__version__,
+            "framework_version": jax.__version__,
+            "device_name": cpu_model() if self.device == "cpu" else self._device.device_kind,
             "jaxlib": jaxlib.__version__,
             "optax": optax.__version__,
             "device": self.device,

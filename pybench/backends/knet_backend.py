@@ -17,7 +17,6 @@ import functools
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import numpy as np
 
 from pybench import models
 from pybench.backends import knet_layout
+from pybench.machine import cpu_model
 from pybench.backends.contract import Availability, Backend, ModelInput, OptimizerConfig
 from pybench.errors import UnavailableError
 
@@ -140,7 +140,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def dtype_name(dtype) -> str:
-    """"float32" or "float64", the names KnetModels.array_type accepts; anything else fails."""
+    """The numpy name of a float32 or float64 dtype, as KnetModels.array_type accepts it;
+    anything else fails."""
     dtype = np.dtype(dtype)
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"the knet backend computes in float32 or float64, not {dtype}")
@@ -221,11 +222,11 @@ class KnetBackend(Backend):
 
     def device_info(self) -> dict[str, Any]:
         jl = julia_main()
-        info = {"framework": "knet", "knet": "1.4.10",
+        info = {"framework_version": "Knet 1.4.10", "knet": "1.4.10",
                 "julia": str(jl.seval("string(VERSION)")), "device": self.device,
-                "cpu": platform.processor() or platform.machine()}
+                "device_name": cpu_model()}
         if self.device == "cuda":
-            info["gpu"] = str(jl.seval("CUDA.name(CUDA.device())"))
+            info["device_name"] = str(jl.seval("CUDA.name(CUDA.device())"))
             info["cuda_jl"] = str(jl.seval("string(pkgversion(CUDA))"))
         return info
 

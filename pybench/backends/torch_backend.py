@@ -8,7 +8,6 @@ torch is imported at module import; the registry imports this module only inside
 from __future__ import annotations
 
 import copy
-import platform
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pybench import models
+from pybench.machine import cpu_model
 from pybench.backends.contract import Availability, Backend, ModelInput, OptimizerConfig
 
 
@@ -165,7 +165,7 @@ class TorchBackend(Backend):
                         cudnn=torch.backends.cudnn.version(),
                         device_memory_bytes=props.total_memory)
         else:
-            info["device_name"] = platform.processor() or "cpu"
+            info["device_name"] = cpu_model()
         return info
 
     def synchronize(self) -> None:

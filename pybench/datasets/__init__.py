@@ -8,7 +8,7 @@ source of sample order. Modules: `core` (records, statistics, fingerprint, split
 `load` (spec resolution).
 """
 
-from pybench.datasets.core import Dataset, Split, data_root
+from pybench.datasets.core import Dataset, Split, data_root, with_validation
 from pybench.datasets.load import DATASETS, load_dataset
 from pybench.datasets.options import add_dataset_arguments, dataset_options, describe_dataset
 from pybench.datasets.order import balanced_order, batch_order
@@ -24,4 +24,5 @@ __all__ = [
     "dataset_options",
     "describe_dataset",
     "load_dataset",
+    "with_validation",
 ]

@@ -212,3 +212,17 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         return Path(path).read_bytes()
     except OSError as error:
         raise PybenchError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def with_validation(dataset: Dataset, fraction: float = 0.1, seed: int = 0) -> Dataset:
+    """`dataset` with a validation split: its own, or a seeded stratified `fraction` of train.
+
+    Early stopping needs a split that is neither trained on nor the reported test set. The held-out
+    part leaves the training set, so the statistics and the fingerprint are computed anew, and
+    every framework, calling this with the same arguments, still gets identical arrays.
+    """
+    if dataset.val is not None:
+        return dataset
+    train, val = stratified_split(dataset.train.images, dataset.train.labels, fraction, seed,
+                                  dataset.source)
+    return build_dataset(dataset.name, dataset.source, dataset.classes, train, dataset.test, val)

@@ -7,6 +7,11 @@ Python through juliacall (pybench/backends/knet_backend.py) or standalone (test/
 
 Weights arrive in Knet layout (pybench/backends/knet_layout.py): conv weights (kW, kH, Cin, Cout),
 everything else in its canonical shape; images (W, H, C, N); labels and positions 1-based.
+
+Element type: everything computes in the element type of the array type (`array_type(device, T)`),
+which pybench takes from the canonical weights: Float32 for normal runs, Float64 for the parity
+command's training trajectory. Weights, data, BatchNorm constants, weight decay, losses, scores
+and exported weights all follow it.
 """
 module KnetModels
 
