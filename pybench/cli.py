@@ -23,7 +23,9 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the usage stays available through --help)."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        command = self.prog.split(" ", 1)[1:]  # "pybench compare" -> name the subcommand
+        where = f" ({command[0]})" if command else ""
+        self.exit(2, f"pybench: error: {message}{where}\n")
 
 
 def comma_list(text: str) -> tuple[str, ...]:

@@ -1,0 +1,124 @@
+"""`pybench compare` end to end: real training in real worker processes, real result files."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pybench.backends import availability
+from pybench.machine import machine_has_cuda_gpu
+from pybench.worker import run_in_worker
+
+KNET_UNAVAILABLE = not availability("knet").ok
+
+
+@pytest.mark.slow
+def test_mnist_lenet5_torch_and_jax_agree(run_cli, data_dir, tmp_path):
+    """The acceptance run: one epoch of LeNet-5 on the real MNIST in PyTorch and JAX."""
+    out = tmp_path / "run"
+    result = run_cli("compare", "mnist", "--frameworks", "torch,jax,knet", "--models", "lenet5",
+                     "--epochs", "1", "--target-accuracy", "0.97", "--out", out,
+                     env={"PYBENCH_DATA_DIR": str(data_dir)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc = json.loads((out / "results.json").read_text())
+    runs = {r["framework"]: r for r in doc["runs"]}
+    torch_run, jax_run = runs["torch"], runs["jax"]
+    for run in (torch_run, jax_run):
+        assert run["status"] == "ok", run
+        assert run["test_accuracy"] >= 0.98, run["test_accuracy"]
+        stats = run["step_time_ms"]
+        assert 0 < stats["median"] <= stats["p90"] and stats["iqr"] >= 0
+        assert stats["n"] == run["steps"] - 1 == len(run["step_times_ms"]) - 1 == 1874
+        assert len(run["losses"]) == run["steps"] and run["losses"][-1] < run["losses"][0]
+        assert run["first_step_s"] > 0 and run["images_per_s"] > 0
+        assert len(run["epoch_s"]) == 1 and run["epoch_s"][0] >= sum(run["step_times_ms"]) / 1e3
+        assert run["time_to_target_s"] == pytest.approx(run["epoch_s"][0])
+        assert run["n_params"] == 61706 and run["data_on_device"] is True
+        assert run["peak_memory_bytes"] > 0 and run["memory_kind"] == "rss"
+        assert run["parity"]["ok"] and run["parity"]["reference"] == "torch"
+        predictions = np.load(out / run["predictions"])
+        assert predictions["logits"].shape == (10000, 10)
+        assert np.mean(predictions["logits"].argmax(1) == predictions["labels"]) == \
+            pytest.approx(run["test_accuracy"])
+    assert abs(torch_run["test_accuracy"] - jax_run["test_accuracy"]) <= 0.005
+    assert torch_run["init_fingerprint"] == jax_run["init_fingerprint"]
+    assert torch_run["data_fingerprint"] == jax_run["data_fingerprint"] == doc["dataset"]["fingerprint"]
+    if KNET_UNAVAILABLE:
+        assert runs["knet"]["status"] == "unavailable"
+        assert "PYTHON_JULIAPKG_EXE" in runs["knet"]["reason"]
+    assert doc["machine"]["cores"] >= 1 and doc["config"]["batch_size"] == 32
+    table = pd.read_csv(out / "runs.csv")
+    assert list(table["framework"]) == ["torch", "jax", "knet"]
+    assert (out / "report.md").exists() and "identical" in (out / "report.md").read_text()
+    assert "torch" in result.stdout and "results:" in result.stdout
+
+
+@pytest.mark.skipif(not KNET_UNAVAILABLE, reason="knet is available on this machine")
+def test_knet_alone_is_a_one_line_error(cli_error):
+    cli_error("compare", "digits", "--frameworks", "knet", fragments=("knet is unavailable",
+                                                                      "PYTHON_JULIAPKG_EXE"))
+
+
+def test_unknown_framework_and_model_are_one_line_errors(cli_error):
+    cli_error("compare", "digits", "--frameworks", "torch,mxnet", fragments=("mxnet",))
+    cli_error("compare", "digits", "--models", "vgg16", fragments=("vgg16",))
+
+
+@pytest.mark.skipif(machine_has_cuda_gpu(), reason="this machine has a GPU")
+def test_device_cuda_without_a_gpu_is_a_one_line_error(cli_error):
+    cli_error("compare", "digits", "--frameworks", "torch", "--device", "cuda",
+              fragments=("--device cuda",))
+
+
+def test_timed_out_worker_is_recorded_and_the_others_go_on(run_cli, tmp_path):
+    out = tmp_path / "run"
+    # torch takes longer than 0.5 s to import; the next framework still runs (and also times out)
+    result = run_cli("compare", "digits", "--frameworks", "torch,jax", "--max-steps", "2",
+                     "--timeout", "0.5", "--out", out, "--no-report")
+    assert result.returncode == 1  # no run finished
+    doc = json.loads((out / "results.json").read_text())
+    assert [(r["framework"], r["status"], r["reason"]) for r in doc["runs"]] == [
+        ("torch", "failed", "timed out after 0.5 s"), ("jax", "failed", "timed out after 0.5 s")]
+
+
+def test_digits_resnet8_records_time_to_target_and_max_steps(run_cli, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("compare", "digits", "--frameworks", "torch", "--models", "lenet5",
+                     "--epochs", "3", "--max-steps", "100", "--target-accuracy", "0.5",
+                     "--out", out, "--no-report")
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    # 1437 digits / 32 = 44 steps an epoch: 100 steps end in the third epoch
+    assert run["steps"] == 100 and run["epochs_run"] == 3
+    assert run["time_to_target_s"] is not None
+    assert run["time_to_target_s"] <= sum(run["epoch_s"]) + 1e-9
+
+
+def crashing_python(tmp_path):
+    script = tmp_path / "python"
+    script.write_text(f"#!/bin/sh\nkill -{int(signal.SIGKILL)} $$\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_crashing_worker_becomes_a_failed_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "executable", crashing_python(tmp_path))
+    record = run_in_worker({"kind": "train", "framework": "torch", "model": "lenet5"},
+                           timeout=60, echo=False)
+    assert record == {"framework": "torch", "model": "lenet5", "status": "failed",
+                      "reason": "worker killed by signal 9 (SIGKILL)"}
+
+
+def test_a_framework_error_in_the_worker_is_one_line_with_the_log_kept(run_cli, tmp_path):
+    out = tmp_path / "run"
+    # LeNet-5 needs 12x12 images: a model/data mismatch found inside the worker.
+    result = run_cli("compare", "digits", "--image-size", "8", "--frameworks", "torch",
+                     "--out", out, "--no-report")
+    assert result.returncode == 1
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    assert run["status"] == "failed" and "at least 12x12" in run["reason"]

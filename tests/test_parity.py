@@ -1,0 +1,82 @@
+"""`pybench parity`: every model in torch and JAX, and proof that the checker can fail."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pybench.parity import LOGIT_ATOL, LOSS_RTOL, check_model_parity, compare_arrays
+
+
+class Arrays(dict):
+    """An in-memory stand-in for np.load's NpzFile (a mapping with `.files`)."""
+
+    @property
+    def files(self):
+        return list(self)
+
+
+def arrays(seed=0, **changes):
+    rng = np.random.default_rng(seed)
+    base = Arrays({"eval_logits": rng.standard_normal((4, 10)),
+                   "train_logits": rng.standard_normal((4, 10)),
+                   "losses": np.array([2.3, 2.1, 1.9]),
+                   "final/fc.weight": rng.standard_normal((10, 8))})
+    base.update(changes)
+    return base
+
+
+def test_identical_arrays_pass_every_check():
+    figures = compare_arrays(arrays(), arrays())
+    assert figures["logits_ok"] and figures["losses_ok"] and figures["weights_ok"]
+
+
+@pytest.mark.parametrize("change, failing", [
+    ({"eval_logits": arrays()["eval_logits"] + 2 * LOGIT_ATOL}, "logits_ok"),
+    ({"train_logits": arrays()["train_logits"] - 2 * LOGIT_ATOL}, "logits_ok"),
+    ({"losses": np.array([2.3, 2.1, 1.9 * (1 + 2 * LOSS_RTOL)])}, "losses_ok"),
+    ({"losses": np.array([2.3, 2.1])}, "losses_ok"),
+    ({"final/fc.weight": arrays()["final/fc.weight"] + 1e-2}, "weights_ok"),
+    ({"final/fc.weight": np.zeros((10, 9))}, "weights_ok"),
+])
+def test_each_check_fails_on_a_difference(change, failing):
+    figures = compare_arrays(arrays(), arrays(**change))
+    assert not figures[failing]
+
+
+def test_a_parameter_count_mismatch_fails_the_model():
+    records = {"torch": {"status": "ok", "n_params": 100, "shapes": {"w": [10, 10]}},
+               "jax": {"status": "ok", "n_params": 90, "shapes": {"w": [9, 10]}},
+               "knet": {"status": "unavailable", "reason": "no Julia"}}
+    rows = check_model_parity("lenet5", records, {"torch": arrays(), "jax": arrays()}, 100)
+    by_framework = {r["framework"]: r for r in rows}
+    assert by_framework["torch"]["ok"]
+    assert not by_framework["jax"]["ok"]
+    assert not by_framework["jax"]["params_ok"] and not by_framework["jax"]["shapes_ok"]
+    assert "ok" not in by_framework["knet"] and by_framework["knet"]["reason"] == "no Julia"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("models, extra", [
+    ("lenet5,resnet8,resnet20", []),
+    # ResNet-18 is 11M parameters: fewer, smaller steps keep CI quick.
+    ("resnet18", ["--steps", "3", "--batch-size", "8"]),
+])
+def test_parity_passes_for_every_model_in_torch_and_jax(run_cli, tmp_path, models, extra):
+    out = tmp_path / "parity"
+    result = run_cli("parity", "--frameworks", "torch,jax,knet", "--models", models,
+                     "--out", out, *extra)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    doc = json.loads((out / "parity.json").read_text())
+    assert doc["ok"] and doc["trajectory_dtype"] == "float64"
+    rows = [r for r in doc["results"] if r["framework"] == "jax"]
+    assert [r["model"] for r in rows] == models.split(",")
+    for row in rows:
+        assert row["status"] == "ok" and row["reference"] == "torch"
+        assert max(row["max_abs_logit_diff_eval"], row["max_abs_logit_diff_train"]) <= LOGIT_ATOL
+        # In float64 the two frameworks' trajectories agree far inside the 1e-3 tolerance.
+        assert row["max_rel_loss_diff"] <= 1e-9 and row["max_abs_weight_diff"] <= 1e-8
+        assert len(row["losses"]) == (3 if extra else 10)
+    assert "PASS" in result.stdout
