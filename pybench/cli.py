@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parity = sub.add_parser("parity", help="prove every framework computes the same thing")
     parity.add_argument("--models", type=comma_list,
-                        default=("lenet5", "resnet8", "resnet20", "resnet18"))
+                        default=("lenet5", "resnet8", "resnet20", "resnet18"),
+                        help="comma-separated (default: all four)")
     parity.add_argument("--steps", type=positive_int, default=10,
                         help="SGD steps of the trajectory check (default 10)")
     parity.add_argument("--dtype", choices=("float64", "float32"), default="float64",
@@ -167,14 +168,14 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from pybench.compare import CompareConfig, command_line, run_compare, summary_frame
+    from pybench.compare import CompareConfig, command_line, run_compare, summary_text
     from pybench.datasets import dataset_options
 
     cfg = CompareConfig(dataset=args.dataset, frameworks=args.frameworks, models=args.models,
                         train=train_config(args), device=args.device, out=args.out,
                         timeout=args.timeout, dataset_options=dataset_options(args))
     out_dir, document = run_compare(cfg, command=command_line())
-    print(summary_frame(document).to_string(index=False))
+    print(summary_text(document))
     print(f"results: {out_dir / 'results.json'}")
     if not args.no_report:
         from pybench.report import write_report

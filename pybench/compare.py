@@ -98,9 +98,10 @@ def check_requested_frameworks(frameworks) -> dict[str, str]:
         check_framework(name)
         status = availability(name)
         if not status.ok:
-            unavailable[name] = f"{name} is unavailable: {status.reason}"
+            unavailable[name] = status.reason
     if unavailable and len(unavailable) == len(frameworks):
-        raise UnavailableError("; ".join(unavailable.values()))
+        raise UnavailableError("; ".join(f"{name} is unavailable: {reason}"
+                                         for name, reason in unavailable.items()))
     return unavailable
 
 
@@ -178,9 +179,16 @@ def summary_frame(document: dict) -> pd.DataFrame:
             "first step s": round(run["first_step_s"], 3) if ok else None,
             "forward diff": (f"{max(run['parity']['max_abs_logit_diff_eval'], run['parity']['max_abs_logit_diff_train']):.1e}"
                              if ok and run.get("parity") else None),
-            "reason": "" if ok else run.get("reason", ""),
         })
     return pd.DataFrame(rows)
+
+
+def summary_text(document: dict) -> str:
+    """The summary table, then one line per run that did not finish, with its full reason."""
+    lines = [summary_frame(document).to_string(index=False)]
+    lines += [f"{run['framework']} {run['model']}: {run['status']}: {run.get('reason', '')}"
+              for run in document["runs"] if run.get("status") != "ok"]
+    return "\n".join(lines)
 
 
 def command_line() -> str:

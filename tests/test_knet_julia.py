@@ -3,7 +3,7 @@
 Writes a parity .npz (canonical weights converted by knet_layout, a batch, PyTorch's logits and
 loss) and runs `julia --project=julia/KnetModels julia/KnetModels/test/runtests.jl` with
 KNETMODELS_PARITY_NPZ pointing at it. Without Julia (as on the machine this was written on) the
-test is skipped with the reason. The Julia project must be instantiated first (docs/julia.md).
+test is skipped with the reason. The Julia project must be instantiated first (README, "Julia and Knet").
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def test_knet_models_runtests_in_julia(tmp_path):
     julia = julia_executable()
     if julia is None:
         pytest.skip("no Julia executable: neither PYTHON_JULIAPKG_EXE nor `julia` on PATH "
-                    "(Julia 1.9 is needed for Knet 1.4.10; see docs/julia.md)")
+                    "(Julia 1.9 is needed for Knet 1.4.10; see the README, 'Julia and Knet')")
     npz = tmp_path / "parity.npz"
     write_parity_npz(npz)
     project = ROOT / "julia" / "KnetModels"

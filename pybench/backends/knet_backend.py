@@ -6,7 +6,7 @@ next to torch can crash (LLVM/libstdc++ symbol clashes), and the first import ma
 and packages. `availability()` therefore never imports juliacall either; it looks for the
 package and for a Julia executable.
 
-Versions (see docs/julia.md): Julia 1.9, Knet 1.4.10, CUDA.jl 3.13, juliacall 0.9.28. The Julia
+Versions (see the README, "Julia and Knet"): Julia 1.9, Knet 1.4.10, CUDA.jl 3.13, juliacall 0.9.28. The Julia
 dependencies are declared in pybench/juliapkg.json, which points juliapkg at julia/KnetModels in
 the source tree, so the backend needs an editable install (pip install -e '.[julia]').
 """
