@@ -22,8 +22,8 @@ from pybench.backends.contract import OptimizerConfig
 from pybench.datasets import batch_order
 from pybench.training import TrainConfig, train_and_evaluate
 
-STEPS = 150  # per round; the first step of each round (warm-up) is left out of both medians
-ROUNDS = 3
+STEPS = 100  # per round; the first step of each round (warm-up) is left out of both medians
+ROUNDS = 6  # alternating, so that a noisy machine hurts both loops alike
 BATCH = 32
 OPTIMIZER = OptimizerConfig(name="sgd", lr=0.01, momentum=0.9)
 RESULTS: dict[str, dict] = {}  # framework -> figures, printed by conftest's terminal summary
