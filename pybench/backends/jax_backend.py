@@ -8,9 +8,9 @@ buffers on accelerators) selects its batch on the device from data and an epoch 
 once, so every step of every epoch runs the same compiled program and copies nothing from the host.
 
 Numerics follow PyTorch exactly: float32 (float64 only for parity trajectories, with
-JAX_ENABLE_X64 set by the worker), convolutions and matmuls at `lax.Precision.HIGHEST` (no TF32 on GPUs; the torch backend turns TF32 off too), PyTorch's
-BatchNorm (see `batch_norm`), and optax transforms chosen to be torch.optim's SGD and Adam
-(see `make_optimizer`).
+JAX_ENABLE_X64 set by the worker), convolutions and matmuls at `lax.Precision.HIGHEST` (no TF32
+on GPUs; the torch backend turns TF32 off too), PyTorch's BatchNorm (see `batch_norm`), and
+optax transforms chosen to be torch.optim's SGD and Adam (see `make_optimizer`).
 
 Nothing global is set here, and JAX itself is imported on first use only, so the registry, or a
 process that must not load JAX, can import this module and ask `JaxBackend.availability()`. The
