@@ -202,6 +202,17 @@ def make_optimizer(config: OptimizerConfig):
     return core
 
 
+def batch_step_fn(apply, optimizer, params, buffers, opt_state, x, y):
+    """One optimizer step on the batch (x, y)."""
+    def loss_fn(p):
+        logits, new_buffers = apply(p, buffers, x, train=True)
+        return cross_entropy(logits, y), new_buffers
+
+    (loss, new_buffers), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), new_buffers, opt_state, loss
+
+
 def train_step_fn(apply, optimizer, params, buffers, opt_state, images, labels, order, step,
                   batch_size):
     """One optimizer step on the batch at position `step` of `order`, all on the device."""
@@ -211,14 +222,7 @@ def train_step_fn(apply, optimizer, params, buffers, opt_state, images, labels, 
     # indices that jnp.take's default ("fill") adds to the gather.
     x = jnp.take(images, batch, axis=0, mode="clip")
     y = jnp.take(labels, batch, axis=0, mode="clip")
-
-    def loss_fn(p):
-        logits, new_buffers = apply(p, buffers, x, train=True)
-        return cross_entropy(logits, y), new_buffers
-
-    (loss, new_buffers), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), new_buffers, opt_state, loss
+    return batch_step_fn(apply, optimizer, params, buffers, opt_state, x, y)
 
 
 def eval_batch_fn(apply, params, buffers, images, start, size):
@@ -234,6 +238,7 @@ class Program:
     apply: Callable
     optimizer: Any
     train_step: Callable  # (params, buffers, opt_state, images, labels, order, step, batch_size)
+    train_batch: Callable  # (params, buffers, opt_state, x, y): for data kept on the host
     forward: Callable  # jitted apply: (params, buffers, x, train) -> (logits, new_buffers)
     eval_batch: Callable  # (params, buffers, images, start, size) -> logits
     # Canonical name order (pytrees come back from jit with sorted keys).
@@ -253,9 +258,11 @@ def make_program(model: ModelInput, config: OptimizerConfig, donate: bool) -> Pr
         donate_argnums=(0, 1, 2) if donate else (),
         static_argnames="batch_size",
     )
+    train_batch = jax.jit(functools.partial(batch_step_fn, apply, optimizer),
+                          donate_argnums=(0, 1, 2) if donate else ())
     forward = jax.jit(apply, static_argnames="train")
     eval_batch = jax.jit(functools.partial(eval_batch_fn, apply), static_argnames="size")
-    return Program(apply, optimizer, train_step, forward, eval_batch,
+    return Program(apply, optimizer, train_step, train_batch, forward, eval_batch,
                    tuple(model.params), tuple(model.buffers))
 
 
@@ -270,7 +277,21 @@ class DeviceData(NamedTuple):
     images: Any  # (N, C, H, W) in the state's dtype, on the device
     labels: Any  # int32 (N,) on the device
 
-    on_device = True  # see Backend.data_on_device: put_data always keeps the data on the device
+    on_device = True  # see Backend.data_on_device
+
+
+class HostData(NamedTuple):
+    """A training set too large for the device: batches are gathered and copied per step."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    on_device = False
+
+
+class EpochOrder(NamedTuple):
+    device: Any  # int32 on the device, for data on the device
+    host: np.ndarray  # for data kept on the host
 
 
 def to_numpy(tree: dict, names: tuple[str, ...]) -> Arrays:
@@ -355,33 +376,50 @@ class JaxBackend(Backend):
         opt_state = self._put(program.optimizer.init(params))
         return TrainState(params, buffers, opt_state, program)
 
-    def put_data(self, images: np.ndarray, labels: np.ndarray) -> DeviceData:
-        # Labels as int32: x64 stays off, and int32 indexes any dataset that fits a device.
-        data = DeviceData(self._put(np.ascontiguousarray(images, self.dtype)),
-                          self._put(np.asarray(labels, np.int32)))
+    def _fits_on_device(self, nbytes: int) -> bool:
+        stats = self._device.memory_stats()  # None on the CPU client
+        if not stats or "bytes_limit" not in stats:
+            return True
+        free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+        return nbytes < free // 2  # leave half for activations, the model and XLA's workspace
+
+    def put_data(self, images: np.ndarray, labels: np.ndarray) -> DeviceData | HostData:
+        images = np.ascontiguousarray(images, self.dtype)
+        # Labels as int32: int32 indexes any dataset that fits a device.
+        labels = np.asarray(labels, np.int32)
+        if not self._fits_on_device(images.nbytes + labels.nbytes):
+            return HostData(images, labels)
+        data = DeviceData(self._put(images), self._put(labels))
         self._pending["data"] = data
         return data
 
-    def put_order(self, order: np.ndarray) -> Any:
-        order = self._put(np.asarray(order, np.int32))
-        self._pending["order"] = order
-        return order
+    def put_order(self, order: np.ndarray) -> EpochOrder:
+        host = np.asarray(order, np.int32)
+        device = self._put(host)
+        self._pending["order"] = device
+        return EpochOrder(device, host)
 
     def _device_step(self, step: int):
         if step not in self._device_steps:
             self._device_steps[step] = self._put(np.int32(step))
         return self._device_steps[step]
 
-    def train_step(self, state: TrainState, data: DeviceData, order: Any, step: int,
-                   batch_size: int):
+    def train_step(self, state: TrainState, data: DeviceData | HostData, order: EpochOrder,
+                   step: int, batch_size: int):
         # dynamic_slice would silently clamp a batch running past the order: refuse it here,
         # from shapes the host knows, without waiting for the device.
-        if step < 0 or (step + 1) * batch_size > order.shape[0]:
+        if step < 0 or (step + 1) * batch_size > order.host.shape[0]:
             raise PybenchError(f"step {step} of batch size {batch_size} runs past an epoch of "
-                               f"{order.shape[0]} samples")
-        params, buffers, opt_state, loss = state.program.train_step(
-            state.params, state.buffers, state.opt_state, data.images, data.labels, order,
-            self._device_step(step), batch_size=batch_size)
+                               f"{order.host.shape[0]} samples")
+        if isinstance(data, HostData):
+            idx = order.host[step * batch_size:(step + 1) * batch_size]
+            params, buffers, opt_state, loss = state.program.train_batch(
+                state.params, state.buffers, state.opt_state, self._put(data.images[idx]),
+                self._put(data.labels[idx]))
+        else:
+            params, buffers, opt_state, loss = state.program.train_step(
+                state.params, state.buffers, state.opt_state, data.images, data.labels,
+                order.device, self._device_step(step), batch_size=batch_size)
         state = TrainState(params, buffers, opt_state, state.program)
         self._pending["step"] = loss
         return state, loss
@@ -389,12 +427,19 @@ class JaxBackend(Backend):
     def to_float(self, value: Any) -> float:
         return float(value)
 
-    def predict(self, state: TrainState, data: DeviceData, batch_size: int) -> np.ndarray:
+    def predict(self, state: TrainState, data: DeviceData | HostData,
+                batch_size: int) -> np.ndarray:
         n = data.images.shape[0]
         # Full batches share one compiled program; a last partial batch compiles one more.
-        logits = [state.program.eval_batch(state.params, state.buffers, data.images, start,
-                                           size=min(batch_size, n - start))
-                  for start in range(0, n, batch_size)]
+        if isinstance(data, HostData):
+            logits = [state.program.forward(state.params, state.buffers,
+                                            self._put(data.images[start:start + batch_size]),
+                                            train=False)[0]
+                      for start in range(0, n, batch_size)]
+        else:
+            logits = [state.program.eval_batch(state.params, state.buffers, data.images, start,
+                                               size=min(batch_size, n - start))
+                      for start in range(0, n, batch_size)]
         return np.array(jnp.concatenate(logits))
 
     def forward(self, state: TrainState, images: np.ndarray, train: bool) -> np.ndarray:

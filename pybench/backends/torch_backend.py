@@ -196,7 +196,9 @@ class TorchBackend(Backend):
         x, y = torch.from_numpy(images), torch.from_numpy(labels)
         if self._fits_on_device(images.nbytes + labels.nbytes):
             return TorchData(x.to(self.torch_device), y.to(self.torch_device), True)
-        return TorchData(x.pin_memory(), y.pin_memory(), False)
+        # Pinned host memory lets each batch's copy to the GPU run asynchronously.
+        pinned = self.device == "cuda"
+        return TorchData(x.pin_memory() if pinned else x, y.pin_memory() if pinned else y, False)
 
     def put_order(self, order: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(order).to(self.torch_device)
