@@ -94,6 +94,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     best_val, epochs_since_best = -1.0, 0
     bar = tqdm(total=total_steps, disable=not progress, file=sys.stderr, leave=False,
                desc=f"{backend.name} {cfg.model}", unit="step")
+    refresh = max(1, steps_per_epoch // 20)
     done = 0
     for epoch in range(cfg.epochs):
         if done >= total_steps:
@@ -108,7 +109,9 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
             step_times.append(now - last)
             epoch_losses.append(loss)
             last = now
-        bar.update(steps)
+            if (step + 1) % refresh == 0:  # a few bar updates an epoch: microseconds each
+                bar.update(refresh)
+        bar.update(steps % refresh)
         done += steps
         epoch_s.append(last - start)
         trained_s += last - start
