@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from pybench import __version__
 from pybench.backends import availability, check_framework
@@ -165,27 +164,27 @@ def run_one(cfg: CompareConfig, framework: str, model: str, device: str, out_dir
     return record
 
 
-def summary_frame(document: dict) -> pd.DataFrame:
-    rows = []
-    for run in document["runs"]:
-        ok = run.get("status") == "ok"
-        stats = run.get("step_time_ms") or {}
-        rows.append({
-            "framework": run["framework"], "model": run["model"], "status": run["status"],
-            "test acc %": round(100 * run["test_accuracy"], 2) if ok else None,
-            "step ms (median)": round(stats["median"], 3) if ok and stats.get("median") else None,
-            "IQR ms": round(stats["iqr"], 3) if ok and stats.get("iqr") is not None else None,
-            "images/s": round(run["images_per_s"]) if ok and run.get("images_per_s") else None,
-            "first step s": round(run["first_step_s"], 3) if ok else None,
-            "forward diff": (f"{max(run['parity']['max_abs_logit_diff_eval'], run['parity']['max_abs_logit_diff_train']):.1e}"
-                             if ok and run.get("parity") else None),
-        })
-    return pd.DataFrame(rows)
+CONSOLE_COLUMNS = ["framework", "model", "status", "test accuracy %", "step median ms",
+                   "step IQR ms", "images/s", "first step s", "× fastest"]
 
 
 def summary_text(document: dict) -> str:
-    """The summary table, then one line per run that did not finish, with its full reason."""
-    lines = [summary_frame(document).to_string(index=False)]
+    """The report's summary table, cut to what fits a terminal, then the forward check per model
+    and one line per run that did not finish, with its full reason."""
+    from pybench.report.tables import summary_table
+
+    table = summary_table(document)[CONSOLE_COLUMNS].round(3).round({"images/s": 0})
+    lines = [table.to_string(index=False)]
+    checks: dict[str, list[str]] = {}
+    for run in document["runs"]:
+        if run.get("parity"):
+            p = run["parity"]
+            diff = max(p["max_abs_logit_diff_eval"], p["max_abs_logit_diff_train"])
+            checks.setdefault(run["model"], []).append(
+                f"{run['framework']} {diff:.1e}{'' if p['ok'] else ' (OVER TOLERANCE)'}")
+    for model, items in checks.items():
+        lines.append(f"forward check, {model} (max |logit diff| to the reference, tolerance "
+                     f"{FORWARD_TOLERANCE:g}): {', '.join(items)}")
     lines += [f"{run['framework']} {run['model']}: {run['status']}: {run.get('reason', '')}"
               for run in document["runs"] if run.get("status") != "ok"]
     return "\n".join(lines)
