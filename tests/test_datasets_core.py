@@ -158,3 +158,17 @@ def test_describe_and_registry(digits):
                      f"fingerprint: {digits.fingerprint}", "0: 142", "mean 0.3056"):
         assert fragment in text, fragment
     assert {"mnist", "digits"} <= set(DATASETS) and all("\n" not in v for v in DATASETS.values())
+
+
+def test_cache_is_never_written_into_the_data_folder(data_dir, tmp_path, monkeypatch):
+    """Data folders may be shared (and root can write into read-only ones): the cache goes to
+    $PYBENCH_CACHE_DIR or the user's own ~/.cache/pybench/cache."""
+    from pybench.datasets import load_dataset
+
+    monkeypatch.delenv("PYBENCH_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    before = sorted(p.name for p in data_dir.iterdir())
+    load_dataset(str(data_dir / "pneumoniamnist" / "pneumoniamnist.npz"), data_dir=data_dir,
+                 progress=False)
+    assert sorted(p.name for p in data_dir.iterdir()) == before
+    assert list((tmp_path / ".cache" / "pybench" / "cache").glob("pneumoniamnist-*.npz"))

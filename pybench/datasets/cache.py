@@ -6,8 +6,9 @@ copy that resets mtimes), plus every option that changes the arrays and a format
 holds the arrays and the derived facts (mean, std, fingerprint) so a hit is one np.load
 (allow_pickle=False); zip CRCs catch a damaged cache file, which is then ignored and rewritten.
 
-Cache folder: $PYBENCH_CACHE_DIR, else `<data root>/cache`, else (a read-only data root, such
-as a shared dataset folder) ~/.cache/pybench/cache.
+Cache folder: $PYBENCH_CACHE_DIR, else ~/.cache/pybench/cache. Never inside the data folder:
+data folders are often shared between users or machines, and a root user could write into one
+that is read-only for everybody else.
 """
 
 from __future__ import annotations
@@ -29,19 +30,11 @@ CACHE_FORMAT = 1  # bump when the decoding or the file layout changes: old entri
 SMALL_FILE_BYTES = 1 << 20
 
 
-def is_writable_dir(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(folder, os.W_OK)
-
-
 def cache_dir(root: Path) -> Path:
+    """Where decoded datasets are cached (`root`, the data root, is deliberately not used)."""
     if os.environ.get(CACHE_DIR_ENV):
         return Path(os.environ[CACHE_DIR_ENV]).expanduser()
-    preferred = root / "cache"
-    return preferred if is_writable_dir(preferred) else DEFAULT_DATA_ROOT.expanduser() / "cache"
+    return DEFAULT_DATA_ROOT.expanduser() / "cache"
 
 
 def file_identity(path: Path) -> list:
