@@ -8,6 +8,7 @@ with exit status 2; `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -211,6 +212,8 @@ COMMANDS = {"list": cmd_list, "datasets": cmd_datasets, "compare": cmd_compare,
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Should anything in this process start JAX, it must not take the GPU memory the workers need.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

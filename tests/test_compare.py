@@ -122,3 +122,22 @@ def test_a_framework_error_in_the_worker_is_one_line_with_the_log_kept(run_cli, 
     assert result.returncode == 1
     run = json.loads((out / "results.json").read_text())["runs"][0]
     assert run["status"] == "failed" and "at least 12x12" in run["reason"]
+
+
+def test_the_parent_starts_no_device_when_checking_frameworks():
+    """On a GPU, an XLA client started in the parent would hold 75% of the device's memory while
+    the workers run, and a CUDA context would hold hundreds of MB: availability must not start
+    either. (Reads JAX's private backend table, the only place that tells.)"""
+    import subprocess
+
+    code = (
+        "from pybench.compare import check_requested_frameworks\n"
+        "check_requested_frameworks(('torch', 'jax', 'knet'))\n"
+        "import sys, torch, jax._src.xla_bridge as xb\n"
+        "assert not xb._backends, xb._backends\n"
+        "assert not torch.cuda.is_initialized()\n"
+        "assert 'juliacall' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr

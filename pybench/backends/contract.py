@@ -82,7 +82,9 @@ class Backend(ABC):
     @classmethod
     @abstractmethod
     def availability(cls) -> Availability:
-        """Whether the framework imports and runs here; must not raise."""
+        """Whether the framework is installed and importable here; must not raise. Called in
+        the parent process too, so it must not start a device (no CUDA context, no XLA client,
+        no Julia): a worker finds out the rest and fails with the reason."""
 
     @classmethod
     @abstractmethod

@@ -310,7 +310,8 @@ class JaxBackend(Backend):
             import jax as jax_module
             import optax as optax_module  # noqa: F401  (training needs it as much as JAX)
 
-            jax_module.devices()
+            # No jax.devices() here: it starts XLA's backend, which on a GPU would claim 75% of
+            # its memory in the (parent) process asking, before any worker ran.
             return Availability(True, version=jax_module.__version__)
         except Exception as exc:
             return Availability(False, reason=f"JAX does not work here ({type(exc).__name__}: "
