@@ -50,16 +50,18 @@ def train_config(job: dict) -> TrainConfig:
     return TrainConfig(**cfg)
 
 
-def forward_check_arrays(backend, dataset, cfg: TrainConfig) -> dict:
-    """Eval- and train-mode logits of the initial model on the first batch of epoch 0."""
+def forward_check(backend, dataset, cfg: TrainConfig, n_images: int):
+    """(logits, state): eval- and train-mode logits of the initial float32 model on the first
+    `n_images` of epoch 0's order, and the state they came from."""
     params, buffers = initial_weights(cfg, dataset)
     state = backend.init_state(
         ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, params, buffers),
         cfg.optimizer)
-    idx = batch_order(cfg.seed, 0, len(dataset.train.labels))[:PARITY_BATCH]
+    idx = batch_order(cfg.seed, 0, len(dataset.train.labels))[:n_images]
     images = np.ascontiguousarray(dataset.normalized("train")[idx])
-    return {"eval_logits": backend.forward(state, images, train=False),
-            "train_logits": backend.forward(state, images, train=True)}
+    logits = {"eval_logits": backend.forward(state, images, train=False),
+              "train_logits": backend.forward(state, images, train=True)}
+    return logits, state
 
 
 def run_train_job(job: dict) -> dict:
@@ -67,7 +69,8 @@ def run_train_job(job: dict) -> dict:
     cfg = train_config(job)
     backend = get_backend(job["framework"], job["device"])
     record = {"device": backend.device, **backend.device_info()}
-    write_npz(Path(job["parity_path"]), **forward_check_arrays(backend, dataset, cfg))
+    logits, _ = forward_check(backend, dataset, cfg, PARITY_BATCH)
+    write_npz(Path(job["parity_path"]), **logits)
     run, predictions = train_and_evaluate(backend, dataset, cfg, progress=job.get("progress"))
     write_npz(Path(job["predictions_path"]), **predictions)
     return {**record, **run}
@@ -83,24 +86,17 @@ def run_parity_job(job: dict) -> dict:
     dataset = load_job_dataset(job)
     cfg = train_config(job)
     backend = get_backend(job["framework"], job["device"])
-    params, buffers = initial_weights(cfg, dataset)
-    images = dataset.normalized("train")
-    order_np = batch_order(cfg.seed, 0, len(dataset.train.labels))
-    first = np.ascontiguousarray(images[order_np[:cfg.batch_size]])
-    state = backend.init_state(
-        ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, params, buffers),
-        cfg.optimizer)
-    arrays = {"eval_logits": backend.forward(state, first, train=False),
-              "train_logits": backend.forward(state, first, train=True)}
+    arrays, state = forward_check(backend, dataset, cfg, cfg.batch_size)
     exported, exported_buffers = backend.export_weights(state)
     shapes = {k: list(v.shape) for k, v in {**exported, **exported_buffers}.items()}
 
-    cast = {k: v.astype(dtype) for k, v in params.items()}
+    params, buffers = initial_weights(cfg, dataset)
     state = backend.init_state(
-        ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, cast,
+        ModelInput(cfg.model, dataset.in_shape, dataset.num_classes,
+                   {k: v.astype(dtype) for k, v in params.items()},
                    {k: v.astype(dtype) for k, v in buffers.items()}), cfg.optimizer)
-    data = backend.put_data(images.astype(dtype), dataset.train.labels)
-    order = backend.put_order(order_np)
+    data = backend.put_data(dataset.normalized("train").astype(dtype), dataset.train.labels)
+    order = backend.put_order(batch_order(cfg.seed, 0, len(dataset.train.labels)))
     losses = []
     for step in range(job["steps"]):
         state, loss = backend.train_step(state, data, order, step, cfg.batch_size)
