@@ -6,7 +6,10 @@ next to torch can crash (LLVM/libstdc++ symbol clashes), and the first import ma
 and packages. `availability()` therefore never imports juliacall either; it looks for the
 package and for a Julia executable.
 
-Versions (see the README, "Julia and Knet"): Julia 1.9, Knet 1.4.10, CUDA.jl 3.13, juliacall 0.9.28. The Julia
+Versions (see the README, "Julia and Knet"): Julia 1.9, Knet 1.4.10, CUDA.jl 3.13, juliacall 0.9.28
+is the supported configuration. Knet 1.4.10 also loads on Julia 1.5-1.8 (through an older
+juliacall, as pybench's own CI runs it on Julia 1.5.3): accepted, and labelled unsupported in
+every record (`support_note`). The Julia
 dependencies are declared in pybench/juliapkg.json, which points juliapkg at julia/KnetModels in
 the source tree, so the backend needs an editable install (pip install -e '.[julia]').
 """
@@ -14,6 +17,7 @@ the source tree, so the backend needs an editable install (pip install -e '.[jul
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -31,7 +35,11 @@ from pybench.machine import cpu_model
 from pybench.backends.contract import Availability, Backend, ModelInput, OptimizerConfig
 from pybench.errors import UnavailableError
 
-JULIA_VERSION = "1.9"  # Knet 1.4.10 runs on Julia <= 1.9; juliacall 0.9.28 accepts ~1.9
+JULIA_VERSION = "1.9"  # the supported configuration: juliacall 0.9.28 accepts ~1.9 only
+# Julia minor versions Knet 1.4.10 loads on: 1.5 (with CUDA.jl 2.4.3, the last release for it) to
+# 1.9 (CUDA.jl 3.13); CUDA.jl 3.x does not run on 1.10+. Anything but JULIA_VERSION works through
+# an older juliacall and is labelled as unsupported wherever it is recorded (`support_note`).
+JULIA_MINORS = ((1, 5), (1, 9))
 JULIAPKG_JSON = Path(__file__).resolve().parent.parent / "juliapkg.json"
 FIX = ("install the [julia] extra (pip install -e '.[julia]'), or point PYTHON_JULIAPKG_EXE at "
        "an existing Julia 1.9 and set PYTHON_JULIAPKG_OFFLINE=yes")
@@ -77,6 +85,29 @@ def julia_candidates() -> list[tuple[str, str]]:
     return found
 
 
+def minor_version(version: str) -> tuple[int, int] | None:
+    """(1, 9) for "1.9.4"; None if it does not look like a version."""
+    parts = version.split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def knet_runs_on(version: str) -> bool:
+    """Whether Knet 1.4.10 loads on this Julia version (see JULIA_MINORS)."""
+    minor = minor_version(version)
+    return minor is not None and JULIA_MINORS[0] <= minor <= JULIA_MINORS[1]
+
+
+def support_note(julia: str) -> str:
+    """'' for the supported configuration; otherwise what a recorded figure must say about it."""
+    if julia.startswith(JULIA_VERSION + "."):
+        return ""
+    return (f"Julia {julia} with juliacall {juliacall_version()}: not the supported "
+            f"Julia {JULIA_VERSION} + juliacall 0.9.28 configuration")
+
+
 @functools.lru_cache(maxsize=None)
 def julia_version(exe: str) -> str | None:
     """`julia --version` of `exe` ("1.9.4"), or None if it does not run."""
@@ -89,25 +120,30 @@ def julia_version(exe: str) -> str | None:
 
 
 def find_julia() -> tuple[str | None, str]:
-    """A usable Julia 1.9 executable and its version, or (None, what was found instead)."""
+    """The first Julia executable Knet 1.4.10 runs on (1.9 is the supported one, see
+    JULIA_MINORS) and its version, or (None, what was found instead)."""
     seen = []
     for source, exe in julia_candidates():
         version = julia_version(exe)
-        if version and version.startswith(JULIA_VERSION + "."):
+        if version and knet_runs_on(version):
             return exe, version
         seen.append(f"{exe} ({source}) is {version or 'not runnable'}")
     return None, "; ".join(seen) or "no Julia executable (PYTHON_JULIAPKG_EXE, PATH, juliapkg)"
 
 
-def juliapkg_resolved() -> bool:
-    """Whether juliapkg already installed our Julia packages (if not, the first import of
-    juliacall does it, which needs the network and takes minutes). Imports juliapkg, which is
-    pure Python and starts no Julia."""
+def juliapkg_will_install() -> bool:
+    """Whether the first import of juliacall is about to install Julia packages (juliapkg is
+    there and has not resolved our dependencies yet: needs the network, takes minutes). False
+    without juliapkg (an older juliacall set up by hand installs nothing). Imports juliapkg,
+    which is pure Python and starts no Julia."""
     try:
         from juliapkg import deps
-        return bool(deps.can_skip_resolve())
-    except Exception:
+    except ImportError:
         return False
+    try:
+        return not deps.can_skip_resolve()
+    except Exception:
+        return True
 
 
 # --- loading Julia, once per process ------------------------------------------------------------
@@ -115,7 +151,7 @@ def juliapkg_resolved() -> bool:
 @functools.lru_cache(maxsize=None)
 def julia_main():
     """juliacall's Main with KnetModels loaded. The only place juliacall is imported."""
-    if not juliapkg_resolved():
+    if juliapkg_will_install():
         print("pybench: first use of the knet backend: juliapkg is installing Julia packages "
               "(Knet 1.4.10, CUDA.jl 3.13; needs network, takes minutes)", file=sys.stderr)
     # Julia's signal handling must be on when Julia runs more than one thread.
@@ -134,6 +170,13 @@ def jl_function(name: str):
     Julia code each time; cached, the per-step cost is a dict lookup. (A failed lookup raises
     and is not cached.)"""
     return julia_main().seval(name)
+
+
+def juliacall_version() -> str:
+    try:
+        return importlib.metadata.version("juliacall")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -187,7 +230,9 @@ class KnetBackend(Backend):
             return Availability(False, reason=(
                 f"{knet_models_path()} is missing (pybench installed without its source tree): "
                 "pip install -e '.[julia]' from a pybench checkout"))
-        return Availability(True, version=f"Julia {found}, Knet 1.4.10 (juliacall)")
+        note = support_note(found)
+        return Availability(True, version=f"Julia {found}, Knet 1.4.10 (juliacall)"
+                            + (f"; {note}" if note else ""))
 
     @classmethod
     def cuda_usable(cls) -> bool:
@@ -221,13 +266,20 @@ class KnetBackend(Backend):
         return self._atypes[name]
 
     def device_info(self) -> dict[str, Any]:
-        jl = julia_main()
-        info = {"framework_version": "Knet 1.4.10", "knet": "1.4.10",
-                "julia": str(jl.seval("string(VERSION)")), "device": self.device,
-                "device_name": cpu_model()}
+        """Versions as Julia reports them (read from the loaded packages, not assumed), and
+        `support_note` when this is not the supported Julia 1.9 configuration."""
+        versions = {str(k): str(v) for k, v in
+                    jl_function("KnetModels.package_versions")().items()}
+        info = {"framework_version": f"Knet {versions['Knet']}", "knet": versions["Knet"],
+                "julia": versions["julia"], "cuda_jl": versions["CUDA"],
+                "autograd": versions["AutoGrad"], "juliacall": juliacall_version(),
+                "julia_threads": int(julia_main().seval("Threads.nthreads()")),
+                "device": self.device, "device_name": cpu_model()}
+        note = support_note(versions["julia"])
+        if note:
+            info["support_note"] = note
         if self.device == "cuda":
-            info["device_name"] = str(jl.seval("CUDA.name(CUDA.device())"))
-            info["cuda_jl"] = str(jl.seval("string(pkgversion(CUDA))"))
+            info["device_name"] = str(julia_main().seval("CUDA.name(CUDA.device())"))
         return info
 
     def synchronize(self) -> None:

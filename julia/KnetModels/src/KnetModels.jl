@@ -23,10 +23,11 @@ include("layers.jl")
 include("lenet5.jl")
 include("resnets.jl")
 include("training.jl")
+include("versions.jl")
 
 export array_type, to_device, synchronize_device, put_data, put_order
 export Conv, Dense, BatchNorm, LeNet5, ResNet, BlockSpec, block_specs
 export build_model, TrainState, init_state, train_step!, batch_loss, forward, predict
-export export_weights
+export export_weights, package_versions
 
 end # module

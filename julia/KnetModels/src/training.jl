@@ -37,8 +37,21 @@ end
 """The element type a state computes in."""
 element_type(state::TrainState{M,T}) where {M,T} = T
 
-"""Trainable `Param`s of a model, in canonical order."""
-model_params(model) = Param[p for (_, layer) in named_layers(model) for p in layer_params(layer)]
+"""
+    model_params(model) -> Vector{Param}
+
+Trainable `Param`s of a model, in canonical order. Built with `append!`, not a comprehension:
+Julia lowers a comprehension whose body is just the loop variable (`Param[p for ...]`) through
+`identity`, and AutoGrad 1.2 defines `identity(::Param)` outside a tape to return the raw array,
+so the comprehension yields plain arrays and fails converting them back to `Param`.
+"""
+function model_params(model)
+    params = Param[]
+    for (_, layer) in named_layers(model)
+        append!(params, layer_params(layer))
+    end
+    return params
+end
 layer_params(c::Conv) = c.b === nothing ? [c.w] : [c.w, c.b]
 layer_params(d::Dense) = [d.w, d.b]
 layer_params(bn::BatchNorm) = [bn.params]

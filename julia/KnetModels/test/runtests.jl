@@ -1,14 +1,13 @@
 # KnetModels tests: shapes, one training step, weight round trip, BatchNorm's running statistics,
-# the Float64 path (pybench's parity trajectory; also on the GPU when CUDA.functional()), and
-# (when ENV["KNETMODELS_PARITY_NPZ"] names a file) parity with PyTorch's logits.
+# the Float64 path (pybench's parity trajectory; also on the GPU when CUDA.functional()), and,
+# when ENV["KNETMODELS_PARITY_NPZ"] names a file, parity with PyTorch (test/parity.jl says what the
+# file holds and what is checked: shapes, counts, float32 logits, float64 SGD and Adam
+# trajectories with BatchNorm statistics, and that every check can fail).
 #
+# pybench's tests/test_knet_julia.py writes that file and runs this script; by hand:
 #   KNETMODELS_PARITY_NPZ=parity.npz julia --project=julia/KnetModels -e 'using Pkg; Pkg.test()'
-# (Pkg.test, not `julia runtests.jl`: Test and NPZ are test-only [extras] of KnetModels.)
-#
-# The parity file is written by pybench's tests/test_knet_julia.py: for each model, keys
-# "<model>/param/<name>" and "<model>/buffer/<name>" (Knet layout), "<model>/images" (W, H, C, N),
-# "<model>/labels" (1-based), "<model>/block_strides", and PyTorch's "<model>/logits_eval",
-# "<model>/logits_train" (classes, N) and "<model>/loss_train".
+# or, in an environment that already has KnetModels, Knet, CUDA, NPZ, Test and Random:
+#   KNETMODELS_PARITY_NPZ=parity.npz julia --project=ENV julia/KnetModels/test/runtests.jl
 
 using Test
 using Random
@@ -20,7 +19,6 @@ using NPZ
 include("parity.jl")
 
 const ATYPE = Array{Float32}  # the CPU path: what every machine can run
-const PARITY_TOL = 1e-4
 
 """Knet-layout parameter shapes of LeNet-5 for `c`-channel 28x28 images."""
 lenet5_shapes(c, classes) = Dict(
@@ -202,6 +200,7 @@ models_under_test() = [
                   "pybench's tests/test_knet_julia.py"
         else
             run_parity(path)
+            run_parity_can_fail(path)
         end
     end
 end
