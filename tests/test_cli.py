@@ -12,8 +12,12 @@ def test_list_names_datasets_models_and_framework_availability(run_cli):
                  "knet"):
         assert name in result.stdout
     knet_line = next(line for line in result.stdout.splitlines() if line.strip().startswith("knet"))
-    if not availability("knet").ok:
-        assert "unavailable" in knet_line and "pip install -e '.[julia]'" in knet_line
+    knet = availability("knet")
+    if knet.ok:
+        assert f"available ({knet.version})" in knet_line and "Knet 1.4.10" in knet_line
+    else:
+        # the fix for either case: no juliacall ('.[julia]'), or no usable Julia
+        assert "unavailable" in knet_line and "PYTHON_JULIAPKG_EXE" in knet_line
     torch_line = next(line for line in result.stdout.splitlines()
                       if line.strip().startswith("torch"))
     assert "available (" in torch_line

@@ -18,8 +18,8 @@ KNET_UNAVAILABLE = not availability("knet").ok
 
 
 @pytest.mark.slow
-def test_mnist_lenet5_torch_and_jax_agree(run_cli, data_dir, tmp_path):
-    """The acceptance run: one epoch of LeNet-5 on the real MNIST in PyTorch and JAX."""
+def test_mnist_lenet5_every_framework_agrees(run_cli, data_dir, tmp_path):
+    """The acceptance run: one epoch of LeNet-5 on the real MNIST in PyTorch, JAX and Knet."""
     out = tmp_path / "run"
     result = run_cli("compare", "mnist", "--frameworks", "torch,jax,knet", "--models", "lenet5",
                      "--epochs", "1", "--target-accuracy", "0.97", "--out", out,
@@ -28,7 +28,8 @@ def test_mnist_lenet5_torch_and_jax_agree(run_cli, data_dir, tmp_path):
     doc = json.loads((out / "results.json").read_text())
     runs = {r["framework"]: r for r in doc["runs"]}
     torch_run, jax_run = runs["torch"], runs["jax"]
-    for run in (torch_run, jax_run):
+    trained = [torch_run, jax_run] + ([] if KNET_UNAVAILABLE else [runs["knet"]])
+    for run in trained:
         assert run["status"] == "ok", run
         assert run["test_accuracy"] >= 0.98, run["test_accuracy"]
         stats = run["step_time_ms"]
@@ -45,13 +46,18 @@ def test_mnist_lenet5_torch_and_jax_agree(run_cli, data_dir, tmp_path):
         assert predictions["logits"].shape == (10000, 10)
         assert np.mean(predictions["logits"].argmax(1) == predictions["labels"]) == \
             pytest.approx(run["test_accuracy"])
-    assert abs(torch_run["test_accuracy"] - jax_run["test_accuracy"]) <= 0.005
-    assert torch_run["init_fingerprint"] == jax_run["init_fingerprint"]
-    assert torch_run["data_fingerprint"] == jax_run["data_fingerprint"] == doc["dataset"]["fingerprint"]
+    for run in trained[1:]:
+        assert abs(torch_run["test_accuracy"] - run["test_accuracy"]) <= 0.005
+        assert torch_run["init_fingerprint"] == run["init_fingerprint"]
+        assert run["data_fingerprint"] == doc["dataset"]["fingerprint"]
+    assert torch_run["data_fingerprint"] == doc["dataset"]["fingerprint"]
     if KNET_UNAVAILABLE:
         assert runs["knet"]["status"] == "unavailable"
         assert "PYTHON_JULIAPKG_EXE" in runs["knet"]["reason"]
+    else:
+        assert runs["knet"]["framework_version"] == "Knet 1.4.10" and runs["knet"]["julia"]
     assert doc["machine"]["cores"] >= 1 and doc["config"]["batch_size"] == 32
+
     table = pd.read_csv(out / "runs.csv")
     assert list(table["framework"]) == ["torch", "jax", "knet"]
     assert (out / "report.md").exists() and "identical" in (out / "report.md").read_text()

@@ -1,4 +1,5 @@
-"""The knet backend reports itself unavailable, with the fix, and never loads Julia by accident.
+"""Whether the knet backend is available: the Julia versions it accepts and how it labels them,
+the fix it names when it is not, and that it never loads Julia by accident.
 
 Each check runs in a fresh interpreter so that environment changes and module imports cannot
 leak between tests (and so 'juliacall not in sys.modules' means something).
@@ -11,6 +12,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from needs import missing
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = "install the [julia] extra (pip install -e '.[julia]')"
@@ -84,6 +89,53 @@ def test_wrong_julia_version_is_named(tmp_path):
     result = run_child(False, env)
     assert not result["knet_ok"]
     assert "1.10.4" in result["reason"] and FIX_EXE in result["reason"]
+
+
+def fake_julia_env(tmp_path, version: str) -> dict[str, str]:
+    """juliacall importable (an empty stand-in) and PYTHON_JULIAPKG_EXE printing `version`."""
+    fake = tmp_path / "fake_site"
+    (fake / "juliacall").mkdir(parents=True, exist_ok=True)
+    (fake / "juliacall" / "__init__.py").write_text("")
+    julia = tmp_path / "julia"
+    julia.write_text(f"#!/bin/sh\necho 'julia version {version}'\n")
+    julia.chmod(0o755)
+    return {**no_julia_env(tmp_path), "PYTHON_JULIAPKG_EXE": str(julia),
+            "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
+
+
+@pytest.mark.parametrize("version, accepted, labelled", [
+    ("1.9.4", True, False),    # the supported configuration: no label
+    ("1.5.3", True, True),     # what CI runs (../shared/julia): accepted, labelled unsupported
+    ("1.7.3", True, True),
+    ("1.10.4", False, None),   # CUDA.jl 3 (hence Knet) does not run on 1.10+
+    ("1.4.2", False, None),
+])
+def test_julia_versions_knet_runs_on_are_accepted_and_labelled(tmp_path, version, accepted,
+                                                               labelled):
+    code = ("import json; from pybench.backends import knet_backend as kb; "
+            "a = kb.KnetBackend.availability(); "
+            "print(json.dumps({'ok': a.ok, 'version': a.version, 'reason': a.reason}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, **fake_julia_env(tmp_path, version)}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    status = json.loads(out.stdout.strip().splitlines()[-1])
+    assert status["ok"] is accepted, status
+    if accepted:
+        assert f"Julia {version}" in status["version"]
+        assert ("not the supported Julia 1.9" in status["version"]) is labelled
+    else:  # the message still points at the supported Julia
+        assert version in status["reason"] and "no Julia 1.9 found" in status["reason"]
+        assert FIX_EXE in status["reason"]
+
+
+def test_knet_is_available_in_ci():
+    """CI sets up ../shared/julia (.ci/run): there knet must run, or every knet comparison in
+    the suite would quietly fall back to torch and jax."""
+    from pybench.backends import availability
+    status = availability("knet")
+    if not status.ok:
+        missing(f"knet is unavailable: {status.reason}")
+    assert "Knet 1.4.10" in status.version
 
 
 def test_importing_the_backend_module_does_not_import_juliacall():

@@ -1,4 +1,4 @@
-"""`pybench parity`: every model in torch and JAX, and proof that the checker can fail."""
+"""`pybench parity`: every model in torch, JAX and Knet, and proof that the checker can fail."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from pybench.backends import availability
 from pybench.parity import LOGIT_ATOL, LOSS_RTOL, check_model_parity, compare_arrays
 
 
@@ -58,25 +59,36 @@ def test_a_parameter_count_mismatch_fails_the_model():
     assert "ok" not in by_framework["knet"] and by_framework["knet"]["reason"] == "no Julia"
 
 
+# Knet's float64 trajectory sums convolutions in another order than PyTorch: measured up to
+# 5.2e-15 relative in the loss and 5.7e-14 in the weights over these runs (tests/test_knet_julia.py
+# bounds its own, harder cases at 1e-9); JAX's figures are of the same size.
+FLOAT64_BOUNDS = {"jax": (1e-9, 1e-8), "knet": (1e-9, 1e-8)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("models, extra", [
     ("lenet5,resnet8,resnet20", []),
     # ResNet-18 is 11M parameters: fewer, smaller steps keep CI quick.
     ("resnet18", ["--steps", "3", "--batch-size", "8"]),
 ])
-def test_parity_passes_for_every_model_in_torch_and_jax(run_cli, tmp_path, models, extra):
+def test_parity_passes_for_every_model_in_every_framework(run_cli, tmp_path, models, extra):
     out = tmp_path / "parity"
     result = run_cli("parity", "--frameworks", "torch,jax,knet", "--models", models,
                      "--out", out, *extra)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     doc = json.loads((out / "parity.json").read_text())
     assert doc["ok"] and doc["trajectory_dtype"] == "float64"
-    rows = [r for r in doc["results"] if r["framework"] == "jax"]
-    assert [r["model"] for r in rows] == models.split(",")
-    for row in rows:
-        assert row["status"] == "ok" and row["reference"] == "torch"
-        assert max(row["max_abs_logit_diff_eval"], row["max_abs_logit_diff_train"]) <= LOGIT_ATOL
-        # In float64 the two frameworks' trajectories agree far inside the 1e-3 tolerance.
-        assert row["max_rel_loss_diff"] <= 1e-9 and row["max_abs_weight_diff"] <= 1e-8
-        assert len(row["losses"]) == (3 if extra else 10)
+    knet_status = availability("knet")
+    frameworks = ["jax", "knet"] if knet_status.ok else ["jax"]
+    for framework in frameworks:
+        rows = [r for r in doc["results"] if r["framework"] == framework]
+        assert [r["model"] for r in rows] == models.split(",")
+        loss_bound, weight_bound = FLOAT64_BOUNDS[framework]
+        for row in rows:
+            assert row["status"] == "ok" and row["reference"] == "torch", row
+            assert row["params_ok"] and row["shapes_ok"]
+            assert max(row["max_abs_logit_diff_eval"], row["max_abs_logit_diff_train"]) <= LOGIT_ATOL
+            # In float64 the frameworks' trajectories agree far inside the 1e-3 tolerance.
+            assert row["max_rel_loss_diff"] <= loss_bound and row["max_abs_weight_diff"] <= weight_bound
+            assert len(row["losses"]) == (3 if extra else 10)
     assert "PASS" in result.stdout
