@@ -6,12 +6,12 @@ next to torch can crash (LLVM/libstdc++ symbol clashes), and the first import ma
 and packages. `availability()` therefore never imports juliacall either; it looks for the
 package and for a Julia executable.
 
-Versions (see the README, "Julia and Knet"): Julia 1.9, Knet 1.4.10, CUDA.jl 3.13, juliacall 0.9.28
-is the supported configuration. Knet 1.4.10 also loads on Julia 1.5-1.8 (through an older
+Versions (see the README, "Julia and Knet"): Julia 1.9, Knet 1.4.10, CUDA.jl 3.13 and juliacall
+0.9.28 are the supported configuration. Knet 1.4.10 also loads on Julia 1.5-1.8 (through an older
 juliacall, as pybench's own CI runs it on Julia 1.5.3): accepted, and labelled unsupported in
-every record (`support_note`). The Julia
-dependencies are declared in pybench/juliapkg.json, which points juliapkg at julia/KnetModels in
-the source tree, so the backend needs an editable install (pip install -e '.[julia]').
+every record (`support_note`). The Julia dependencies are declared in pybench/juliapkg.json,
+which points juliapkg at julia/KnetModels in the source tree, so the backend needs an editable
+install (pip install -e '.[julia]').
 """
 
 from __future__ import annotations
