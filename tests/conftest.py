@@ -162,11 +162,17 @@ def mnist(data_dir, tmp_path_factory):
             os.environ["PYBENCH_CACHE_DIR"] = old
 
 
+def benchmark_results(module_name: str) -> dict:
+    """The RESULTS a benchmark module filled in this session (empty when it did not run)."""
+    module = next((m for name, m in list(sys.modules.items()) if name.endswith(module_name)), None)
+    return getattr(module, "RESULTS", None) or {}
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Print the harness-overhead figures (pybench's loop against a minimal one) when measured."""
-    module = next((m for name, m in list(sys.modules.items())
-                   if name.endswith("test_bench_harness")), None)
-    RESULTS = getattr(module, "RESULTS", None)
+    """Print the benchmarks' figures (harness overhead, step variants) when measured."""
+    print_step_variants(terminalreporter, benchmark_results("test_bench_step_variants"))
+    print_knet_parity(terminalreporter)
+    RESULTS = benchmark_results("test_bench_harness")
     if not RESULTS:
         return
     terminalreporter.section("pybench harness overhead (median step time, LeNet-5, MNIST)")
@@ -175,3 +181,27 @@ def pytest_terminal_summary(terminalreporter):
             f"{framework:6} minimal {f['minimal_median_ms']:.3f} ms, pybench "
             f"{f['pybench_median_ms']:.3f} ms, ratio {f['ratio']:.3f} "
             f"({f['steps_each']} steps each)")
+
+
+def print_step_variants(terminalreporter, results: dict) -> None:
+    """Each framework's step variants: median step time and ratio to the default step."""
+    for framework, rows in results.items():
+        terminalreporter.section(f"{framework} step variants (LeNet-5, MNIST, batch 32, median step)")
+        terminalreporter.write_line(f"{'variant':72} {'median ms':>9} {'ratio':>6}")
+        for row in sorted(rows, key=lambda r: r["median_ms"]):
+            extra = f"  (compile {row['compile_s']:.1f} s apart)" if "compile_s" in row else ""
+            terminalreporter.write_line(
+                f"{row['variant']:72} {row['median_ms']:9.3f} {row['ratio']:6.3f}{extra}")
+
+
+def print_knet_parity(terminalreporter) -> None:
+    """Knet against PyTorch, per model and check, when tests/test_knet_julia.py ran Julia."""
+    module = next((m for name, m in list(sys.modules.items())
+                   if name.endswith("test_knet_julia")), None)
+    rows = getattr(module, "FIGURES", None)
+    if not rows:
+        return
+    terminalreporter.section("Knet.jl against PyTorch (julia/KnetModels/test/parity.jl)")
+    for row in rows:
+        terminalreporter.write_line(f"{row['model']:9} {row['check']:42} {row['figure']:10.3g} "
+                                    f"(tolerance {row['tolerance']:g})")
