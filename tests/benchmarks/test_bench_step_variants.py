@@ -23,6 +23,7 @@ another layout) before changing them.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -45,7 +46,7 @@ BATCH = 32
 OPTIMIZER = OptimizerConfig(name="sgd", lr=0.01, momentum=0.9)
 LOSS_RTOL = 1e-4  # every variant's first loss against the default's (float32)
 SLOWEST_RATIO = 1.2  # default median / fastest candidate's median: beyond it, adopt the faster
-COMPILE_ENV = "PYBENCH_BENCH_COMPILE"  # =1 adds torch.compile (its compile takes ~40 s here)
+COMPILE_ENV = "PYBENCH_BENCH_COMPILE"  # =1 adds torch.compile (~40 s of compiling per round here)
 # XLA and JAX options are read once, when JAX starts: each set runs the default JAX backend in a
 # worker process of its own (this file run as a script), the rounds still alternating.
 JAX_PROCESS_OPTIONS: dict[str, dict[str, str]] = {
@@ -75,9 +76,11 @@ class Inputs:
 
 @dataclass
 class Round:
-    """What one round of STEPS steps gave: step times after the first (ms) and the first loss."""
+    """What one round of STEPS steps gave: step times after the first (ms), the first step's
+    time (ms: compilation, when the variant compiles on first use) and the first loss."""
 
     step_ms: list[float]
+    first_step_ms: float
     first_loss: float
 
 
@@ -96,18 +99,20 @@ def timed_steps(step: Callable[[int], object], sync: Callable[[object], None]) -
         last = now
         if first_loss is None:
             first_loss = float(out)
-    return Round(times[1:], first_loss)
+    return Round(times[1:], times[0], first_loss)
 
 
 # ---------------------------------------------------------------------------------------------
 # The default of each framework: its pybench backend as pybench.training drives it.
 
-def backend_variant(framework: str, inputs: Inputs) -> Variant:
+def backend_variant(framework: str, inputs: Inputs, change: Callable | None = None) -> Variant:
     """Rounds of the framework's pybench backend, as one run drives it: one backend and one
     training state for all rounds (built and compiled once), each round continuing the epoch
     where the last one stopped (so JAX meets every step number for the first time, as it does
-    in a one-epoch run)."""
+    in a one-epoch run). `change(backend)`, if given, alters the backend's per-device choice."""
     backend = get_backend(framework, "cpu")
+    if change is not None:
+        change(backend)
     model = ModelInput("lenet5", inputs.in_shape, inputs.num_classes, inputs.params)
     holder = [backend.init_state(model, OPTIMIZER)]
     data = backend.put_data(inputs.images, inputs.labels)
@@ -276,8 +281,29 @@ def jax_variant(inputs: Inputs, v: JaxVariant) -> Variant:
     return run
 
 
+def set_backend_choice(attribute: str, module: str, name: str) -> Callable:
+    """A change for `backend_variant`: backend.<attribute> = <module>.<name>."""
+    def change(backend):
+        setattr(backend, attribute, getattr(importlib.import_module(module), name))
+
+    return change
+
+
+# The backends' own alternatives to their per-device choices (the JAX backend's `layout`, the
+# torch backend's `memory_format`), so that a machine can re-check the choice with pybench's code.
+BACKEND_VARIANTS: dict[str, dict[str, Callable]] = {
+    "jax": {"pybench backend, NCHW inside the step (the default before issue 13)":
+            set_backend_choice("layout", "pybench.backends.jax_backend", "NCHW"),
+            "pybench backend, NHWC inside the step":
+            set_backend_choice("layout", "pybench.backends.jax_backend", "NHWC")},
+    "torch": {"pybench backend, contiguous (NCHW) memory (the default before issue 13)":
+              set_backend_choice("memory_format", "torch", "contiguous_format"),
+              "pybench backend, channels_last memory":
+              set_backend_choice("memory_format", "torch", "channels_last")},
+}
+
 JAX_VARIANTS: dict[str, JaxVariant] = {
-    "nchw highest (the form of the backend before issue 13)": JaxVariant(),
+    "nchw highest": JaxVariant(),
     "nchw precision DEFAULT": JaxVariant(precision="DEFAULT"),
     "nhwc highest": JaxVariant(layout="NHWC"),
     "nhwc precision DEFAULT": JaxVariant(layout="NHWC", precision="DEFAULT"),
@@ -319,7 +345,6 @@ def torch_variant(inputs: Inputs, v: TorchVariant) -> Variant:
     order = torch.from_numpy(inputs.order)
     kwargs = {"foreach": {"foreach": True}, "for-loop": {"foreach": False},
               "fused": {"fused": True}}[v.optimizer]
-    compile_s = []
 
     def run() -> Round:
         module = build_module("lenet5", inputs.in_shape, inputs.num_classes)
@@ -348,15 +373,13 @@ def torch_variant(inputs: Inputs, v: TorchVariant) -> Variant:
             return loss.detach()
 
         try:
-            if v.compile and not compile_s:  # the first compiled step, reported apart
-                start = time.perf_counter()
-                step(0)
-                compile_s.append(time.perf_counter() - start)
             return timed_steps(step, lambda loss: None)
         finally:
             torch.set_num_threads(threads)
 
-    run.compile_s = compile_s  # type: ignore[attr-defined]
+    # torch.compile compiles in the first step of each round (a new module each round): that
+    # step's time is reported apart as the compile time, and the step time is the median after.
+    run.compiles = v.compile  # type: ignore[attr-defined]
     return run
 
 
@@ -395,6 +418,8 @@ def test_step_variants(benchmark, inputs, framework):
     pytest.importorskip(framework, reason=f"{framework} is not installed")
     make, table = MAKE[framework]
     variants = {name: make(inputs, v) for name, v in table.items()}
+    for name, change in BACKEND_VARIANTS[framework].items():
+        variants[name] = backend_variant(framework, inputs, change)
     rounds: dict[str, list[Round]] = {"default": [], **{name: [] for name in variants}}
     turn = [0]
 
@@ -412,16 +437,17 @@ def test_step_variants(benchmark, inputs, framework):
 
     benchmark.pedantic(run_default, setup=run_candidates, rounds=ROUNDS, iterations=1)
 
-    rows = summarize(rounds, {name: getattr(v, "compile_s", None) for name, v in variants.items()})
+    rows = summarize(rounds, {name for name, v in variants.items() if getattr(v, "compiles", 0)})
     RESULTS[framework] = rows
     benchmark.extra_info["variants"] = rows
     fastest = min(rows, key=lambda r: r["median_ms"])
     assert rows[0]["median_ms"] <= SLOWEST_RATIO * fastest["median_ms"], (fastest, rows[0])
 
 
-def summarize(rounds: dict[str, list[Round]], compile_s: dict) -> list[dict]:
+def summarize(rounds: dict[str, list[Round]], compiling: set[str]) -> list[dict]:
     """One row per variant (the default first): median step time, ratio to the default, first
-    loss; fails if a variant lost steps or computed another first loss than the default."""
+    loss (and compile time for `compiling` variants); fails if a variant lost steps or computed
+    another first loss than the default."""
     default_ms = float(np.median([t for r in rounds["default"] for t in r.step_ms]))
     default_loss = rounds["default"][0].first_loss
     rows = []
@@ -431,8 +457,8 @@ def summarize(rounds: dict[str, list[Round]], compile_s: dict) -> list[dict]:
         median = float(np.median(step_ms))
         row = {"variant": name, "median_ms": median, "ratio": median / default_ms,
                "first_loss": runs[0].first_loss}
-        if compile_s.get(name):
-            row["compile_s"] = compile_s[name][0]
+        if name in compiling:
+            row["compile_s"] = float(np.median([r.first_step_ms for r in runs])) / 1e3
         rows.append(row)
         # The same weights and the same first batch must give the same loss in every form.
         assert abs(row["first_loss"] - default_loss) <= LOSS_RTOL * abs(default_loss), row
@@ -468,8 +494,7 @@ def serve_jax_rounds():
     run = backend_variant("jax", make_inputs(load_dataset("mnist", progress=False)))
     for _ in sys.stdin:
         result = run()
-        print(json.dumps({"step_ms": result.step_ms, "first_loss": result.first_loss}),
-              flush=True)
+        print(json.dumps(result.__dict__), flush=True)
 
 
 def test_jax_process_options(benchmark, data_dir, tmp_path):
@@ -498,7 +523,7 @@ def test_jax_process_options(benchmark, data_dir, tmp_path):
     finally:
         for worker in workers.values():
             worker.close()
-    rows = summarize({"default": rounds[names[0]], **{n: rounds[n] for n in names[1:]}}, {})
+    rows = summarize({"default": rounds[names[0]], **{n: rounds[n] for n in names[1:]}}, set())
     RESULTS["jax process options"] = rows
     benchmark.extra_info["variants"] = rows
 
