@@ -1,6 +1,7 @@
 """How much pybench's harness adds to a step: its loop against a minimal hand-written one.
 
-For each framework, a minimal LeNet-5 training loop written the way a user would write it (data
+For each framework (Knet in a process of its own: tests/benchmarks/knet_harness.py), a minimal
+LeNet-5 training loop written the way a user would write it (data
 on the device, one synchronisation per step, nothing else) runs beside pybench's own
 `train_and_evaluate` on the same MNIST arrays, batch size and optimizer. Rounds alternate between
 the two so that a noisy machine hurts both alike. The ratio of the median step times is stored
@@ -11,13 +12,20 @@ a busy neighbour.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from measured import record_measured_times
+from needs import missing
 from pybench import models
-from pybench.backends import get_backend
+from pybench.backends import availability, get_backend
 from pybench.backends.contract import OptimizerConfig
 from pybench.datasets import batch_order
 from pybench.training import TrainConfig, train_and_evaluate
@@ -132,4 +140,31 @@ def test_harness_overhead(benchmark, mnist, framework):
     benchmark.extra_info.update(figures)
     RESULTS[framework] = figures
     assert len(minimal_ms) == len(pybench_ms) == ROUNDS * (STEPS - 1)
+    assert figures["ratio"] < 1.25, figures
+
+
+KNET_ROUNDS = 3  # Julia's garbage collector makes single rounds noisier than torch's or JAX's
+
+
+def test_knet_harness_overhead(benchmark, data_dir, isolated_cache):
+    """pybench's knet backend (a juliacall call per step) against a minimal loop inside Julia,
+    both timed inside one worker process; pybench's step times are the benchmark's rounds."""
+    status = availability("knet")
+    if not status.ok:
+        missing(f"knet is unavailable: {status.reason}")
+    script = Path(__file__).with_name("knet_harness.py")
+    env = {**os.environ, "PYBENCH_DATA_DIR": str(data_dir)}
+    out = subprocess.run([sys.executable, str(script), str(STEPS), str(KNET_ROUNDS), str(BATCH)],
+                         capture_output=True, text=True, env=env, timeout=1800)
+    assert out.returncode == 0, out.stderr[-3000:]
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    minimal_ms, pybench_ms = measured["minimal_ms"], measured["pybench_ms"]
+    record_measured_times(benchmark, [t / 1e3 for t in pybench_ms], "inside the knet worker")
+    figures = {"minimal_median_ms": float(np.median(minimal_ms)),
+               "pybench_median_ms": float(np.median(pybench_ms)),
+               "steps_each": len(pybench_ms)}
+    figures["ratio"] = figures["pybench_median_ms"] / figures["minimal_median_ms"]
+    benchmark.extra_info.update(figures, framework_version=measured["framework_version"])
+    RESULTS["knet"] = figures
+    assert len(minimal_ms) == len(pybench_ms) == KNET_ROUNDS * (STEPS - 1)
     assert figures["ratio"] < 1.25, figures

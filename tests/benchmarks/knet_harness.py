@@ -1,0 +1,86 @@
+"""Knet's harness overhead, measured in a process of its own (juliacall must not share a process
+with torch, which the pytest process has imported): pybench's knet backend driven from Python,
+step by step through juliacall, against a minimal LeNet-5 loop written in plain Knet the way a
+Julia user would write it (Params, `conv4(mode=1)`, `pool`, `nll`, `@diff`, `Momentum`), entirely
+inside Julia. Both see the same MNIST arrays, weights, batch order and optimizer, and alternate
+rounds so that a noisy machine hurts both alike.
+
+    python tests/benchmarks/knet_harness.py STEPS ROUNDS BATCH   -> one JSON line on stdout
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from pybench import models
+from pybench.backends import get_backend, knet_layout
+from pybench.backends.contract import OptimizerConfig
+from pybench.backends.knet_backend import julia_dict, julia_main
+from pybench.datasets import batch_order, load_dataset
+from pybench.training import TrainConfig, train_and_evaluate
+
+OPTIMIZER = OptimizerConfig(name="sgd", lr=0.01, momentum=0.9)
+
+# A user's LeNet-5 in Knet: weights as Params (biases reshaped for broadcasting), one optimizer
+# per Param, `@diff` of the loss, `update!`; seconds per step, read after each step (the CPU
+# needs no synchronisation).
+MINIMAL_KNET_LOOP = """
+function minimal_knet_loop(images, labels, positions, weights, steps, batch, lr, momentum)
+    # Julia arrays of concrete types first (the arguments arrive as numpy-backed PyArrays).
+    x = Array{Float32}(images); y = Vector{Int}(labels); order = Vector{Int}(positions)
+    names = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight",
+             "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
+    w = [Array{Float32}(weights[k]) for k in names]
+    w[2] = reshape(w[2], 1, 1, :, 1); w[4] = reshape(w[4], 1, 1, :, 1)
+    ps = [Param(a) for a in w]
+    for p in ps; p.opt = Momentum(lr=lr, gamma=momentum); end
+    net(x) = begin
+        x = pool(relu.(conv4(ps[1], x; padding=2, mode=1) .+ ps[2]))
+        x = pool(relu.(conv4(ps[3], x; mode=1) .+ ps[4]))
+        x = relu.(ps[5] * mat(x) .+ ps[6])
+        x = relu.(ps[7] * x .+ ps[8])
+        ps[9] * x .+ ps[10]
+    end
+    times = Float64[]
+    for i in 1:steps
+        t0 = time_ns()
+        idx = order[(i - 1) * batch + 1:i * batch]
+        J = @diff nll(net(x[:, :, :, idx]), y[idx])
+        for p in ps; update!(p, grad(J, p)); end
+        push!(times, (time_ns() - t0) / 1e9)
+    end
+    return times
+end
+"""
+
+
+def main(steps: int, rounds: int, batch: int) -> dict:
+    mnist = load_dataset("mnist", progress=False)
+    x, y = mnist.normalized("train"), mnist.train.labels
+    order = batch_order(0, 0, len(y))
+    params, _ = models.init_weights("lenet5", mnist.in_shape, mnist.num_classes, 0)
+    cfg = TrainConfig(model="lenet5", epochs=1, max_steps=steps, batch_size=batch,
+                      optimizer=OPTIMIZER, seed=0)
+    backend = get_backend("knet", "cpu")
+    jl = julia_main()
+    jl.seval(MINIMAL_KNET_LOOP)
+    minimal_loop = jl.seval("minimal_knet_loop")
+    images = knet_layout.images_to_knet(x)
+    weights = julia_dict(knet_layout.weights_to_knet(params))
+    minimal_ms: list[float] = []
+    pybench_ms: list[float] = []
+    for _ in range(rounds):
+        times = minimal_loop(images, knet_layout.labels_to_knet(y), knet_layout.order_to_knet(order),
+                             weights, steps, batch, OPTIMIZER.lr, OPTIMIZER.momentum)
+        minimal_ms += [t * 1e3 for t in list(times)[1:]]
+        record, _ = train_and_evaluate(backend, mnist, cfg)
+        pybench_ms += record["step_times_ms"][1:]
+    return {"minimal_ms": minimal_ms, "pybench_ms": pybench_ms,
+            "framework_version": backend.device_info()["framework_version"]}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(*map(int, sys.argv[1:4]))))
