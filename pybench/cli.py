@@ -1,4 +1,4 @@
-"""The command line: `python -m pybench list | datasets info | compare | parity | report`.
+"""The command line: `python -m pybench list | datasets info | compare | parity | sweep | report`.
 
 Thin on purpose: each command parses its options, calls one function of the package and prints
 its result. Errors a user can fix arrive as `PybenchError` and are printed as one line on stderr
@@ -115,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_arguments(parity, batch_size=16)
     add_dataset_arguments(parity)
 
+    sweep = sub.add_parser("sweep", help="train every combination of a SWEEP.toml grid")
+    sweep.add_argument("sweep_file", type=Path, metavar="SWEEP.toml")
+    sweep.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: one run after another here; ray: Ray tasks (pip install "
+                            "-e '.[ray]')")
+    sweep.add_argument("--address", default=None,
+                       help="the Ray cluster to use, e.g. auto or HOST:6379 (default: start "
+                            "Ray locally)")
+    sweep.add_argument("--out", type=Path, default=None,
+                       help="results folder (default runs/<timestamp>-sweep-<name>)")
+    sweep.add_argument("--resume", action="store_true",
+                       help="keep the finished runs in --out and run only the others")
+    sweep.add_argument("--no-report", action="store_true", help="skip report.md and plots")
+
     report = sub.add_parser("report", help="write report.md and plots from a results folder")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--out", type=Path, default=None, help="default: the results folder")
@@ -200,6 +214,23 @@ def cmd_parity(args) -> int:
     return 0 if document["ok"] else 1
 
 
+def cmd_sweep(args) -> int:
+    from pybench.compare import command_line
+    from pybench.executors import make_executor
+    from pybench.sweep import run_sweep, sweep_table
+
+    executor = make_executor(args.executor, args.address)
+    out_dir, document = run_sweep(args.sweep_file, executor, out=args.out, resume=args.resume,
+                                  command=command_line())
+    print(sweep_table(document).round(3).to_string(index=False))
+    print(f"results: {out_dir / 'results.json'}")
+    if not args.no_report:
+        from pybench.report import write_report
+
+        print(f"report: {write_report(out_dir)}")
+    return 0 if any(r["status"] == "ok" for r in document["runs"]) else 1
+
+
 def cmd_report(args) -> int:
     from pybench.report import write_report
 
@@ -208,7 +239,7 @@ def cmd_report(args) -> int:
 
 
 COMMANDS = {"list": cmd_list, "datasets": cmd_datasets, "compare": cmd_compare,
-            "parity": cmd_parity, "report": cmd_report}
+            "parity": cmd_parity, "report": cmd_report, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

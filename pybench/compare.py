@@ -150,8 +150,9 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
 
 
 def run_one(cfg: CompareConfig, framework: str, model: str, device: str, out_dir: Path,
-            progress: bool, echo: bool) -> dict:
-    stem = f"{framework}-{model}"
+            progress: bool, echo: bool, stem: str | None = None) -> dict:
+    """One training job in a worker; its files are named `stem` (a sweep has many per pair)."""
+    stem = stem or f"{framework}-{model}"
     job = job_for("train", framework, model, cfg.dataset, cfg.dataset_options or {}, cfg.train,
                   device, progress=progress,
                   parity_path=str(out_dir / "parity" / f"{stem}.npz"),
