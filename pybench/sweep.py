@@ -192,7 +192,7 @@ def expand(sweep: Sweep) -> list[SweepRun]:
     """Every combination, in a stable order: configurations outermost, frameworks innermost,
     so the frameworks of one configuration finish close together."""
     shared = dict(sweep.train)
-    optimizer_settings = shared.pop("optimizer")
+    optimizer_settings = shared.pop("optimizer", {})
     runs = []
     for model, batch_size, optimizer, seed in itertools.product(
             sweep.models, sweep.batch_sizes, sweep.optimizers, sweep.seeds):
@@ -255,7 +255,7 @@ def shared_config(sweep: Sweep, device: str, executor: str) -> dict:
     return {"dataset": sweep.dataset, "dataset_options": sweep.dataset_options,
             "frameworks": list(sweep.frameworks), "models": list(sweep.models),
             "device": device, "timeout_s": sweep.timeout, **defaults, **train,
-            "optimizer_settings": {**optimizer, **sweep.train["optimizer"]},
+            "optimizer_settings": {**optimizer, **sweep.train.get("optimizer", {})},
             "sweep": {"batch_sizes": list(sweep.batch_sizes), "optimizers": list(sweep.optimizers),
                       "lrs": list(sweep.lrs) if sweep.lrs else None,
                       "seeds": list(sweep.seeds)},
