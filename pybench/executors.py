@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
@@ -64,6 +65,19 @@ def run_in_scratch(execute: Callable, run) -> tuple[dict, dict[str, bytes]]:
     return record, files
 
 
+def check_reachable(address: str) -> None:
+    """A HOST:PORT nobody answers at is an error now: Ray itself would retry for minutes."""
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise PybenchError(f"--address {address}: no Ray cluster answers there "
+                           f"({type(exc).__name__}: {exc}); start one with "
+                           "`ray start --head`") from None
+
+
 class RayExecutor:
     """Runs as Ray tasks: on a local Ray started for the sweep, or on the cluster at `address`."""
 
@@ -85,6 +99,7 @@ class RayExecutor:
             return self
         try:
             if self.address:
+                check_reachable(self.address)
                 ray.init(address=self.address, **quiet)
             else:
                 ray.init(include_dashboard=False, **quiet)

@@ -149,7 +149,7 @@ def test_resume_runs_only_what_is_missing(local_sweep, cache, sweep_file, tmp_pa
     original = by_key(results(local_sweep[0]))
     for run in after[2:]:  # the failed one and the missing one ran again, to the same result
         assert run["test_accuracy"] == original[key_of(run)]["test_accuracy"]
-        assert run["step_times_ms"] != kept[0]["step_times_ms"]
+        assert run["step_times_ms"] != original[key_of(run)]["step_times_ms"]  # measured anew
 
 
 def test_a_diverging_run_does_not_stop_the_sweep(tmp_path, isolated_cache):
@@ -227,3 +227,22 @@ def test_executor_ray_without_ray_says_how_to_install_it(cli_error, tmp_path):
     cli_error("sweep", path, "--executor", "ray",
               env={"PYTHONPATH": str(tmp_path / "no-ray")},
               fragments=("pip install -e '.[ray]'",))
+
+
+def test_an_address_nobody_answers_at_is_a_one_line_error(cli_error, tmp_path):
+    path = tmp_path / "ok.toml"
+    path.write_text(SMALL_SWEEP)
+    cli_error("sweep", path, "--executor", "ray", "--address", "127.0.0.1:1",
+              fragments=("--address 127.0.0.1:1", "ray start --head"))
+
+
+def test_the_example_sweep_file_is_the_readme_grid():
+    from pybench.sweep import load_sweep
+
+    runs = expand(load_sweep(REPO_ROOT / "examples" / "sweep.toml"))
+    assert len(runs) == 16 and len({run.run_id for run in runs}) == 16
+    assert {run.config["lr"] for run in runs} == {0.01, 0.05}
+    readme = (REPO_ROOT / "README.md").read_text()
+    example = (REPO_ROOT / "examples" / "sweep.toml").read_text()
+    grid = example[example.index('dataset = "digits"'):example.index("epochs = 2")]
+    assert grid in readme  # the README shows the file as it is
