@@ -155,9 +155,6 @@ class RayExecutor:
         return record
 
 
-EXECUTORS = {"local": LocalExecutor, "ray": RayExecutor}
-
-
 def make_executor(name: str, address: str | None = None):
     if name == "local":
         if address:

@@ -66,7 +66,9 @@ def write_npz(path: Path, **arrays) -> None:
 
 def runs_table(runs: list[dict]) -> pd.DataFrame:
     flat = pd.json_normalize(runs) if runs else pd.DataFrame()
-    return flat.reindex(columns=CSV_COLUMNS)
+    # A sweep's runs also carry their id and own values (config.batch_size, config.lr, ...).
+    swept = [c for c in flat.columns if c == "run_id" or c.startswith("config.")]
+    return flat.reindex(columns=CSV_COLUMNS[:2] + swept + CSV_COLUMNS[2:])
 
 
 def write_results(out_dir: Path, document: dict) -> None:

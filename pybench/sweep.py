@@ -37,13 +37,12 @@ else:  # pragma: no cover - Python 3.10
 from pybench import __version__
 from pybench.backends import FRAMEWORK_DESCRIPTIONS
 from pybench.backends.contract import OptimizerConfig
+from pybench.cli import DEFAULT_LR  # an optimizer's learning rate when SWEEP.toml lists no lrs
 from pybench.errors import PybenchError
 from pybench.models import MODEL_DESCRIPTIONS
 from pybench.results import SCHEMA, write_results
 from pybench.training import TrainConfig
 
-# The learning rate of an optimizer when SWEEP.toml lists no `lrs` (as `compare` defaults).
-DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
 
 # Keys of SWEEP.toml: the swept lists, with the type of their items ...
 GRID_KEYS = {"frameworks": str, "models": str, "batch_sizes": int, "lrs": float,
@@ -350,14 +349,15 @@ def gather_runs(runs: list[SweepRun], records: dict, document: dict, executor, o
     from tqdm import tqdm
 
     todo = [run for run in runs if run.key not in records]
+    finished = len(runs) - len(todo)
     for run in [r for r in todo if r.framework in unavailable]:
         records[run.key] = with_identity({"status": "unavailable",
                                           "reason": unavailable[run.framework]}, run)
     todo = [run for run in todo if run.framework not in unavailable]
     bar = tqdm(total=len(todo), desc="sweep", unit="run", file=sys.stderr,
                disable=not progress or None, dynamic_ncols=True)
-    if len(todo) < len(runs) and progress:
-        bar.write(f"{len(runs) - len(todo)} of {len(runs)} runs already done or unavailable")
+    if finished and progress:
+        bar.write(f"{finished} of {len(runs)} runs already finished in {out_dir}: kept")
     execute = functools.partial(execute_run, context)
     try:
         for run, record in executor.run(todo, execute, out_dir, cpus=cpus,

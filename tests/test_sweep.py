@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pybench.executors import RayExecutor
@@ -101,6 +102,9 @@ def test_local_sweep_runs_every_combination_into_one_results_file(local_sweep):
     seed0, seed1 = doc["runs"][0], doc["runs"][2]
     assert seed0["init_fingerprint"] != seed1["init_fingerprint"]
     assert "torch-lenet5-b32-sgd-lr0.05-s0" in result.stdout and "results:" in result.stdout
+    table = pd.read_csv(out / "runs.csv")  # the swept values are columns of the CSV too
+    assert list(table["run_id"]) == [r["run_id"] for r in doc["runs"]]
+    assert list(table["config.seed"]) == [0, 0, 1, 1] and set(table["config.lr"]) == {0.05}
 
 
 def test_ray_sweep_gives_the_same_runs_and_accuracies_as_local(local_sweep, ray_sweep):
