@@ -137,8 +137,10 @@ class RayExecutor:
                 run = pending.pop(done)
                 yield run, self.gather(done, run, out_dir)
         finally:
-            for ref in pending:  # interrupted: do not leave the cluster busy with our runs
-                ray.cancel(ref, force=True)
+            # Interrupted: leave the cluster free. A cancelled task hears KeyboardInterrupt and
+            # stops its worker process (force=True would kill the task before it could).
+            for ref in pending:
+                ray.cancel(ref)
 
     def gather(self, ref, run, out_dir: Path) -> dict:
         try:

@@ -182,6 +182,12 @@ def run_in_worker(job: dict, timeout: float | None, log_path: Path | None = None
             reader.join(timeout=5)
             _save_log(log_path, tail)
             return {**base, "status": "failed", "reason": f"timed out after {timeout:g} s"}
+        except BaseException:
+            # Ctrl-C (or a cancelled Ray task): the worker, in a session of its own, would not
+            # hear it and would go on training, holding its CPUs or GPU.
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
         reader.join(timeout=30)
         _save_log(log_path, tail)
         if result_path.exists():

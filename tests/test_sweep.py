@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +251,44 @@ def test_the_example_sweep_file_is_the_readme_grid():
     example = (REPO_ROOT / "examples" / "sweep.toml").read_text()
     grid = example[example.index('dataset = "digits"'):example.index("epochs = 2")]
     assert grid in readme  # the README shows the file as it is
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_ctrl_c_stops_the_running_worker_and_keeps_what_finished(executor, tmp_path,
+                                                                 isolated_cache):
+    import psutil
+
+    sweep = tmp_path / "long.toml"
+    sweep.write_text('dataset = "digits"\nframeworks = ["torch"]\nseeds = [0, 1]\nepochs = 500\n')
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pybench", "sweep", str(sweep), "--out",
+                             str(out), "--no-report", "--executor", executor], cwd=REPO_ROOT,
+                            stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYBENCH_CACHE_DIR": str(isolated_cache)})
+    try:
+        workers = []
+        for _ in range(600):  # until the first run's worker has started (at most 60 s)
+            workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                       if "pybench.worker" in " ".join(p.cmdline())]
+            if workers:
+                break
+            proc.poll()
+            assert proc.returncode is None, proc.stderr.read()
+            time.sleep(0.1)
+        assert workers, "no worker process started"
+        for _ in range(600):  # until it trains (a worker still starting could die on its own)
+            if sum(workers[0].cpu_times()[:2]) > 6:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        assert "interrupted" in proc.stderr.read()
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive, [p.cmdline() for p in alive]  # no worker left training
+        assert results(out)["runs"] == []  # results.json was written before the first run
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for worker in workers:  # whatever happened, leave no worker behind
+            if worker.is_running():
+                worker.kill()
