@@ -97,8 +97,9 @@ class SweepRun:
     @property
     def run_id(self) -> str:
         c = self.config
+        # repr: distinct learning rates never share a name (":g" would round 1.0000001e-7)
         return (f"{self.framework}-{self.model}-b{c['batch_size']}-{c['optimizer']}"
-                f"-lr{c['lr']:g}-s{c['seed']}")
+                f"-lr{c['lr']!r}-s{c['seed']}")
 
     @property
     def key(self) -> tuple:
@@ -176,8 +177,8 @@ def checked(key: str, value, kind: type, bad):
     ok = (isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
           or kind is float and isinstance(value, int) and not isinstance(value, bool))
     if not ok:
-        raise bad(key, f"expected {'a list of ' if key in GRID_KEYS else ''}"
-                       f"{kind.__name__} values, got {value!r}")
+        what = f"a list of {kind.__name__} values" if key in GRID_KEYS else kind.__name__
+        raise bad(key, f"expected {what}, got {value!r}")
     name = key.removeprefix("dataset_options.")
     if name in POSITIVE and value <= 0:
         raise bad(key, f"{value!r} must be positive")
