@@ -292,3 +292,9 @@ def test_ctrl_c_stops_the_running_worker_and_keeps_what_finished(executor, tmp_p
         for worker in workers:  # whatever happened, leave no worker behind
             if worker.is_running():
                 worker.kill()
+
+
+def test_address_without_the_ray_executor_is_a_one_line_error(cli_error, tmp_path):
+    path = tmp_path / "ok.toml"
+    path.write_text(SMALL_SWEEP)
+    cli_error("sweep", path, "--address", "auto", fragments=("--address is for --executor ray",))
