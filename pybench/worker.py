@@ -109,7 +109,13 @@ def run_parity_job(job: dict) -> dict:
             "n_params": int(sum(v.size for v in exported.values())), "dtype": dtype.name}
 
 
-JOB_KINDS = {"train": run_train_job, "parity": run_parity_job}
+def run_bench_job(job: dict) -> dict:
+    """Step and evaluation times measured in this process (pybench.bench)."""
+    from pybench import bench
+    return bench.run_bench_job(job, load_job_dataset(job), train_config(job))
+
+
+JOB_KINDS = {"train": run_train_job, "parity": run_parity_job, "bench": run_bench_job}
 
 
 def run_job(job: dict) -> dict:

@@ -162,6 +162,31 @@ def mnist(data_dir, tmp_path_factory):
             os.environ["PYBENCH_CACHE_DIR"] = old
 
 
+def pytest_addoption(parser):
+    """The framework benchmark's matrix (tests/benchmarks/test_bench_frameworks.py)."""
+    group = parser.getgroup("pybench", "pybench framework benchmarks")
+    group.addoption("--pybench-frameworks", default="torch,jax,knet",
+                    help="comma-separated frameworks to benchmark (default torch,jax,knet)")
+    group.addoption("--pybench-models", default="lenet5,resnet8",
+                    help="comma-separated models (default lenet5,resnet8)")
+    group.addoption("--pybench-batch", default="32",
+                    help="comma-separated batch sizes (default 32)")
+    group.addoption("--pybench-device", default="cpu", choices=("cpu", "cuda", "auto"),
+                    help="device for every framework (default cpu; auto: the GPU if any)")
+    group.addoption("--pybench-steps", type=int, default=30,
+                    help="timed training steps per case (default 30)")
+    group.addoption("--pybench-warmup", type=int, default=3,
+                    help="untimed steps after the first (compiling) one (default 3)")
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """The saved JSON says what ran: CPU model, cores, GPUs and driver, framework versions."""
+    from pybench.machine import framework_versions
+    from pybench.machine import machine_info as pybench_machine_info
+
+    machine_info["pybench"] = {**pybench_machine_info(), "frameworks": framework_versions()}
+
+
 def benchmark_results(module_name: str) -> dict:
     """The RESULTS a benchmark module filled in this session (empty when it did not run)."""
     module = next((m for name, m in list(sys.modules.items()) if name.endswith(module_name)), None)
