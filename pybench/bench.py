@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 
+from pybench import models
 from pybench.backends import get_backend
 from pybench.backends.contract import ModelInput
 from pybench.datasets import batch_order
@@ -72,5 +73,6 @@ def run_bench_job(job: dict, dataset, cfg: TrainConfig) -> dict:
     backend = get_backend(job["framework"], job["device"])
     record = {"device": backend.device, **backend.device_info(),
               "dtype": "float32", "batch_size": cfg.batch_size,
-              "dataset": dataset.name, "data_fingerprint": dataset.fingerprint}
+              "dataset": dataset.name, "data_fingerprint": dataset.fingerprint,
+              "init_fingerprint": models.weights_fingerprint(*initial_weights(cfg, dataset))}
     return {**record, **time_steps(backend, dataset, cfg, job["steps"], job["warmup"])}

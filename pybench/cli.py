@@ -130,9 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep the finished runs in --out and run only the others")
     sweep.add_argument("--no-report", action="store_true", help="skip report.md and plots")
 
-    report = sub.add_parser("report", help="write report.md and plots from a results folder")
-    report.add_argument("run_dir", type=Path)
-    report.add_argument("--out", type=Path, default=None, help="default: the results folder")
+    report = sub.add_parser("report", help="write report.md and plots from stored results")
+    report.add_argument("run_dir", type=Path, metavar="RESULTS",
+                        help="a folder `compare` or `sweep` wrote, or a pytest-benchmark JSON "
+                             "file (--benchmark-json) or .benchmarks folder (the newest run)")
+    report.add_argument("--out", type=Path, default=None,
+                        help="default: the results folder; for a JSON file, FILE-report/ "
+                             "beside it; for .benchmarks, .benchmarks/report/")
     report.add_argument("--no-plots", action="store_true")
     return parser
 

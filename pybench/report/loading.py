@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pybench.errors import PybenchError
+from pybench.report.benchmark_json import load_benchmark_json, newest_saved_run
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -29,9 +30,28 @@ class Predictions:
     logits: np.ndarray  # (N, classes) float
 
 
+def benchmark_source(source: str | Path) -> Path | None:
+    """The pytest-benchmark JSON file `source` names, if it names one: a .json file other than
+    results.json, or a folder without results.json holding saved runs (.benchmarks/: the
+    newest)."""
+    source = Path(source)
+    if source.is_file() and source.name != RESULTS_FILE:
+        return source
+    if source.is_dir() and not (source / RESULTS_FILE).exists():
+        return newest_saved_run(source)
+    return None
+
+
 def load_results(run_dir: str | Path) -> dict:
-    """The parsed and checked `results.json` of `run_dir`."""
-    path = Path(run_dir) / RESULTS_FILE
+    """The parsed and checked results of `run_dir`: a folder `compare` wrote (its results.json),
+    or a pytest-benchmark JSON file / `.benchmarks` folder converted to the same document."""
+    benchmark_file = benchmark_source(run_dir)
+    if benchmark_file is not None:
+        results = load_benchmark_json(benchmark_file)
+        check_results(results, benchmark_file)
+        return results
+    path = Path(run_dir)
+    path = path if path.is_file() else path / RESULTS_FILE
     if not path.is_file():
         raise PybenchError(f"{path}: not found; pass the directory `pybench compare` wrote")
     try:

@@ -18,7 +18,8 @@ from pybench.errors import PybenchError
 # Imported as `draw`: `plots` is write_report's on/off flag, as the CLI's --no-plots names it.
 from pybench.report import metrics
 from pybench.report import plots as draw
-from pybench.report.loading import RESULTS_FILE, Predictions, load_predictions, load_results
+from pybench.report.loading import (RESULTS_FILE, Predictions, benchmark_source,
+                                    load_predictions, load_results)
 from pybench.report.tables import (
     MISSING, SUMMARY_FORMATS, markdown_table, one_line, short, summary_table,
 )
@@ -68,11 +69,17 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
     The report goes into `run_dir` unless `out_dir` is given; figure links are relative, so the
     directory can be moved or pasted as a whole.
     """
-    run_dir = Path(run_dir)
-    results = load_results(run_dir)
+    source = Path(run_dir)
+    results = load_results(source)
+    # A results file (pytest-benchmark's JSON): its folder holds the files it names, and the
+    # report goes beside it, not over it.
+    run_dir = source.parent if source.is_file() else source
+    default_out = source.with_name(f"{source.stem}-report") if source.is_file() else source
+    if benchmark_source(source) is not None and source.is_dir():
+        default_out = source / "report"
     class_names = [str(c) for c in (results.get("dataset") or {}).get("classes") or []]
     models = group_by_model(results, run_dir, class_names)
-    out = Path(out_dir) if out_dir is not None else run_dir
+    out = Path(out_dir) if out_dir is not None else default_out
     out.mkdir(parents=True, exist_ok=True)
 
     table = summary_table(results)

@@ -88,7 +88,7 @@ def test_framework_step(benchmark, case, request):
         framework=framework, model=model, phase=phase, batch_size=batch,
         framework_version=record["framework_version"], device=record["device"],
         device_name=record["device_name"], dtype=record["dtype"], dataset=record["dataset"],
-        data_fingerprint=record["data_fingerprint"],
+        data_fingerprint=record["data_fingerprint"], init_fingerprint=record["init_fingerprint"],
         first_s=record["first_step_s"] if phase == "train" else record["first_eval_s"],
         eval_images=record["eval_images"],
         **({"support_note": record["support_note"]} if "support_note" in record else {}))
