@@ -8,6 +8,7 @@ with exit status 2; `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -34,7 +35,41 @@ def comma_list(text: str) -> tuple[str, ...]:
     items = tuple(item.strip() for item in text.split(",") if item.strip())
     if not items:
         raise argparse.ArgumentTypeError("expected a comma-separated list")
+    repeated = sorted({item for item in items if items.count(item) > 1})
+    if repeated:  # torch,torch would run torch twice and report it as two frameworks
+        raise argparse.ArgumentTypeError(f"{text!r} names {', '.join(repeated)} more than once")
     return items
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def momentum_value(text: str) -> float:
+    value = finite_float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must lie in [0, 1)")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -52,15 +87,15 @@ def add_training_arguments(p: argparse.ArgumentParser, batch_size: int) -> None:
                    help="comma-separated: torch,jax,knet (default: all three)")
     p.add_argument("--batch-size", type=positive_int, default=batch_size)
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=positive_float, default=None,
                    help="learning rate (default: 0.01 for sgd, 0.001 for adam)")
-    p.add_argument("--momentum", type=float, default=0.9, help="sgd momentum (default 0.9)")
-    p.add_argument("--weight-decay", type=float, default=0.0,
+    p.add_argument("--momentum", type=momentum_value, default=0.9, help="sgd momentum (default 0.9)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.0,
                    help="L2 penalty added to the gradient (default 0)")
     p.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto: the GPU for every framework when the machine has one")
-    p.add_argument("--timeout", type=float, default=None,
+    p.add_argument("--timeout", type=positive_float, default=None,
                    help="seconds before a worker is stopped and its run recorded as failed")
 
 
@@ -87,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--epochs", type=positive_int, default=1)
     compare.add_argument("--max-steps", type=positive_int, default=None,
                          help="stop every run after this many steps")
-    compare.add_argument("--target-accuracy", type=float, default=None,
+    compare.add_argument("--target-accuracy", type=finite_float, default=None,
                          help="record the training time until test accuracy reaches this (0-1)")
     compare.add_argument("--patience", type=positive_int, default=None,
                          help="stop after N epochs without a better validation accuracy (the "

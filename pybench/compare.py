@@ -60,6 +60,17 @@ def default_out_dir(dataset: str) -> Path:
     return Path("runs") / f"{stamp}-{name}"
 
 
+def make_out_dir(path: Path) -> Path:
+    """The results folder, created; one line naming it if it cannot be (under a file, no
+    permission)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PybenchError(f"--out {path}: cannot create the results folder "
+                           f"({exc.strerror or type(exc).__name__})") from None
+    return path
+
+
 def dataset_summary(dataset) -> dict:
     return {"name": dataset.name, "source": dataset.source, "fingerprint": dataset.fingerprint,
             "classes": list(dataset.classes), "in_shape": list(dataset.in_shape),
@@ -118,8 +129,7 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
     dataset = load_dataset(cfg.dataset, progress=echo, **options)
     if cfg.train.patience is not None:  # the workers hold out the same validation split
         dataset = with_validation(dataset, seed=cfg.train.seed)
-    out_dir = Path(cfg.out) if cfg.out else default_out_dir(cfg.dataset)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_out_dir(Path(cfg.out) if cfg.out else default_out_dir(cfg.dataset))
 
     train = asdict(cfg.train)
     train.pop("model")

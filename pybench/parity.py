@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pybench import models
-from pybench.compare import check_requested_frameworks, resolve_device
+from pybench.compare import check_requested_frameworks, make_out_dir, resolve_device
 from pybench.errors import PybenchError
 from pybench.results import write_json
 from pybench.training import TrainConfig
@@ -98,6 +98,7 @@ def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
     from pybench.datasets import load_dataset  # parent loads once: fills the cache, fails early
 
     device = resolve_device(cfg.device)
+    make_out_dir(cfg.out)  # before any work: a folder that cannot be made fails now, not at the end
     unavailable = check_requested_frameworks(cfg.frameworks)
     dataset = load_dataset(cfg.dataset, progress=False, **(cfg.dataset_options or {}))
     if cfg.steps * cfg.train.batch_size > len(dataset.train.labels):

@@ -7,6 +7,7 @@ after every finished run, so an interrupted comparison keeps everything that had
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -46,8 +47,24 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def strict(value):
+    """`value` with every non-finite float (NaN, inf: a diverged loss) as None, so the file is
+    strict JSON that any reader accepts; numpy scalars and arrays become Python ones."""
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return strict(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json(path: Path, document: dict) -> None:
-    text = json.dumps(document, indent=1, default=_json_default, allow_nan=False)
+    text = json.dumps(strict(document), indent=1, default=_json_default, allow_nan=False)
     atomic_write_bytes(Path(path), text.encode())
 
 

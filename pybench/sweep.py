@@ -313,7 +313,7 @@ def check_forward(records: list[dict], out_dir: Path) -> None:
 def run_sweep(sweep_path: Path, executor, out: Path | None = None, resume: bool = False,
               command: str | None = None, progress: bool = True) -> tuple[Path, dict]:
     """Run every combination of SWEEP.toml with `executor`; return the folder and the document."""
-    from pybench.compare import check_requested_frameworks, dataset_summary
+    from pybench.compare import check_requested_frameworks, dataset_summary, make_out_dir
     from pybench.datasets import load_dataset, with_validation
     from pybench.machine import machine_info
 
@@ -328,7 +328,7 @@ def run_sweep(sweep_path: Path, executor, out: Path | None = None, resume: bool 
     records = finished_records(previous_document(out_dir, resume, dataset.fingerprint))
     with executor:
         device = executor.resolve_device(sweep.device)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_out_dir(out_dir)
         document = {
             "schema": SCHEMA, "pybench_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -47,6 +47,24 @@ def epoch_order(cfg: TrainConfig, epoch: int, labels: np.ndarray) -> np.ndarray:
     return batch_order(cfg.seed, epoch, len(labels))
 
 
+class Diverged(Exception):
+    """The training loss became NaN or infinite: the run stops there, keeping its losses."""
+
+    def __init__(self, step: int, value: float, losses: list[float]):
+        super().__init__(f"the loss became {value} at step {step}")
+        self.step, self.value, self.losses = step, value, losses
+
+
+def check_finite(backend: Backend, losses: list[float], epoch_losses: list, first_step: int):
+    """Raise `Diverged` at the first non-finite loss among this epoch's so far (its 0-based step
+    counted over the whole run, `losses` holding the earlier epochs' as floats)."""
+    if np.isfinite(backend.to_float(epoch_losses[-1])):
+        return
+    values = [backend.to_float(v) for v in epoch_losses]
+    bad = next(i for i, v in enumerate(values) if not np.isfinite(v))
+    raise Diverged(first_step + bad, values[bad], losses + values[:bad])
+
+
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == labels))
 
@@ -111,10 +129,15 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
             last = now
             if (step + 1) % refresh == 0:  # a few bar updates an epoch: microseconds each
                 bar.update(refresh)
+                # A diverged loss stops the run within 1/20 of an epoch. Reading the scalar costs
+                # microseconds (the clock's synchronisation already waited for it), 20 times an
+                # epoch; it falls in the next step's interval.
+                check_finite(backend, losses, epoch_losses, done)
         bar.update(steps % refresh)
         done += steps
         epoch_s.append(last - start)
         trained_s += last - start
+        check_finite(backend, losses, epoch_losses, done - steps)
         losses.extend(backend.to_float(v) for v in epoch_losses)
 
         test_logits = backend.predict(state, test, cfg.eval_batch_size)

@@ -28,7 +28,7 @@ from pybench.backends.contract import ModelInput, OptimizerConfig
 from pybench.datasets import batch_order, load_dataset, with_validation
 from pybench.errors import PybenchError, UnavailableError
 from pybench.results import write_json, write_npz
-from pybench.training import TrainConfig, initial_weights, train_and_evaluate
+from pybench.training import Diverged, TrainConfig, initial_weights, train_and_evaluate
 
 # Images in the forward-parity batch that `compare` checks before training.
 PARITY_BATCH = 32
@@ -123,6 +123,9 @@ def run_job(job: dict) -> dict:
     base = {"framework": job["framework"], "model": job["model"]}
     try:
         return {**base, "status": "ok", "reason": "", **JOB_KINDS[job["kind"]](job)}
+    except Diverged as exc:  # a result, not an error: the losses up to it are kept
+        return {**base, "status": "diverged", "reason": str(exc),
+                "diverged_at_step": exc.step, "losses": exc.losses}
     except UnavailableError as exc:
         return {**base, "status": "unavailable", "reason": str(exc)}
     except PybenchError as exc:

@@ -165,9 +165,9 @@ def test_a_diverging_run_does_not_stop_the_sweep(tmp_path, isolated_cache):
     result = run_pybench("sweep", sweep, "--out", out, "--no-report", cache=isolated_cache)
     assert result.returncode == 0, result.stderr[-3000:]
     diverged, fine = results(out)["runs"]
-    assert diverged["config"]["lr"] == 1e30 and diverged["status"] == "failed"
-    assert "nan" in diverged["reason"]  # the losses became NaN
-    assert (out / "logs" / f"{diverged['run_id']}.log").is_file()  # its traceback
+    assert diverged["config"]["lr"] == 1e30 and diverged["status"] == "diverged"
+    assert "nan" in diverged["reason"]  # the losses became NaN, at a recorded step
+    assert len(diverged["losses"]) == diverged["diverged_at_step"] < 5
     assert fine["status"] == "ok" and fine["steps"] == 5
 
 

@@ -1,0 +1,80 @@
+"""Bad values get one line, a diverging run is a result (not a crash), results files are strict
+JSON: each provoked through the real command line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from pybench.results import strict
+
+BAD_TRAINING_VALUES = [
+    (("--lr", "nan"), "'nan' is not a finite number"),
+    (("--lr", "inf"), "'inf' is not a finite number"),
+    (("--lr", "-1"), "'-1' must be a positive number"),
+    (("--lr", "0"), "'0' must be a positive number"),
+    (("--lr", "fast"), "'fast' is not a number"),
+    (("--momentum", "1.5"), "'1.5' must lie in [0, 1)"),
+    (("--momentum", "nan"), "'nan' is not a finite number"),
+    (("--weight-decay", "-0.1"), "'-0.1' must not be negative"),
+    (("--timeout", "0"), "'0' must be a positive number"),
+    (("--frameworks", "torch,torch"), "'torch,torch' names torch more than once"),
+    (("--batch-size", "0"), "'0' must be at least 1"),
+]
+
+
+@pytest.mark.parametrize("command", ["compare", "parity"])
+@pytest.mark.parametrize("args, message", BAD_TRAINING_VALUES,
+                         ids=[" ".join(a) for a, _ in BAD_TRAINING_VALUES])
+def test_bad_training_values_are_one_line(cli_error, command, args, message):
+    dataset = ["digits"] if command == "compare" else []
+    line = cli_error(command, *dataset, *args)
+    assert message in line and args[0] in line
+
+
+def test_repeated_models_are_one_line(cli_error):
+    cli_error("compare", "digits", "--models", "lenet5,resnet8,lenet5",
+              fragments=("names lenet5 more than once",))
+
+
+@pytest.mark.parametrize("command", ["compare", "parity"])
+def test_an_out_folder_that_cannot_be_made_is_one_line(cli_error, tmp_path, command):
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("keep me\n")
+    dataset = ["digits"] if command == "compare" else []
+    cli_error(command, *dataset, "--frameworks", "torch", "--out", str(a_file / "run"),
+              fragments=(f"--out {a_file / 'run'}", "cannot create the results folder"))
+    assert a_file.read_text() == "keep me\n"
+
+
+def reject_non_finite(text):
+    raise ValueError(f"non-standard JSON constant {text}")
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_with_its_step_and_losses(run_cli, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("compare", "digits", "--frameworks", "torch,jax", "--lr", "1e6",
+                     "--max-steps", "50", "--out", out)
+    assert result.returncode == 1, result.stderr[-2000:]  # no run finished ok
+    assert "Traceback" not in result.stderr
+    # strict JSON: no NaN or Infinity anywhere
+    doc = json.loads((out / "results.json").read_text(), parse_constant=reject_non_finite)
+    for run in doc["runs"]:
+        assert run["status"] == "diverged", run
+        step = run["diverged_at_step"]
+        assert 0 < step < 50 and f"at step {step}" in run["reason"]
+        assert len(run["losses"]) == step and all(math.isfinite(v) for v in run["losses"])
+    # the same model, weights and batches diverge at the same step in both frameworks
+    assert doc["runs"][0]["diverged_at_step"] == doc["runs"][1]["diverged_at_step"]
+    assert "diverged" in result.stdout and (out / "report.md").exists()
+
+
+def test_results_are_written_as_strict_json():
+    document = {"a": float("nan"), "b": [1.0, float("inf"), np.float32("-inf")],
+                "c": np.array([0.5, np.nan]), "d": {"e": np.float64(2.0)}}
+    assert strict(document) == {"a": None, "b": [1.0, None, None], "c": [0.5, None],
+                                "d": {"e": 2.0}}
