@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from pybench.errors import PybenchError
+from pybench.errors import Interrupted, PybenchError
 
 # Defaults chosen so that LeNet-5 reaches about 98% test accuracy on MNIST in one epoch in every
 # framework (measured with seed 0, torch 2.14.1 / jax 0.10.2 / Knet 1.4.10: 98.00, 97.97, 97.98%);
@@ -229,7 +231,15 @@ def cmd_compare(args) -> int:
     cfg = CompareConfig(dataset=args.dataset, frameworks=args.frameworks, models=args.models,
                         train=train_config(args), device=args.device, out=args.out,
                         timeout=args.timeout, dataset_options=dataset_options(args))
-    out_dir, document = run_compare(cfg, command=command_line())
+    out = cfg.out
+    if out is None:  # named here, so that an interrupted run can say where its results are
+        from pybench.compare import default_out_dir
+        out = default_out_dir(cfg.dataset)
+        cfg = replace(cfg, out=out)
+    try:
+        out_dir, document = run_compare(cfg, command=command_line())
+    except Interrupted as exc:
+        return report_interrupted(args, Path(out), exc)
     print(summary_text(document))
     print(f"results: {out_dir / 'results.json'}")
     if not args.no_report:
@@ -237,6 +247,22 @@ def cmd_compare(args) -> int:
 
         print(f"report: {write_report(out_dir)}")
     return 0 if any(r["status"] == "ok" for r in document["runs"]) else 1
+
+
+def report_interrupted(args, out_dir: Path, exc: Interrupted) -> int:
+    """After a signal: the report from what finished (if any run did), then one line."""
+    from pybench.report import write_report
+
+    results = out_dir / "results.json"
+    if not results.exists():
+        print(f"pybench: {exc} before any run started", file=sys.stderr)
+        return exc.exit_status
+    report = ""
+    if not args.no_report:
+        report = f", report {write_report(out_dir)}"
+    print(f"pybench: {exc}: finished runs kept in {results} (the stopped run is marked "
+          f"interrupted){report}", file=sys.stderr)
+    return exc.exit_status
 
 
 def cmd_parity(args) -> int:
@@ -282,9 +308,15 @@ COMMANDS = {"list": cmd_list, "datasets": cmd_datasets, "compare": cmd_compare,
             "parity": cmd_parity, "report": cmd_report, "sweep": cmd_sweep}
 
 
+def stop_on_sigterm(signum, frame):
+    raise Interrupted("SIGTERM", 128 + signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     # Should anything in this process start JAX, it must not take the GPU memory the workers need.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # SIGTERM (a scheduler, `kill`) stops like Ctrl-C does: finished runs kept, worker stopped.
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -293,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"pybench: error: {exc}", file=sys.stderr)
         return exc.exit_status
+    except Interrupted as exc:
+        print(f"pybench: {exc}", file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
-        print("pybench: interrupted (finished runs are saved in results.json)", file=sys.stderr)
+        print("pybench: interrupted by SIGINT", file=sys.stderr)
         return 130

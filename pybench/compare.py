@@ -18,7 +18,7 @@ import numpy as np
 
 from pybench import __version__
 from pybench.backends import availability, check_framework
-from pybench.errors import PybenchError, UnavailableError
+from pybench.errors import Interrupted, PybenchError, UnavailableError
 from pybench.models import check_model
 from pybench.machine import machine_has_cuda_gpu, machine_info
 from pybench.results import SCHEMA, write_results
@@ -152,11 +152,26 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
             else:
                 if echo:
                     print(f"== {framework} {model} on {device}", file=sys.stderr, flush=True)
-                record = run_one(cfg, framework, model, device, out_dir, progress, echo)
+                try:
+                    record = run_one(cfg, framework, model, device, out_dir, progress, echo)
+                except (KeyboardInterrupt, Interrupted) as exc:
+                    keep_interrupted(document, out_dir, framework, model, exc)
             document["runs"].append(record)
             forward_parity(document["runs"], out_dir)
             write_results(out_dir, document)
     return out_dir, document
+
+
+def keep_interrupted(document: dict, out_dir: Path, framework: str, model: str,
+                     exc: BaseException) -> None:
+    """Record the run a signal stopped as `interrupted`, save the results, and raise
+    `Interrupted` (the worker is already stopped: `run_in_worker` kills it on the way out)."""
+    interrupted = exc if isinstance(exc, Interrupted) else Interrupted("SIGINT", 130)
+    document["runs"].append({"framework": framework, "model": model, "status": "interrupted",
+                             "reason": f"{interrupted} during training"})
+    forward_parity(document["runs"], out_dir)
+    write_results(out_dir, document)
+    raise interrupted
 
 
 def run_one(cfg: CompareConfig, framework: str, model: str, device: str, out_dir: Path,

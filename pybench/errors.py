@@ -13,3 +13,12 @@ class PybenchError(Exception):
 
 class UnavailableError(PybenchError):
     """A framework (or device) asked for is not usable on this machine; the message says why."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) or SIGTERM: the command stops, keeping what finished. `exit_status` is the
+    shell's convention, 128 + the signal number (130, 143)."""
+
+    def __init__(self, signal_name: str, exit_status: int):
+        super().__init__(f"interrupted by {signal_name}")
+        self.signal_name, self.exit_status = signal_name, exit_status

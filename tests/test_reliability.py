@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
+import psutil
 import pytest
 
+from conftest import REPO_ROOT
 from pybench.results import strict
 
 BAD_TRAINING_VALUES = [
@@ -78,3 +85,38 @@ def test_results_are_written_as_strict_json():
                 "c": np.array([0.5, np.nan]), "d": {"e": np.float64(2.0)}}
     assert strict(document) == {"a": None, "b": [1.0, None, None], "c": [0.5, None],
                                 "d": {"e": 2.0}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_training_keeps_finished_runs(tmp_path, isolated_cache, signum, status):
+    """A real comparison, signalled while its second run trains: the first run is kept, the
+    second is marked interrupted, the report is written from what finished, the worker is gone."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pybench", "compare", "digits", "--frameworks", "torch,jax",
+         "--epochs", "200", "--out", str(out)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYBENCH_CACHE_DIR": str(isolated_cache)})
+    results = out / "results.json"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if results.exists() and len(json.loads(results.read_text())["runs"]) == 1:
+            break
+        time.sleep(0.5)
+    time.sleep(5)  # the second worker is now training
+    assert proc.poll() is None, proc.communicate()
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert any("pybench.worker" in " ".join(w.cmdline()) for w in workers)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == status, stderr[-3000:]
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("pybench: interrupted by SIG") and str(results) in last
+    doc = json.loads(results.read_text(), parse_constant=reject_non_finite)
+    assert [(r["framework"], r["status"]) for r in doc["runs"]] == [("torch", "ok"),
+                                                                   ("jax", "interrupted")]
+    assert (out / "report.md").exists() and "interrupted" in (out / "report.md").read_text()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, [w.cmdline() for w in alive]  # no worker left training
