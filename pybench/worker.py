@@ -190,7 +190,8 @@ def run_in_worker(job: dict, timeout: float | None, log_path: Path | None = None
             proc.wait()
             reader.join(timeout=5)
             _save_log(log_path, tail)
-            return {**base, "status": "failed", "reason": f"timed out after {timeout:g} s"}
+            return {**base, "status": "failed", "reason": f"timed out after {timeout:g} s",
+                    "stderr_tail": stderr_tail(tail)}
         except BaseException:
             # Ctrl-C (or a cancelled Ray task): the worker, in a session of its own, would not
             # hear it and would go on training, holding its CPUs or GPU.
@@ -201,7 +202,16 @@ def run_in_worker(job: dict, timeout: float | None, log_path: Path | None = None
         _save_log(log_path, tail)
         if result_path.exists():
             return json.loads(result_path.read_text())
-        return {**base, "status": "failed", "reason": _crash_reason(proc.returncode, tail)}
+        return {**base, "status": "failed", "reason": _crash_reason(proc.returncode, tail),
+                "exit_status": proc.returncode, "stderr_tail": stderr_tail(tail)}
+
+
+STDERR_TAIL_LINES = 20  # kept in a crashed run's record (the whole tail is in logs/)
+
+
+def stderr_tail(tail: deque) -> list[str]:
+    """The worker's last stderr lines, as text, for the record of a run that did not finish."""
+    return [line.decode(errors="replace").rstrip() for line in list(tail)[-STDERR_TAIL_LINES:]]
 
 
 def _crash_reason(returncode: int, tail: deque) -> str:

@@ -109,7 +109,8 @@ def test_digits_resnet8_records_time_to_target_and_max_steps(run_cli, tmp_path):
 
 def crashing_python(tmp_path):
     script = tmp_path / "python"
-    script.write_text(f"#!/bin/sh\nkill -{int(signal.SIGKILL)} $$\n")
+    script.write_text("#!/bin/sh\necho 'loading the model' >&2\necho 'about to run out of memory' >&2\n"
+                      f"kill -{int(signal.SIGKILL)} $$\n")
     script.chmod(0o755)
     return str(script)
 
@@ -119,7 +120,9 @@ def test_a_crashing_worker_becomes_a_failed_record(tmp_path, monkeypatch):
     record = run_in_worker({"kind": "train", "framework": "torch", "model": "lenet5"},
                            timeout=60, echo=False)
     assert record == {"framework": "torch", "model": "lenet5", "status": "failed",
-                      "reason": "worker killed by signal 9 (SIGKILL)"}
+                      "reason": "worker killed by signal 9 (SIGKILL): about to run out of memory",
+                      "exit_status": -9,
+                      "stderr_tail": ["loading the model", "about to run out of memory"]}
 
 
 def test_a_framework_error_in_the_worker_is_one_line_with_the_log_kept(run_cli, tmp_path):
