@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -349,6 +350,12 @@ class JaxBackend(Backend):
             "platform": self._device.platform,
             "device_kind": self._device.device_kind,
             "precision": "float32, lax.Precision.HIGHEST for conv and matmul",
+            # XLA runs a compiled program the same way every time on the CPU; on GPUs some
+            # reductions (scatter, autotuned convolutions) are deterministic only when asked.
+            "determinism": {
+                "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                "xla_gpu_deterministic_ops": "--xla_gpu_deterministic_ops=true"
+                in os.environ.get("XLA_FLAGS", "")},
         }
 
     def synchronize(self) -> None:

@@ -158,7 +158,14 @@ class TorchBackend(Backend):
 
     def device_info(self) -> dict:
         info = {"framework_version": torch.__version__, "device": self.device,
-                "threads": torch.get_num_threads()}
+                "threads": torch.get_num_threads(),
+                # What reproducibility was asked for. CPU runs are deterministic as they are (the
+                # suite checks the same seed gives identical losses); on CUDA cuDNN's autotuner
+                # may pick other kernels per run, and deterministic algorithms are not requested.
+                "determinism": {
+                    "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+                    "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+                    "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}}
         if self.device == "cuda":
             props = torch.cuda.get_device_properties(self.torch_device)
             info.update(device_name=props.name, cuda=torch.version.cuda,
