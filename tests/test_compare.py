@@ -42,9 +42,9 @@ def test_mnist_lenet5_every_framework_agrees(run_cli, data_dir, tmp_path):
         assert len(run["epoch_s"]) == 1 and run["epoch_s"][0] >= sum(run["step_times_ms"]) / 1e3
         assert run["time_to_target_s"] == pytest.approx(run["epoch_s"][0])
         assert run["n_params"] == 61706 and run["data_on_device"] is True
-        assert isinstance(run.get("determinism", {}), dict)  # torch and jax record theirs
-    for run in (torch_run, jax_run):
-        assert run["determinism"], run["framework"]
+    for run in (torch_run, jax_run):  # the settings each ran with, for reproducibility
+        assert set(run["determinism"]) >= ({"deterministic_algorithms", "cudnn_benchmark"}
+                                           if run is torch_run else {"xla_flags"})
         assert run["peak_memory_bytes"] > 0 and run["memory_kind"] == "rss"
         assert run["parity"]["ok"] and run["parity"]["reference"] == "torch"
         predictions = np.load(out / run["predictions"])
