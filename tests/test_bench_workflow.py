@@ -88,6 +88,23 @@ def test_benchmark_json_becomes_a_report(tmp_path, isolated_cache):
     assert "initial weights: **identical**" in text
     assert (tmp_path / "b-report" / "step-times-lenet5.png").is_file()
 
+    # A .benchmarks folder of saved runs (--benchmark-autosave keeps no rounds unless
+    # --benchmark-save-data): the newest is reported, from pytest-benchmark's own statistics.
+    for bench in saved["benchmarks"]:
+        del bench["stats"]["data"]
+    storage = tmp_path / ".benchmarks" / "Linux-CPython-3.11-64bit"
+    storage.mkdir(parents=True)
+    (storage / "0001_old.json").write_text("{}")
+    (storage / "0002_new.json").write_text(json.dumps(saved))
+    report = subprocess.run([sys.executable, "-m", "pybench", "report",
+                             str(tmp_path / ".benchmarks")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / ".benchmarks" / "report" / "report.md").read_text()
+    torch_train = next(b for b in train if b["extra_info"]["framework"] == "torch")
+    assert (f"| torch | lenet5 | ok | {torch_train['extra_info']['framework_version']} | "
+            f"{1e3 * torch_train['stats']['median']:.2f} |") in text
+
 
 @pytest.mark.slow
 def test_autosave_compare_and_compare_fail_on_a_real_slowdown(tmp_path):

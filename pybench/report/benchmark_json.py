@@ -1,8 +1,9 @@
 """pytest-benchmark's JSON as a pybench results document, so `pybench report` reads it too.
 
 `pytest --benchmark-only --benchmark-json=b.json` (or `--benchmark-autosave`, which saves under
-`.benchmarks/<machine>/NNNN_*.json`) stores each framework benchmark's raw rounds (`stats.data`,
-seconds) and pybench's `extra_info` (tests/benchmarks/test_bench_frameworks.py). Each training
+`.benchmarks/<machine>/NNNN_*.json`) stores each framework benchmark's statistics, its raw
+rounds (`stats.data`, seconds: always with --benchmark-json, with --benchmark-save-data for saved
+runs; without them the report has no step-time plot) and pybench's `extra_info` (tests/benchmarks/test_bench_frameworks.py). Each training
 benchmark becomes one ok run (its rounds are the step times; its eval pass beside it), so the
 summary table, the speed ratios and the step-time plots come out as for `compare`. Benchmarks
 without pybench's `extra_info` (dataset loading, harness overhead) are not framework runs and are
@@ -37,24 +38,31 @@ def step_stats(ms: np.ndarray) -> dict:
             "mean": float(ms.mean()), "n": int(ms.size)}
 
 
+def summary_stats(stats: dict) -> dict:
+    """pytest-benchmark's own statistics (seconds) in pybench's form (ms), for files saved
+    without the rounds; there is no 90th percentile among them."""
+    return {"median": 1e3 * stats["median"], "iqr": 1e3 * stats["iqr"], "p90": None,
+            "mean": 1e3 * stats["mean"], "n": int(stats["rounds"])}
+
+
 def run_from(bench: dict, label: str, eval_bench: dict | None) -> dict:
     info = bench["extra_info"]
     ms = np.asarray(bench["stats"].get("data") or [], dtype=float) * 1e3
-    if ms.size == 0:
-        raise PybenchError(f"benchmark {bench.get('name')}: no rounds stored")
     run = {"framework": info["framework"], "model": label, "status": "ok", "reason": "",
            "framework_version": info.get("framework_version"), "device": info.get("device"),
            "device_name": info.get("device_name"), "dtype": info.get("dtype"),
            "batch_size": info["batch_size"], "data_fingerprint": info.get("data_fingerprint"),
            "init_fingerprint": info.get("init_fingerprint"),
-           "step_time_ms": step_stats(ms), "first_step_s": info.get("first_s"),
-           # The first entry is the first (compiling) step, as `compare` stores it.
-           "step_times_ms": [1e3 * (info.get("first_s") or 0.0), *ms.tolist()],
-           "images_per_s": info["batch_size"] * 1e3 / float(np.mean(ms)),
+           "step_time_ms": step_stats(ms) if ms.size else summary_stats(bench["stats"]),
+           "first_step_s": info.get("first_s"),
+           # The first entry is the first (compiling) step, as `compare` stores it; without the
+           # rounds (saved without --benchmark-save-data) there is no distribution to plot.
+           "step_times_ms": [1e3 * (info.get("first_s") or 0.0), *ms.tolist()] if ms.size else [],
+           "images_per_s": info["batch_size"] / bench["stats"]["mean"],
            "benchmark": bench.get("fullname", bench.get("name"))}
     if eval_bench is not None:
         eval_ms = np.asarray(eval_bench["stats"].get("data") or [], dtype=float) * 1e3
-        run["eval_ms"] = step_stats(eval_ms) if eval_ms.size else None
+        run["eval_ms"] = step_stats(eval_ms) if eval_ms.size else summary_stats(eval_bench["stats"])
         run["eval_images"] = eval_bench["extra_info"].get("eval_images")
     if info.get("support_note"):
         run["support_note"] = info["support_note"]
