@@ -60,6 +60,12 @@ JAX_PROCESS_OPTIONS: dict[str, dict[str, str]] = {
     "JAX_CPU_ENABLE_ASYNC_DISPATCH=false": {"JAX_CPU_ENABLE_ASYNC_DISPATCH": "false"},
 }
 RESULTS: dict[str, list[dict]] = {}  # framework -> rows, printed by conftest's terminal summary
+# Opt-in: every variant of every framework, alternating rounds, takes over ten minutes on 2 cores,
+# and the search is not finished (the JAX backend does not yet offer the layouts compared here).
+OPT_IN_ENV = "PYBENCH_BENCH_VARIANTS"
+pytestmark = pytest.mark.skipif(os.environ.get(OPT_IN_ENV) != "1",
+                                reason=f"step-variant search is opt-in: set {OPT_IN_ENV}=1 "
+                                       "(over ten minutes on 2 cores)")
 
 
 @dataclass
