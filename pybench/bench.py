@@ -21,7 +21,7 @@ from pybench import models
 from pybench.backends import get_backend
 from pybench.backends.contract import ModelInput
 from pybench.datasets import batch_order
-from pybench.training import TrainConfig, initial_weights
+from pybench.training import TrainConfig, initial_weights, run_learning_rates
 
 EVAL_IMAGES = 1000  # the evaluation pass: this many test images, in one `predict` call
 EVAL_REPEATS = 5
@@ -42,8 +42,10 @@ def time_steps(backend, dataset, cfg: TrainConfig, steps: int, warmup: int) -> d
                                           params, buffers), cfg.optimizer)
     labels = dataset.train.labels
     data = backend.put_data(dataset.normalized("train"), labels)
-    order = backend.put_order(batch_order(cfg.seed, 0, len(labels)))  # compare's epoch 0
     per_epoch = len(labels) // cfg.batch_size
+    # compare's epoch 0, at the schedule's rates of its first epoch
+    order = backend.put_order(batch_order(cfg.seed, 0, len(labels)),
+                              run_learning_rates(cfg, per_epoch, per_epoch))
     holder = {"state": state}
 
     def step(i):

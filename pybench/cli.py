@@ -16,11 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from pybench.errors import Interrupted, PybenchError
+from pybench.recipes import RECIPES, recipe_help
 
 # Defaults chosen so that LeNet-5 reaches about 98% test accuracy on MNIST in one epoch in every
 # framework (measured with seed 0, torch 2.14.1 / jax 0.10.2 / Knet 1.4.10: 98.00, 97.97, 97.98%);
 # larger batches at this budget land near 97.5%.
-DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3}
+DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3}
 DEFAULT_BATCH_SIZE = 32
 
 
@@ -84,16 +85,55 @@ def positive_int(text: str) -> int:
     return value
 
 
+def fraction_below_one(text: str) -> float:
+    value = finite_float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must lie in [0, 1)")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def epoch_list(text: str) -> tuple[int, ...]:
+    return tuple(positive_int(item) for item in comma_list(text))
+
+
 def add_training_arguments(p: argparse.ArgumentParser, batch_size: int) -> None:
+    from pybench.schedules import SCHEDULES
+
     p.add_argument("--frameworks", type=comma_list, default=("torch", "jax", "knet"),
                    help="comma-separated: torch,jax,knet (default: all three)")
     p.add_argument("--batch-size", type=positive_int, default=batch_size)
-    p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd",
+                   help="PyTorch's SGD, Adam or AdamW (decoupled weight decay)")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="learning rate (default: 0.01 for sgd, 0.001 for adam)")
+                   help="learning rate, the peak of a schedule (default: 0.01 for sgd, 0.001 "
+                        "for adam and adamw)")
     p.add_argument("--momentum", type=momentum_value, default=0.9, help="sgd momentum (default 0.9)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum for sgd")
     p.add_argument("--weight-decay", type=non_negative_float, default=0.0,
-                   help="L2 penalty added to the gradient (default 0)")
+                   help="sgd and adam: L2 penalty added to the gradient; adamw: decoupled decay "
+                        "(default 0)")
+    p.add_argument("--label-smoothing", type=fraction_below_one, default=0.0,
+                   help="cross-entropy label smoothing, PyTorch's definition (default 0)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                   help="learning rate per step: constant, step (--milestones, --gamma), "
+                        "cosine (to 0), onecycle (torch's OneCycleLR) (default constant)")
+    p.add_argument("--warmup-steps", type=non_negative_int, default=0,
+                   help="linear warm-up steps (onecycle: its rising phase, default 30%% of "
+                        "the run)")
+    p.add_argument("--milestones", type=epoch_list, default=(),
+                   help="step schedule: epochs after which the rate is multiplied by --gamma")
+    p.add_argument("--gamma", type=positive_float, default=0.1,
+                   help="step schedule factor (default 0.1)")
     p.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto: the GPU for every framework when the machine has one")
@@ -107,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="pybench", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    parser.subcommand_parsers = sub.choices  # for --recipe (see parse_arguments)
 
     sub.add_parser("list", help="datasets, models and frameworks, with availability")
 
@@ -131,6 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
                               "val split, else 10%% of train held out, stratified)")
     compare.add_argument("--balance", action="store_true",
                          help="class-balanced sampling (with replacement), for imbalanced data")
+    compare.add_argument("--augment", type=comma_list, default=(),
+                         help="comma-separated: flip,crop,rotate, drawn per epoch from the seed "
+                              "(the same pixels in every framework)")
+    compare.add_argument("--eval-every", type=positive_int, default=None,
+                         help="steps between test evaluations while --target-accuracy is not "
+                              "reached (default: a tenth of an epoch)")
+    compare.add_argument("--recipe", choices=tuple(RECIPES), default=None,
+                         help="defaults for the options not given: " + recipe_help())
     compare.add_argument("--out", type=Path, default=None,
                          help="results folder (default runs/<timestamp>-<dataset>)")
     compare.add_argument("--no-report", action="store_true", help="skip report.md and plots")
@@ -180,22 +229,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_config(args, model: str = "lenet5"):
     from pybench.backends.contract import OptimizerConfig
+    from pybench.datasets.augment import check_augmentations
+    from pybench.schedules import Schedule
     from pybench.training import TrainConfig
 
-    if args.lr is not None and args.lr <= 0:
-        raise PybenchError(f"--lr {args.lr}: must be positive")
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    if args.nesterov and (args.optimizer != "sgd" or args.momentum == 0):
+        raise PybenchError("--nesterov needs --optimizer sgd with a momentum above 0")
     optimizer = OptimizerConfig(name=args.optimizer, lr=lr, momentum=args.momentum,
-                                weight_decay=args.weight_decay)
+                                weight_decay=args.weight_decay, nesterov=args.nesterov,
+                                label_smoothing=args.label_smoothing)
+    schedule = Schedule(name=args.schedule, warmup_steps=args.warmup_steps,
+                        milestones=args.milestones, gamma=args.gamma)
     extra = {}
     if args.command == "compare":
         if args.target_accuracy is not None and not 0 < args.target_accuracy <= 1:
             raise PybenchError(f"--target-accuracy {args.target_accuracy}: give a fraction "
                                "between 0 and 1, e.g. 0.98")
         extra = dict(epochs=args.epochs, max_steps=args.max_steps, patience=args.patience,
-                     target_accuracy=args.target_accuracy, balance=args.balance)
+                     target_accuracy=args.target_accuracy, balance=args.balance,
+                     augment=check_augmentations(args.augment), eval_every=args.eval_every)
     return TrainConfig(model=model, batch_size=args.batch_size, optimizer=optimizer,
-                       seed=args.seed, **extra)
+                       seed=args.seed, schedule=schedule, **extra)
+
+
+def parse_arguments(argv: list[str] | None):
+    """argparse's namespace; with --recipe, parsed again with the recipe's values as the
+    defaults, so options given on the command line still win."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "recipe", None):
+        parser.subcommand_parsers[args.command].set_defaults(**RECIPES[args.recipe])
+        args = parser.parse_args(argv)
+    return args
 
 
 def cmd_list(args) -> int:
@@ -317,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     # SIGTERM (a scheduler, `kill`) stops like Ctrl-C does: finished runs kept, worker stopped.
     signal.signal(signal.SIGTERM, stop_on_sigterm)
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     try:
         return COMMANDS[args.command](args)
     except PybenchError as exc:

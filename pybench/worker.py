@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from pybench.backends import get_backend
-from pybench.backends.contract import ModelInput, OptimizerConfig
+from pybench.backends.contract import ModelInput
 from pybench.datasets import batch_order, load_dataset, with_validation
 from pybench.errors import PybenchError, UnavailableError
 from pybench.results import write_json, write_npz
-from pybench.training import Diverged, TrainConfig, initial_weights, train_and_evaluate
+from pybench.training import (Diverged, TrainConfig, initial_weights, run_learning_rates,
+                               train_and_evaluate)
 
 # Images in the forward-parity batch that `compare` checks before training.
 PARITY_BATCH = 32
@@ -44,10 +45,7 @@ def load_job_dataset(job: dict):
 
 
 def train_config(job: dict) -> TrainConfig:
-    cfg = dict(job["train"])
-    cfg["optimizer"] = OptimizerConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                          for k, v in cfg["optimizer"].items()})
-    return TrainConfig(**cfg)
+    return TrainConfig.from_dict(job["train"])
 
 
 def forward_check(backend, dataset, cfg: TrainConfig, n_images: int):
@@ -96,7 +94,10 @@ def run_parity_job(job: dict) -> dict:
                    {k: v.astype(dtype) for k, v in params.items()},
                    {k: v.astype(dtype) for k, v in buffers.items()}), cfg.optimizer)
     data = backend.put_data(dataset.normalized("train").astype(dtype), dataset.train.labels)
-    order = backend.put_order(batch_order(cfg.seed, 0, len(dataset.train.labels)))
+    # The trajectory follows the run's schedule over its `steps` steps.
+    steps_per_epoch = len(dataset.train.labels) // cfg.batch_size
+    order = backend.put_order(batch_order(cfg.seed, 0, len(dataset.train.labels)),
+                              run_learning_rates(cfg, steps_per_epoch, job["steps"]))
     losses = []
     for step in range(job["steps"]):
         state, loss = backend.train_step(state, data, order, step, cfg.batch_size)

@@ -51,12 +51,12 @@ def test_data_too_large_for_the_device_trains_the_same_from_the_host(framework, 
     order = rng.permutation(40)
     fresh_state(backend)  # sets the backend's dtype, as the training loop does
     on_device = backend.put_data(images, labels)
-    device_state, device_losses = train(backend, on_device, backend.put_order(order))
+    device_state, device_losses = train(backend, on_device, backend.put_order(order, np.full(5, 0.05)))
 
     monkeypatch.setattr(backend, "_fits_on_device", lambda nbytes: False)
     on_host = backend.put_data(images, labels)
     assert backend.data_on_device(on_device) and not backend.data_on_device(on_host)
-    host_state, host_losses = train(backend, on_host, backend.put_order(order))
+    host_state, host_losses = train(backend, on_host, backend.put_order(order, np.full(5, 0.05)))
 
     np.testing.assert_allclose(host_losses, device_losses, rtol=1e-6)
     np.testing.assert_allclose(backend.predict(host_state, on_host, 16),

@@ -73,16 +73,21 @@ def to_torch(arrays, requires_grad=False):
 
 
 def torch_train(model, in_shape, params, buffers, images, labels, order, batch_size, steps,
-                make_optimizer):
-    """Per-step losses and final (params, buffers) of torch.optim on the same batches."""
+                make_optimizer, lrs=None, label_smoothing=0.0):
+    """Per-step losses and final (params, buffers) of torch.optim on the same batches, at the
+    learning rates `lrs` (default: the optimizer's own)."""
     params, buffers = to_torch(params, requires_grad=True), to_torch(buffers)
     optimizer = make_optimizer(list(params.values()))
     losses = []
     for step in range(steps):
+        if lrs is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = float(lrs[step])
         batch = order[step * batch_size:(step + 1) * batch_size]
         logits = torch_forward(model, in_shape, params, buffers, torch.tensor(images[batch]),
                                train=True)
-        loss = F.cross_entropy(logits, torch.tensor(labels[batch]))
+        loss = F.cross_entropy(logits, torch.tensor(labels[batch]),
+                               label_smoothing=label_smoothing)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -112,8 +117,11 @@ def make_state(backend, model, in_shape, optimizer=OptimizerConfig(), seed=0):
     return state, params, buffers
 
 
-def jax_train(backend, state, images, labels, order, batch_size, steps):
-    data, device_order = backend.put_data(images, labels), backend.put_order(order)
+def jax_train(backend, state, images, labels, order, batch_size, steps, lrs=None):
+    """Losses of `steps` steps, at the learning rates `lrs` (default: the optimizer's own)."""
+    if lrs is None:
+        lrs = np.full(steps, state.program.optimizer_config.lr)
+    data, device_order = backend.put_data(images, labels), backend.put_order(order, lrs)
     losses = []
     for step in range(steps):
         state, loss = backend.train_step(state, data, device_order, step, batch_size)
@@ -159,7 +167,17 @@ OPTIMIZER_CASES = {
     "adam-wd": (OptimizerConfig("adam", lr=3e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=1e-2),
                 lambda p: torch.optim.Adam(p, lr=3e-3, betas=(0.9, 0.99), eps=1e-8,
                                            weight_decay=1e-2)),
+    "sgd-nesterov-wd": (OptimizerConfig("sgd", lr=0.05, momentum=0.9, nesterov=True,
+                                        weight_decay=5e-3),
+                        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True,
+                                                  weight_decay=5e-3)),
+    "adamw": (OptimizerConfig("adamw", lr=3e-3, weight_decay=0.1),
+              lambda p: torch.optim.AdamW(p, lr=3e-3, weight_decay=0.1)),
+    "sgd-label-smoothing": (OptimizerConfig("sgd", lr=0.05, momentum=0.9, label_smoothing=0.1),
+                            lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
 }
+# A learning rate that changes at every step (as the schedules make it) for these cases.
+SCHEDULED = {"sgd-momentum-wd", "adamw"}
 
 
 @pytest.mark.parametrize(
@@ -174,10 +192,12 @@ def test_training_matches_torch_optim(backend, model, in_shape, case):
     images, labels = synthetic(in_shape, steps * batch_size + 7, seed=2)
     order = np.random.default_rng(3).permutation(len(labels))
 
-    state, losses = jax_train(backend, state, images, labels, order, batch_size, steps)
+    lrs = (config.lr * np.linspace(1.0, 0.2, steps) if case in SCHEDULED
+           else np.full(steps, config.lr))
+    state, losses = jax_train(backend, state, images, labels, order, batch_size, steps, lrs)
     ref_losses, ref_params, ref_buffers = torch_train(
         model, in_shape, params, buffers, images, labels, order, batch_size, steps,
-        make_torch_optimizer)
+        make_torch_optimizer, lrs, config.label_smoothing)
 
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
     assert losses[-1] < losses[0]  # the steps did train
@@ -199,7 +219,7 @@ def test_train_step_compiles_once_across_steps_and_epochs(backend):
     data = backend.put_data(images, labels)
     rng = np.random.default_rng(4)
     for _ in range(2):  # epochs: a new order each
-        order = backend.put_order(rng.permutation(len(labels)))
+        order = backend.put_order(rng.permutation(len(labels)), np.full(3, 0.01))
         for step in range(len(labels) // batch_size):
             state, loss = backend.train_step(state, data, order, step, batch_size)
     assert state.program.train_step._cache_size() == 1

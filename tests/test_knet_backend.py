@@ -48,7 +48,7 @@ class FakeJulia:
             "KnetModels.init_state": self.record("init_state", lambda net, atype, **k:
                                                  FakeState(atype)),
             "KnetModels.put_data": self.record("put_data", FakeData),
-            "KnetModels.put_order": self.record("put_order", lambda order: order),
+            "KnetModels.put_order": self.record("put_order", lambda order, lrs: order),
             "KnetModels.on_device": self.record("on_device", lambda data: on_device),
             "KnetModels.synchronize_device": self.record("synchronize", lambda atype: None),
             "KnetModels.train_step!": self.record("train_step", lambda s, d, o, i, b: (s, 1.5)),
@@ -136,7 +136,7 @@ def test_julia_functions_are_looked_up_once(fake_julia):
     backend = knet_backend.KnetBackend("cpu")
     state = backend.init_state(model_input("float32"), OptimizerConfig())
     data = backend.put_data(np.zeros((8, 3, 8, 8), np.float32), np.zeros(8, np.int64))
-    order = backend.put_order(np.arange(8))
+    order = backend.put_order(np.arange(8), np.full(2, 0.01))
     for step in range(4):
         state, loss = backend.train_step(state, data, order, step % 2, 4)
         backend.synchronize()

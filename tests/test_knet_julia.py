@@ -63,7 +63,7 @@ def torch_trajectory(torch_backend, model_input: ModelInput, optimizer: Optimize
     torch backend exactly as `pybench parity` runs it."""
     state = torch_backend.init_state(model_input, optimizer)
     data = torch_backend.put_data(images, labels)
-    device_order = torch_backend.put_order(order)
+    device_order = torch_backend.put_order(order, np.full(TRAJ_STEPS, optimizer.lr))
     losses = []
     for step in range(TRAJ_STEPS):
         state, loss = torch_backend.train_step(state, data, device_order, step, TRAJ_BATCH)

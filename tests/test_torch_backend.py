@@ -70,7 +70,7 @@ def test_batchnorm_running_variance_is_unbiased(backend):
         stem = torch.nn.functional.conv2d(torch.from_numpy(x),
                                           state.module.conv1.weight, padding=1).numpy()
     data = backend.put_data(x, np.zeros(6, np.int64))
-    backend.train_step(state, data, backend.put_order(np.arange(6)), 0, 6)
+    backend.train_step(state, data, backend.put_order(np.arange(6), [0.01]), 0, 6)
     running_var = backend.export_weights(state)[1]["bn1.running_var"]
     unbiased = stem.var(axis=(0, 2, 3), ddof=1)
     np.testing.assert_allclose(running_var, 0.9 * 1 + 0.1 * unbiased, rtol=1e-5)
@@ -82,7 +82,7 @@ def test_sgd_momentum_and_weight_decay_follow_the_stated_formula(backend):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, 8)
-    data, order = backend.put_data(x, y), backend.put_order(np.arange(8))
+    data, order = backend.put_data(x, y), backend.put_order(np.arange(8), [0.1])
     w = backend.export_weights(state)[0]["fc3.bias"].astype(np.float64)
     v = np.zeros_like(w)
     for _ in range(3):
@@ -103,7 +103,7 @@ def test_train_step_uses_the_batch_the_order_names(backend):
     y = rng.integers(0, 10, 20)
     order = rng.permutation(20)
     _, loss = backend.train_step(state_for(backend, "lenet5"), backend.put_data(x, y),
-                                 backend.put_order(order), 1, 5)
+                                 backend.put_order(order, [0.01] * 4), 1, 5)
     picked = order[5:10]
     with torch.no_grad():
         expected = torch.nn.functional.cross_entropy(

@@ -15,8 +15,8 @@ Conventions every backend follows:
   that two frameworks compute the same update). Data, logits and exported weights share it.
 - Data crosses once: `put_data` receives the normalised float32 images (N, C, H, W) and the
   0-based int64 labels, and keeps them on the device when they fit. Training steps then select a
-  batch by position in an epoch order that was also uploaded once (`put_order`), so host-to-device
-  copies stay out of the timed step.
+  batch by position in an epoch order that was also uploaded once (`put_order`, with the epoch's
+  learning rates), so host-to-device copies stay out of the timed step.
 - Steps are asynchronous where the framework is: `train_step` may return before the device is
   done, which is why the timer calls `synchronize` before every clock read.
 - State flows in as an argument and out as a return value (`train_step(state, ...) -> state,
@@ -36,11 +36,16 @@ Arrays = dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """Optimizer settings with PyTorch semantics, which every backend reproduces exactly.
+    """Optimizer and loss settings with PyTorch semantics, which every backend reproduces exactly.
 
-    sgd: v = momentum * v + g; w -= lr * v (v starts at g).  adam: PyTorch's Adam (eps outside
-    the square root). weight_decay is L2 added to the gradient (g += weight_decay * w) for every
+    sgd: v = momentum * v + g; w -= lr * v (v starts at g); with nesterov, w -= lr * (g +
+    momentum * v). adam: PyTorch's Adam (eps outside the square root). weight_decay for sgd and
+    adam is L2 added to the gradient (g += weight_decay * w); adamw: PyTorch's AdamW, whose decay
+    is decoupled (w *= 1 - lr * weight_decay, then the Adam step). Either applies to every
     parameter, BatchNorm and biases included, as torch.optim does with a single parameter group.
+    `lr` is the peak learning rate: the rate of each step comes from `pybench.schedules` with the
+    epoch order (`Backend.put_order`). label_smoothing is the cross-entropy's, PyTorch's definition:
+    (1 - s) * nll + s * mean over classes of -log p.
     """
 
     name: str = "sgd"
@@ -49,6 +54,8 @@ class OptimizerConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    nesterov: bool = False
+    label_smoothing: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -119,12 +126,15 @@ class Backend(ABC):
         return bool(getattr(data, "on_device", True))
 
     @abstractmethod
-    def put_order(self, order: np.ndarray) -> Any:
-        """Move one epoch's sample order (0-based int64 positions into the data) to the device."""
+    def put_order(self, order: np.ndarray, lrs: np.ndarray) -> Any:
+        """Move one epoch's plan to the device: the sample order (0-based int64 positions into
+        the data) and the learning rate of each of its steps (float64, from
+        `pybench.schedules`)."""
 
     @abstractmethod
     def train_step(self, state: Any, data: Any, order: Any, step: int, batch_size: int):
-        """One optimizer step on samples order[step*batch_size:(step+1)*batch_size].
+        """One optimizer step on samples order[step*batch_size:(step+1)*batch_size], at the
+        learning rate the epoch plan gives this step.
 
         Returns (state, loss), the loss a device scalar: the mean cross-entropy of the batch
         before the update. Read it with `to_float` (which synchronises).

@@ -10,7 +10,8 @@ once, so every step of every epoch runs the same compiled program and copies not
 Numerics follow PyTorch exactly: float32 (float64 only for parity trajectories, with
 JAX_ENABLE_X64 set by the worker), convolutions and matmuls at `lax.Precision.HIGHEST` (no TF32
 on GPUs; the torch backend turns TF32 off too), PyTorch's BatchNorm (see `batch_norm`), and
-optax transforms chosen to be torch.optim's SGD and Adam (see `make_optimizer`).
+optax transforms chosen to be torch.optim's SGD, Adam and AdamW (see `make_direction`), applied
+at each step's scheduled learning rate.
 
 Nothing global is set here, and JAX itself is imported on first use only, so the registry, or a
 process that must not load JAX, can import this module and ask `JaxBackend.availability()`. The
@@ -20,7 +21,7 @@ allocates what it needs instead of 75% of the memory up front, and peak memory m
 Usage (normally through `pybench.backends.get_backend("jax", device)` and `pybench.training`):
     backend = JaxBackend("cpu")
     state = backend.init_state(ModelInput("lenet5", (1, 28, 28), 10, params), OptimizerConfig())
-    data, order = backend.put_data(images, labels), backend.put_order(permutation)
+    data, order = backend.put_data(images, labels), backend.put_order(permutation, lrs)
     state, loss = backend.train_step(state, data, order, step=0, batch_size=128)
 """
 
@@ -177,53 +178,73 @@ def make_apply(model: str, in_shape, num_classes: int) -> Callable:
 # ---------------------------------------------------------------------------------------------
 # Loss, optimizer, and the compiled programs.
 
-def cross_entropy(logits, labels):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+def cross_entropy(logits, labels, label_smoothing: float = 0.0):
+    """Mean cross-entropy; with smoothing s, PyTorch's (1 - s) * nll + s * mean(-log p), which is
+    the cross-entropy against (1 - s) * one_hot + s / classes (optax.smooth_labels)."""
+    if not label_smoothing:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype),
+                                  label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets).mean()
 
 
-def make_optimizer(config: OptimizerConfig):
-    """torch.optim's SGD or Adam as an optax transformation.
+def make_direction(config: OptimizerConfig):
+    """torch.optim's SGD, Adam or AdamW up to the learning rate, as an optax transformation whose
+    output d gives the update w -= lr * d, lr being the step's scheduled rate (`apply_step`).
 
-    optax.sgd's trace is v = g + momentum * v from v = 0, so its first v is g, as torch's buffer
-    starts at g (no dampening, no Nesterov); with momentum 0 torch keeps no buffer, so neither do
-    we. optax.adam with eps_root=0 computes m_hat / (sqrt(v_hat) + eps), eps outside the square
-    root, which is torch's lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) rearranged. torch's
-    weight_decay (for SGD and for Adam, not AdamW) adds weight_decay * w to the gradient before
-    anything else, which is add_decayed_weights first in the chain.
+    optax.trace is v = g + momentum * v from v = 0, so its first v is g, as torch's buffer starts
+    at g (no dampening); with nesterov it returns g + momentum * v, torch's nesterov; with
+    momentum 0 torch keeps no buffer, so neither do we. scale_by_adam with eps_root=0 computes
+    m_hat / (sqrt(v_hat) + eps), eps outside the square root, which is torch's
+    lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) rearranged. torch's weight_decay for SGD and Adam adds
+    weight_decay * w to the gradient before anything else: add_decayed_weights first in the
+    chain. AdamW's decoupled decay w *= 1 - lr * wd before the Adam step is the same as
+    d = adam + wd * w: add_decayed_weights after scale_by_adam (optax.adamw's own order).
     """
+    wd = config.weight_decay
     if config.name == "sgd":
-        core = optax.sgd(config.lr, momentum=config.momentum or None, nesterov=False)
-    elif config.name == "adam":
+        core = (optax.trace(decay=config.momentum, nesterov=config.nesterov)
+                if config.momentum else optax.identity())
+    elif config.name in ("adam", "adamw"):
         b1, b2 = config.betas
-        core = optax.adam(config.lr, b1=b1, b2=b2, eps=config.eps, eps_root=0.0)
+        core = optax.scale_by_adam(b1=b1, b2=b2, eps=config.eps, eps_root=0.0)
     else:
-        raise PybenchError(f"unknown optimizer {config.name!r}: choose sgd or adam")
-    if config.weight_decay:
-        return optax.chain(optax.add_decayed_weights(config.weight_decay), core)
-    return core
+        raise PybenchError(f"unknown optimizer {config.name!r}: choose sgd, adam or adamw")
+    if not wd:
+        return core
+    if config.name == "adamw":
+        return optax.chain(core, optax.add_decayed_weights(wd))
+    return optax.chain(optax.add_decayed_weights(wd), core)
 
 
-def batch_step_fn(apply, optimizer, params, buffers, opt_state, x, y):
-    """One optimizer step on the batch (x, y)."""
+def apply_step(params, direction, lr):
+    """w -= lr * d, at the step's learning rate (a device scalar of the weights' dtype)."""
+    return jax.tree_util.tree_map(lambda w, d: w - lr * d, params, direction)
+
+
+def batch_step_fn(apply, optimizer, label_smoothing, params, buffers, opt_state, x, y, lr):
+    """One optimizer step on the batch (x, y) at learning rate `lr`."""
     def loss_fn(p):
         logits, new_buffers = apply(p, buffers, x, train=True)
-        return cross_entropy(logits, y), new_buffers
+        return cross_entropy(logits, y, label_smoothing), new_buffers
 
     (loss, new_buffers), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), new_buffers, opt_state, loss
+    direction, opt_state = optimizer.update(grads, opt_state, params)
+    return apply_step(params, direction, lr), new_buffers, opt_state, loss
 
 
-def train_step_fn(apply, optimizer, params, buffers, opt_state, images, labels, order, step,
-                  batch_size):
-    """One optimizer step on the batch at position `step` of `order`, all on the device."""
+def train_step_fn(apply, optimizer, label_smoothing, params, buffers, opt_state, images, labels,
+                  order, lrs, step, batch_size):
+    """One optimizer step on the batch at position `step` of `order`, at learning rate
+    lrs[step], all on the device."""
     # dynamic_slice takes a traced start, so one compiled program serves every step.
     batch = lax.dynamic_slice(order, (step * batch_size,), (batch_size,))
     # The order is a permutation of valid positions; "clip" skips the masking of out-of-range
     # indices that jnp.take's default ("fill") adds to the gather.
     x = jnp.take(images, batch, axis=0, mode="clip")
     y = jnp.take(labels, batch, axis=0, mode="clip")
-    return batch_step_fn(apply, optimizer, params, buffers, opt_state, x, y)
+    lr = lax.dynamic_index_in_dim(lrs, step, keepdims=False)
+    return batch_step_fn(apply, optimizer, label_smoothing, params, buffers, opt_state, x, y, lr)
 
 
 def eval_batch_fn(apply, params, buffers, images, start, size):
@@ -238,10 +259,12 @@ class Program:
 
     apply: Callable
     optimizer: Any
-    train_step: Callable  # (params, buffers, opt_state, images, labels, order, step, batch_size)
-    train_batch: Callable  # (params, buffers, opt_state, x, y): for data kept on the host
+    # (params, buffers, opt_state, images, labels, order, lrs, step, batch_size)
+    train_step: Callable
+    train_batch: Callable  # (params, buffers, opt_state, x, y, lr): for data kept on the host
     forward: Callable  # jitted apply: (params, buffers, x, train) -> (logits, new_buffers)
     eval_batch: Callable  # (params, buffers, images, start, size) -> logits
+    optimizer_config: OptimizerConfig
     # Canonical name order (pytrees come back from jit with sorted keys).
     param_names: tuple[str, ...]
     buffer_names: tuple[str, ...]
@@ -249,9 +272,9 @@ class Program:
 
 def make_program(model: ModelInput, config: OptimizerConfig, donate: bool) -> Program:
     apply = make_apply(model.model, model.in_shape, model.num_classes)
-    optimizer = make_optimizer(config)
+    optimizer = make_direction(config)
     train_step = jax.jit(
-        functools.partial(train_step_fn, apply, optimizer),
+        functools.partial(train_step_fn, apply, optimizer, config.label_smoothing),
         # On a GPU the step's outputs replace params, buffers and optimizer state in place
         # instead of holding two copies of the model and its optimizer state. On the CPU
         # donation made the LeNet-5 step slower (7.8 ms against 5.9 ms, jax 0.10.2, 2 cores),
@@ -259,11 +282,12 @@ def make_program(model: ModelInput, config: OptimizerConfig, donate: bool) -> Pr
         donate_argnums=(0, 1, 2) if donate else (),
         static_argnames="batch_size",
     )
-    train_batch = jax.jit(functools.partial(batch_step_fn, apply, optimizer),
+    train_batch = jax.jit(functools.partial(batch_step_fn, apply, optimizer,
+                                            config.label_smoothing),
                           donate_argnums=(0, 1, 2) if donate else ())
     forward = jax.jit(apply, static_argnames="train")
     eval_batch = jax.jit(functools.partial(eval_batch_fn, apply), static_argnames="size")
-    return Program(apply, optimizer, train_step, train_batch, forward, eval_batch,
+    return Program(apply, optimizer, train_step, train_batch, forward, eval_batch, config,
                    tuple(model.params), tuple(model.buffers))
 
 
@@ -293,6 +317,8 @@ class HostData(NamedTuple):
 class EpochOrder(NamedTuple):
     device: Any  # int32 on the device, for data on the device
     host: np.ndarray  # for data kept on the host
+    lrs: Any  # the learning rate of each step, on the device, in the weights' dtype
+    host_lrs: np.ndarray  # the same on the host, for data kept on the host
 
 
 def to_numpy(tree: dict, names: tuple[str, ...]) -> Arrays:
@@ -401,11 +427,12 @@ class JaxBackend(Backend):
         self._pending["data"] = data
         return data
 
-    def put_order(self, order: np.ndarray) -> EpochOrder:
+    def put_order(self, order: np.ndarray, lrs: np.ndarray) -> EpochOrder:
         host = np.asarray(order, np.int32)
-        device = self._put(host)
-        self._pending["order"] = device
-        return EpochOrder(device, host)
+        host_lrs = np.asarray(lrs, self.dtype)
+        plan = EpochOrder(self._put(host), host, self._put(host_lrs), host_lrs)
+        self._pending["order"] = plan.device, plan.lrs
+        return plan
 
     def _device_step(self, step: int):
         if step not in self._device_steps:
@@ -423,11 +450,11 @@ class JaxBackend(Backend):
             idx = order.host[step * batch_size:(step + 1) * batch_size]
             params, buffers, opt_state, loss = state.program.train_batch(
                 state.params, state.buffers, state.opt_state, self._put(data.images[idx]),
-                self._put(data.labels[idx]))
+                self._put(data.labels[idx]), order.host_lrs[step])
         else:
             params, buffers, opt_state, loss = state.program.train_step(
                 state.params, state.buffers, state.opt_state, data.images, data.labels,
-                order.device, self._device_step(step), batch_size=batch_size)
+                order.device, order.lrs, self._device_step(step), batch_size=batch_size)
         state = TrainState(params, buffers, opt_state, state.program)
         self._pending["step"] = loss
         return state, loss

@@ -301,8 +301,9 @@ class KnetBackend(Backend):
         beta1, beta2 = optimizer.betas
         state = jl_function("KnetModels.init_state")(
             net, atype, optimizer=optimizer.name, lr=optimizer.lr,
-            momentum=optimizer.momentum, weight_decay=optimizer.weight_decay,
-            beta1=beta1, beta2=beta2, eps=optimizer.eps)
+            momentum=optimizer.momentum, nesterov=optimizer.nesterov,
+            weight_decay=optimizer.weight_decay, beta1=beta1, beta2=beta2, eps=optimizer.eps,
+            label_smoothing=optimizer.label_smoothing)
         self.dtype = dtype
         return state
 
@@ -321,8 +322,9 @@ class KnetBackend(Backend):
         default to read): true, since put_data copies the whole dataset to the device."""
         return bool(jl_function("KnetModels.on_device")(data))
 
-    def put_order(self, order: np.ndarray) -> Any:
-        return jl_function("KnetModels.put_order")(knet_layout.order_to_knet(order))
+    def put_order(self, order: np.ndarray, lrs: np.ndarray) -> Any:
+        return jl_function("KnetModels.put_order")(knet_layout.order_to_knet(order),
+                                                   np.asarray(lrs, np.float64))
 
     def train_step(self, state: Any, data: Any, order: Any, step: int, batch_size: int):
         state, loss = jl_function("KnetModels.train_step!")(state, data, order, step, batch_size)

@@ -105,10 +105,13 @@ def build_module(model: str, in_shape, num_classes) -> nn.Module:
 def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
+                               weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     if cfg.name == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                 weight_decay=cfg.weight_decay)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                                 weight_decay=cfg.weight_decay)
     raise ValueError(f"unknown optimizer {cfg.name!r}")
 
 
@@ -119,6 +122,16 @@ TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch
 class TorchState:
     module: nn.Module
     optimizer: torch.optim.Optimizer
+    label_smoothing: float
+
+
+@dataclass
+class TorchOrder:
+    """One epoch's plan: sample positions on the device, learning rates as Python floats (torch
+    reads a param group's lr on the host at every step anyway)."""
+
+    positions: torch.Tensor
+    lrs: list[float]
 
 
 @dataclass
@@ -191,7 +204,8 @@ class TorchBackend(Backend):
                              f"unexpected {unexpected}")
         self.dtype = TORCH_DTYPES[np.dtype(model.dtype)]
         module.to(self.torch_device, self.dtype).train()
-        return TorchState(module, make_optimizer(module.parameters(), optimizer))
+        return TorchState(module, make_optimizer(module.parameters(), optimizer),
+                          optimizer.label_smoothing)
 
     def _fits_on_device(self, nbytes: int) -> bool:
         if self.device != "cuda":
@@ -207,8 +221,9 @@ class TorchBackend(Backend):
         pinned = self.device == "cuda"
         return TorchData(x.pin_memory() if pinned else x, y.pin_memory() if pinned else y, False)
 
-    def put_order(self, order: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(order).to(self.torch_device)
+    def put_order(self, order: np.ndarray, lrs: np.ndarray) -> TorchOrder:
+        return TorchOrder(torch.from_numpy(order).to(self.torch_device),
+                          [float(lr) for lr in lrs])
 
     def _batch(self, data: TorchData, idx: torch.Tensor):
         if data.on_device:
@@ -217,10 +232,13 @@ class TorchBackend(Backend):
         return (data.images.index_select(0, idx).to(self.torch_device, non_blocking=True),
                 data.labels.index_select(0, idx).to(self.torch_device, non_blocking=True))
 
-    def train_step(self, state: TorchState, data: TorchData, order, step: int, batch_size: int):
-        x, y = self._batch(data, order[step * batch_size:(step + 1) * batch_size])
+    def train_step(self, state: TorchState, data: TorchData, order: TorchOrder, step: int,
+                   batch_size: int):
+        x, y = self._batch(data, order.positions[step * batch_size:(step + 1) * batch_size])
+        for group in state.optimizer.param_groups:
+            group["lr"] = order.lrs[step]
         state.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(state.module(x), y)
+        loss = F.cross_entropy(state.module(x), y, label_smoothing=state.label_smoothing)
         loss.backward()
         state.optimizer.step()
         return state, loss.detach()

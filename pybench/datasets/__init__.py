@@ -4,20 +4,23 @@
 train normalisation statistics and a fingerprint; `batch_order`/`balanced_order` are the only
 source of sample order. Modules: `core` (records, statistics, fingerprint, split), `idx` and
 `mnist` (MNIST files, checksums, download), `digits`, `folder`, `manifest` (zip/csv), `npz`
-(MedMNIST), `images` (decode/resize/grayscale), `cache`, `order`, `options` (CLI helpers),
-`load` (spec resolution).
+(MedMNIST), `images` (decode/resize/grayscale), `cache`, `order`, `augment` (per-epoch
+augmentation drawn from the seed), `options` (CLI helpers), `load` (spec resolution).
 """
 
+from pybench.datasets.augment import AUGMENTATIONS, augmented_train
 from pybench.datasets.core import Dataset, Split, data_root, with_validation
 from pybench.datasets.load import DATASETS, load_dataset
 from pybench.datasets.options import add_dataset_arguments, dataset_options, describe_dataset
 from pybench.datasets.order import balanced_order, batch_order
 
 __all__ = [
+    "AUGMENTATIONS",
     "DATASETS",
     "Dataset",
     "Split",
     "add_dataset_arguments",
+    "augmented_train",
     "balanced_order",
     "batch_order",
     "data_root",

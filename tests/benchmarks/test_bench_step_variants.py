@@ -122,7 +122,7 @@ def backend_variant(framework: str, inputs: Inputs, change: Callable | None = No
     model = ModelInput("lenet5", inputs.in_shape, inputs.num_classes, inputs.params)
     holder = [backend.init_state(model, OPTIMIZER)]
     data = backend.put_data(inputs.images, inputs.labels)
-    order = backend.put_order(inputs.order)
+    order = backend.put_order(inputs.order, np.full(len(inputs.order), OPTIMIZER.lr))
     next_step = [0]
 
     def step(i):

@@ -72,12 +72,21 @@ CPU, host memory is the device's).
 """
 on_device(data::DeviceData) = data.images isa CuArray || data.images isa Array
 
-"""
-    put_order(order) -> Vector{Int}
+"""One epoch's plan: 1-based sample positions and, when pybench schedules the learning rate,
+the rate of each step (`nothing`: the state's `lr` at every step). Both stay on the host (see
+`DeviceData`); a step reads its rate as a host scalar."""
+struct EpochPlan
+    order::Vector{Int}
+    lrs::Union{Nothing,Vector{Float64}}
+end
 
-An epoch's 1-based sample positions, kept on the host (see `DeviceData`).
 """
-put_order(order) = Vector{Int}(order)
+    put_order(order, lrs=nothing) -> EpochPlan
+
+An epoch's 1-based sample positions and the learning rate of each of its steps.
+"""
+put_order(order, lrs=nothing) =
+    EpochPlan(Vector{Int}(order), lrs === nothing ? nothing : Vector{Float64}(lrs))
 
 """1-based positions of batch `step` (0-based, as pybench counts steps) in `order`."""
 function batch_positions(order::AbstractVector{Int}, step::Integer, batch_size::Integer)

@@ -1,16 +1,18 @@
 # Loss, one training step, prediction and weight export: the Julia side of pybench's Backend
-# contract (pybench/backends/contract.py), with PyTorch's optimizer semantics.
+# contract (pybench/backends/contract.py), with PyTorch's optimizer and loss semantics.
 #
-# Optimizers, compared with PyTorch (Knet 1.4.10 src/train20/update.jl, `_update!`):
-# - Knet Momentum: v = gamma v - lr g; w += v (v starts at 0). PyTorch SGD: b = mu b + g (b
-#   starts at g); w -= lr b. With v = -lr b these are the same updates at a constant lr, so
-#   Knet's `Momentum` is used with gamma set explicitly (its default is 0.95, not ours).
-# - Knet Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g.^2; w -= lr * mhat ./ (sqrt.(vhat) .+ eps)
-#   with mhat = m/(1-b1^t), vhat = v/(1-b2^t): eps outside the square root of the corrected
-#   second moment, as PyTorch, so Knet's `Adam` is used.
-# - Neither has weight decay: g += weight_decay * w is added here, for every parameter (PyTorch's
-#   L2 with a single parameter group). A Param without `opt` would silently get SGD(lr=0.1), so
-#   every Param gets its own optimizer at `init_state`.
+# The optimizers are PyTorch's formulas written out here (torch.optim's single-tensor SGD, Adam
+# and AdamW), not Knet's `Momentum`/`Adam`: Knet's momentum keeps v = gamma v - lr g, which folds
+# the learning rate into the velocity and so differs from PyTorch's b = mu b + g; w -= lr b as
+# soon as the learning rate changes from step to step, and pybench's schedules change it every
+# step. The rate of each step comes from Python with the epoch order (`put_order(order, lrs)`).
+#
+# - SGD: b = g (first step), then b = mu b + g; with nesterov d = g + mu b, else d = b;
+#   w -= lr d. weight_decay adds weight_decay * w to g first (L2, torch's SGD).
+# - Adam: m = lerp(m, g, 1 - b1); v = b2 v + (1 - b2) g.^2; w -= lr/(1 - b1^t) * m ./
+#   (sqrt.(v) / sqrt(1 - b2^t) .+ eps). weight_decay as for SGD. AdamW: w *= 1 - lr wd first
+#   (decoupled decay), then the Adam step on the plain gradient.
+# Every parameter gets the same rule (PyTorch's single parameter group).
 
 """
     build_model(kind, weights, buffers, block_strides, atype; bn_momentum=0.1, bn_eps=1e-5)
@@ -25,12 +27,37 @@ function build_model(kind::AbstractString, weights::AbstractDict, buffers::Abstr
     return ResNet(weights, buffers, block_strides, atype; momentum=bn_momentum, eps=bn_eps)
 end
 
-"""The model, its parameters in canonical order, the L2 weight decay and the array type. `T`
-is the element type everything computes in (`eltype(atype)`, Float32 or Float64)."""
+"""PyTorch's update rule and its hyper-parameters in the element type `T` of the weights
+(Float32(5e-4) differs from 5e-4 in the 9th digit, which a Float64 parity trajectory would see)."""
+struct UpdateRule{T<:AbstractFloat}
+    name::String  # "sgd", "adam" or "adamw"
+    momentum::T
+    nesterov::Bool
+    beta1::T
+    beta2::T
+    eps::T
+    weight_decay::T
+end
+
+"""One parameter's optimizer memory: SGD's momentum buffer, Adam's moments and step count."""
+mutable struct Memory
+    buf::Any  # nothing until the first step
+    m::Any
+    v::Any
+    t::Int
+end
+Memory() = Memory(nothing, nothing, nothing, 0)
+
+"""The model, its parameters in canonical order with one `Memory` each, the update rule, the
+default learning rate (for orders put without a schedule), the label smoothing and the array
+type. `T` is the element type everything computes in (`eltype(atype)`, Float32 or Float64)."""
 struct TrainState{M,T<:AbstractFloat}
     model::M
     params::Vector{Param}
-    weight_decay::T
+    memory::Vector{Memory}
+    rule::UpdateRule{T}
+    lr::T
+    label_smoothing::T
     atype::Type
 end
 
@@ -56,38 +83,71 @@ layer_params(c::Conv) = c.b === nothing ? [c.w] : [c.w, c.b]
 layer_params(d::Dense) = [d.w, d.b]
 layer_params(bn::BatchNorm) = [bn.params]
 
-"""A fresh Knet optimizer with PyTorch's semantics (see the note at the top of this file)."""
-function make_optimizer(name::AbstractString; lr, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8)
-    name == "sgd" && return Momentum(lr=lr, gamma=momentum)
-    name == "adam" && return Adam(lr=lr, beta1=beta1, beta2=beta2, eps=eps)
-    error("unknown optimizer $name: choose sgd or adam")
-end
-
 """
-    init_state(model; optimizer="sgd", lr, momentum, weight_decay, beta1, beta2, eps) -> TrainState
+    init_state(model, atype; optimizer="sgd", lr, momentum, nesterov, weight_decay, beta1, beta2,
+               eps, label_smoothing) -> TrainState
 
-Gives each Param its own optimizer instance (Knet keeps the velocity/moments inside it).
+`optimizer` is "sgd", "adam" or "adamw" (see the top of this file); `lr` is used only for orders
+put without their learning rates.
 """
 function init_state(model, atype::Type; optimizer::AbstractString="sgd", lr=0.05, momentum=0.9,
-                    weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8)
+                    nesterov::Bool=false, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8,
+                    label_smoothing=0.0)
+    optimizer in ("sgd", "adam", "adamw") ||
+        error("unknown optimizer $optimizer: choose sgd, adam or adamw")
+    T = eltype(atype)
     params = model_params(model)
-    for p in params
-        p.opt = make_optimizer(optimizer; lr=lr, momentum=momentum, beta1=beta1, beta2=beta2,
-                               eps=eps)
-    end
-    # In the arrays' element type: Float32(5e-4) differs from 5e-4 in the 9th digit, which a
-    # Float64 parity trajectory would see.
-    return TrainState(model, params, eltype(atype)(weight_decay), atype)
+    rule = UpdateRule{T}(optimizer, momentum, nesterov, beta1, beta2, eps, weight_decay)
+    return TrainState(model, params, [Memory() for _ in params], rule, T(lr),
+                      T(label_smoothing), atype)
 end
 
-"""Mean cross-entropy of a batch: Knet's `nll` on (classes, N) scores, 1-based labels."""
-batch_loss(model, x, labels; update_stats::Bool=false) =
-    nll(model(x; training=true, update_stats=update_stats), labels)
+"""
+    batch_loss(model, x, labels; update_stats=false, label_smoothing=0)
 
-"""The gradient used for the update: AutoGrad's (made dense), plus L2 weight decay."""
-function decayed_gradient(g, p::Param, weight_decay::AbstractFloat)
-    g = AutoGrad.full(g)
-    return weight_decay == 0 ? g : g .+ weight_decay .* value(p)
+Mean cross-entropy of a batch: Knet's `nll` on (classes, N) scores, 1-based labels. With label
+smoothing s, PyTorch's (1 - s) * nll + s * (mean over samples and classes of -log p).
+"""
+function batch_loss(model, x, labels; update_stats::Bool=false, label_smoothing=0)
+    scores = model(x; training=true, update_stats=update_stats)
+    label_smoothing == 0 && return nll(scores, labels)
+    logp = logsoftmax(scores; dims=1)
+    return (1 - label_smoothing) * nll(scores, labels) - label_smoothing * sum(logp) / length(logp)
+end
+
+"""
+    apply_update!(rule, memory, w, g, lr)
+
+PyTorch's update of weights `w` (in place) from gradient `g` at learning rate `lr`.
+"""
+function apply_update!(rule::UpdateRule, memory::Memory, w, g, lr)
+    if rule.name == "adamw"
+        w .*= 1 - lr * rule.weight_decay
+    elseif rule.weight_decay != 0
+        g = g .+ rule.weight_decay .* w
+    end
+    if rule.name == "sgd"
+        if rule.momentum != 0
+            if memory.buf === nothing
+                memory.buf = copy(g)
+            else
+                memory.buf .= rule.momentum .* memory.buf .+ g
+            end
+            g = rule.nesterov ? g .+ rule.momentum .* memory.buf : memory.buf
+        end
+        w .-= lr .* g
+        return nothing
+    end
+    memory.t += 1
+    if memory.m === nothing
+        memory.m, memory.v = zero(g), zero(g)
+    end
+    memory.m .+= (1 - rule.beta1) .* (g .- memory.m)  # torch's lerp_ for a weight below 0.5
+    memory.v .= rule.beta2 .* memory.v .+ (1 - rule.beta2) .* g .* g
+    step_size = lr / (1 - rule.beta1^memory.t)
+    denom = sqrt.(memory.v) ./ sqrt(1 - rule.beta2^memory.t) .+ rule.eps
+    w .-= step_size .* (memory.m ./ denom)
+    return nothing
 end
 
 """Data put on the device for another element type than the state's would silently mix
@@ -100,25 +160,33 @@ function check_element_type(state::TrainState, data::DeviceData)
 end
 
 """
-    train_step!(state, data, order, step, batch_size) -> (state, loss::T)
+    train_step!(state, data, plan, step, batch_size) -> (state, loss::T)
 
 One optimizer step on the samples at positions order[step*batch_size+1 : (step+1)*batch_size]
-(`step` 0-based, as pybench counts). BatchNorm running statistics move during the forward pass,
-as in PyTorch. The loss is the batch's mean cross-entropy before the update; Knet's `nll`
-already brings it to the host, so on the GPU this step is synchronous.
+(`step` 0-based, as pybench counts) of the epoch plan (`put_order`), at the plan's learning rate
+for this step. BatchNorm running statistics move during the forward pass, as in PyTorch. The
+loss is the batch's mean cross-entropy before the update; Knet's `nll` already brings it to the
+host, so on the GPU this step is synchronous.
 """
-function train_step!(state::TrainState, data::DeviceData, order::AbstractVector{Int},
-                     step::Integer, batch_size::Integer)
+function train_step!(state::TrainState, data::DeviceData, plan::EpochPlan, step::Integer,
+                      batch_size::Integer)
     check_element_type(state, data)
-    x, labels = select_batch(data, batch_positions(order, step, batch_size))
-    tape = @diff batch_loss(state.model, x, labels; update_stats=true)
-    for p in state.params
+    T = element_type(state)
+    x, labels = select_batch(data, batch_positions(plan.order, step, batch_size))
+    lr = plan.lrs === nothing ? state.lr : T(plan.lrs[step+1])
+    tape = @diff batch_loss(state.model, x, labels; update_stats=true,
+                            label_smoothing=state.label_smoothing)
+    for (p, memory) in zip(state.params, state.memory)
         g = grad(tape, p)
         g === nothing && continue  # AutoGrad returns nothing for a parameter the loss ignores
-        update!(p, decayed_gradient(g, p, state.weight_decay))
+        apply_update!(state.rule, memory, value(p), AutoGrad.full(g), lr)
     end
-    return state, element_type(state)(value(tape))
+    return state, T(value(tape))
 end
+
+train_step!(state::TrainState, data::DeviceData, order::AbstractVector{<:Integer},
+            step::Integer, batch_size::Integer) =
+    train_step!(state, data, put_order(order), step, batch_size)
 
 """
     forward(state, images; training) -> Array{T} (classes, N)
