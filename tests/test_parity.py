@@ -70,6 +70,12 @@ FLOAT64_BOUNDS = {"jax": (1e-9, 1e-8), "knet": (1e-9, 1e-8)}
     ("lenet5,resnet8,resnet20", []),
     # ResNet-18 is 11M parameters: fewer, smaller steps keep CI quick.
     ("resnet18", ["--steps", "3", "--batch-size", "8"]),
+    # The training recipes (issue 11): the learning rate changing at every step, AdamW's
+    # decoupled decay and label smoothing through BatchNorm; Nesterov, L2 and a warm-up.
+    ("resnet8", ["--optimizer", "adamw", "--lr", "0.003", "--weight-decay", "0.05",
+                 "--schedule", "onecycle", "--label-smoothing", "0.1"]),
+    ("lenet5", ["--nesterov", "--lr", "0.05", "--weight-decay", "5e-4", "--schedule", "cosine",
+                "--warmup-steps", "3"]),
 ])
 def test_parity_passes_for_every_model_in_every_framework(run_cli, tmp_path, models, extra):
     out = tmp_path / "parity"
@@ -90,5 +96,10 @@ def test_parity_passes_for_every_model_in_every_framework(run_cli, tmp_path, mod
             assert max(row["max_abs_logit_diff_eval"], row["max_abs_logit_diff_train"]) <= LOGIT_ATOL
             # In float64 the frameworks' trajectories agree far inside the 1e-3 tolerance.
             assert row["max_rel_loss_diff"] <= loss_bound and row["max_abs_weight_diff"] <= weight_bound
-            assert len(row["losses"]) == (3 if extra else 10)
+            assert len(row["losses"]) == (3 if "--steps" in extra else 10)
     assert "PASS" in result.stdout
+    if "--schedule" in extra:  # the options reached the trajectory, as recorded
+        train = doc["train"]
+        assert train["schedule"]["name"] == extra[extra.index("--schedule") + 1]
+        assert train["optimizer"]["nesterov"] == ("--nesterov" in extra)
+        assert train["optimizer"]["name"] == ("adamw" if "adamw" in extra else "sgd")

@@ -146,7 +146,7 @@ models_under_test() = [
         atype = array_type("cpu", Float64)
         state = init_state(build_model(kind, to_float64(w), to_float64(b), strides, atype), atype;
                            optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4)
-        @test state.weight_decay === 5e-4  # not Float32(5e-4)
+        @test state.rule.weight_decay === 5e-4  # not Float32(5e-4)
         x, y = batch(c, 16)
         scores = forward(state, x; training=false)  # Float32 images are converted
         @test eltype(scores) == Float64 && size(scores) == (10, 16)
