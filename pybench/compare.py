@@ -120,6 +120,7 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
     """Run the comparison; return the results directory and the results document."""
     # The parent loads once: it fills the cache and fails early on bad input.
     from pybench.datasets import load_dataset, with_validation
+    from pybench.training import planned_steps, run_learning_rates
 
     for model in cfg.models:
         check_model(model)
@@ -129,6 +130,8 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
     dataset = load_dataset(cfg.dataset, progress=echo, **options)
     if cfg.train.patience is not None:  # the workers hold out the same validation split
         dataset = with_validation(dataset, seed=cfg.train.seed)
+    # A schedule that cannot fit the run (a warm-up longer than it) fails here, in one line.
+    run_learning_rates(cfg.train, *planned_steps(cfg.train, len(dataset.train.labels)))
     out_dir = make_out_dir(Path(cfg.out) if cfg.out else default_out_dir(cfg.dataset))
 
     train = asdict(cfg.train)

@@ -22,7 +22,7 @@ from pybench import models
 from pybench.compare import check_requested_frameworks, make_out_dir, resolve_device
 from pybench.errors import PybenchError
 from pybench.results import write_json
-from pybench.training import TrainConfig
+from pybench.training import TrainConfig, run_learning_rates
 from pybench.worker import job_for, run_in_worker
 
 LOGIT_ATOL = 1e-4  # max abs difference of logits, float32 on CPU
@@ -105,6 +105,8 @@ def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
         raise PybenchError(f"--steps {cfg.steps} x --batch-size {cfg.train.batch_size} needs "
                            f"more than the {len(dataset.train.labels)} training images of "
                            f"{dataset.name}")
+    # The trajectory follows the schedule over its steps: one that cannot fit fails here.
+    run_learning_rates(cfg.train, len(dataset.train.labels) // cfg.train.batch_size, cfg.steps)
     rows = []
     for model in cfg.models:
         models.check_model(model)

@@ -18,6 +18,7 @@ RECIPES: dict[str, dict] = {
         "lr": 0.1,
         "momentum": 0.9,
         "nesterov": True,
+        "label_smoothing": 0.1,
         "schedule": "onecycle",
         "epochs": 4,
         "target_accuracy": 0.99,

@@ -82,6 +82,15 @@ def check_finite(backend: Backend, losses: list[float], epoch_losses: list, firs
     raise Diverged(first_step + bad, values[bad], losses + values[:bad])
 
 
+def planned_steps(cfg: TrainConfig, n_train: int) -> tuple[int, int]:
+    """(steps per epoch, steps of the whole run) for a training split of `n_train` images."""
+    steps_per_epoch = n_train // cfg.batch_size
+    total_steps = cfg.epochs * steps_per_epoch
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    return steps_per_epoch, total_steps
+
+
 def run_learning_rates(cfg: TrainConfig, steps_per_epoch: int, total_steps: int) -> np.ndarray:
     """The learning rate of every step of the run, from the framework-neutral schedule."""
     return learning_rates(cfg.schedule, cfg.optimizer.lr, total_steps, steps_per_epoch)
@@ -135,10 +144,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     val = (backend.put_data(dataset.normalized("val"), dataset.val.labels)
            if dataset.val is not None else None)
 
-    steps_per_epoch = len(train_labels) // cfg.batch_size
-    total_steps = cfg.epochs * steps_per_epoch
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
+    steps_per_epoch, total_steps = planned_steps(cfg, len(train_labels))
     lrs = run_learning_rates(cfg, steps_per_epoch, total_steps)
     eval_every = target_eval_every(cfg, steps_per_epoch)
     clock = SyncClock(backend.synchronize)

@@ -119,10 +119,10 @@ def nih_zip(tmp_path):
 def run_cli(isolated_cache):
     """Run `python -m pybench ARGS...` as a subprocess with the isolated cache."""
 
-    def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    def run(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
         full_env = {**os.environ, "PYBENCH_CACHE_DIR": str(isolated_cache), **(env or {})}
         return subprocess.run([sys.executable, "-m", "pybench", *map(str, args)], capture_output=True, text=True,
-                              cwd=REPO_ROOT, env=full_env, timeout=300)
+                              cwd=REPO_ROOT, env=full_env, timeout=timeout)
 
     return run
 

@@ -19,29 +19,46 @@ KNET_UNAVAILABLE = not availability("knet").ok
 
 @pytest.mark.slow
 def test_mnist_lenet5_every_framework_agrees(run_cli, data_dir, tmp_path):
-    """The acceptance run: one epoch of LeNet-5 on the real MNIST in PyTorch, JAX and Knet."""
+    """The acceptance run: LeNet-5 on the real MNIST in PyTorch, JAX and Knet with the
+    documented recipe (one-cycle Nesterov SGD, label smoothing, batch 128, four epochs)."""
     out = tmp_path / "run"
     result = run_cli("compare", "mnist", "--frameworks", "torch,jax,knet", "--models", "lenet5",
-                     "--epochs", "1", "--target-accuracy", "0.97", "--out", out,
-                     env={"PYBENCH_DATA_DIR": str(data_dir)})
+                     "--recipe", "mnist-fast", "--out", out,
+                     env={"PYBENCH_DATA_DIR": str(data_dir)}, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     doc = json.loads((out / "results.json").read_text())
     runs = {r["framework"]: r for r in doc["runs"]}
     torch_run, jax_run = runs["torch"], runs["jax"]
     trained = [torch_run, jax_run] + ([] if KNET_UNAVAILABLE else [runs["knet"]])
+    steps = 4 * (60000 // 128)
     for run in trained:
         assert run["status"] == "ok", run
         # Measured on the 2-core CI machine (torch 2.14.1, jax 0.10.2, Knet 1.4.10 on Julia
-        # 1.5.3): 98.00%, 97.97% and 97.98%; each framework is deterministic on the CPU.
-        assert run["test_accuracy"] >= 0.975, (run["framework"], run["test_accuracy"])
+        # 1.5.3), seed 0: 99.32%, 99.25% and 99.24%; seeds 1 and 2 in the README. Each framework
+        # is deterministic on the CPU; the bound leaves room for another CPU's float32 rounding.
+        assert run["test_accuracy"] >= 0.988, (run["framework"], run["test_accuracy"])
         stats = run["step_time_ms"]
         assert 0 < stats["median"] <= stats["p90"] and stats["iqr"] >= 0
-        assert stats["n"] == run["steps"] - 1 == len(run["step_times_ms"]) - 1 == 1874
+        assert stats["n"] == run["steps"] - 1 == len(run["step_times_ms"]) - 1 == steps - 1
         assert len(run["losses"]) == run["steps"] and run["losses"][-1] < run["losses"][0]
         assert run["first_step_s"] > 0 and run["images_per_s"] > 0
-        assert len(run["epoch_s"]) == 1 and run["epoch_s"][0] >= sum(run["step_times_ms"]) / 1e3
-        assert run["time_to_target_s"] == pytest.approx(run["epoch_s"][0])
+        assert len(run["epoch_s"]) == 4 == run["kept_epoch"]
+        assert sum(run["epoch_s"]) == pytest.approx(sum(run["step_times_ms"]) / 1e3)
+        # Time to 99% at the resolution of the checks (a tenth of an epoch), training time only.
+        every = run["target_eval_every"]
+        assert every == 46 and run["time_to_target_step"] is not None
+        target_step = run["time_to_target_step"]
+        assert target_step % every == 0 or target_step % (steps // 4) == 0
+        assert run["time_to_target_s"] == pytest.approx(
+            sum(run["step_times_ms"][:target_step]) / 1e3)
         assert run["n_params"] == 61706 and run["data_on_device"] is True
+        # Every framework followed the one schedule, step by step.
+        assert run["learning_rates"] == torch_run["learning_rates"]
+        assert len(run["learning_rates"]) == steps
+        assert max(run["learning_rates"]) == pytest.approx(0.1, rel=1e-5)
+    assert doc["config"]["optimizer"]["nesterov"] is True
+    assert doc["config"]["optimizer"]["label_smoothing"] == 0.1
+    assert doc["config"]["schedule"]["name"] == "onecycle"
     for run in (torch_run, jax_run):  # the settings each ran with, for reproducibility
         assert set(run["determinism"]) >= ({"deterministic_algorithms", "cudnn_benchmark"}
                                            if run is torch_run else {"xla_flags"})
@@ -52,7 +69,7 @@ def test_mnist_lenet5_every_framework_agrees(run_cli, data_dir, tmp_path):
         assert np.mean(predictions["logits"].argmax(1) == predictions["labels"]) == \
             pytest.approx(run["test_accuracy"])
     for run in trained[1:]:
-        assert abs(torch_run["test_accuracy"] - run["test_accuracy"]) <= 0.005
+        assert abs(torch_run["test_accuracy"] - run["test_accuracy"]) <= 0.004
         assert torch_run["init_fingerprint"] == run["init_fingerprint"]
         assert run["data_fingerprint"] == doc["dataset"]["fingerprint"]
     assert torch_run["data_fingerprint"] == doc["dataset"]["fingerprint"]
@@ -61,7 +78,7 @@ def test_mnist_lenet5_every_framework_agrees(run_cli, data_dir, tmp_path):
         assert "PYTHON_JULIAPKG_EXE" in runs["knet"]["reason"]
     else:
         assert runs["knet"]["framework_version"] == "Knet 1.4.10" and runs["knet"]["julia"]
-    assert doc["machine"]["cores"] >= 1 and doc["config"]["batch_size"] == 32
+    assert doc["machine"]["cores"] >= 1 and doc["config"]["batch_size"] == 128
 
     table = pd.read_csv(out / "runs.csv")
     assert list(table["framework"]) == ["torch", "jax", "knet"]
