@@ -216,13 +216,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep the finished runs in --out and run only the others")
     sweep.add_argument("--no-report", action="store_true", help="skip report.md and plots")
 
-    report = sub.add_parser("report", help="write report.md and plots from stored results")
-    report.add_argument("run_dir", type=Path, metavar="RESULTS",
-                        help="a folder `compare` or `sweep` wrote, or a pytest-benchmark JSON "
-                             "file (--benchmark-json) or .benchmarks folder (the newest run)")
+    report = sub.add_parser("report", help="write report.md, report.html and plots from "
+                                           "stored results")
+    report.add_argument("run_dirs", type=Path, nargs="+", metavar="RESULTS",
+                        help="folders `compare` or `sweep` wrote (several: one report holding "
+                             "every run, seeds of one configuration aggregated), or a "
+                             "pytest-benchmark JSON file (--benchmark-json) or .benchmarks "
+                             "folder (the newest run)")
     report.add_argument("--out", type=Path, default=None,
                         help="default: the results folder; for a JSON file, FILE-report/ "
-                             "beside it; for .benchmarks, .benchmarks/report/")
+                             "beside it; for .benchmarks, .benchmarks/report/; for several, "
+                             "runs/<timestamp>-report/")
+    report.add_argument("--baseline", type=Path, default=None, metavar="RESULTS",
+                        help="hold every run against this results folder's: ratios, and "
+                             "Mann-Whitney U on the step times")
+    report.add_argument("--fail-on-regression", type=positive_float, default=None,
+                        metavar="PCT",
+                        help="with --baseline: exit 1 when a step time is significantly more "
+                             "than PCT%% slower than the baseline's")
     report.add_argument("--no-plots", action="store_true")
     return parser
 
@@ -366,8 +377,22 @@ def cmd_sweep(args) -> int:
 def cmd_report(args) -> int:
     from pybench.report import write_report
 
-    print(write_report(args.run_dir, args.out, plots=not args.no_plots))
-    return 0
+    if args.fail_on_regression is not None and args.baseline is None:
+        raise PybenchError("--fail-on-regression needs --baseline RESULTS to compare with")
+    path = write_report(args.run_dirs if len(args.run_dirs) > 1 else args.run_dirs[0],
+                        args.out, plots=not args.no_plots, baseline=args.baseline)
+    print(path)
+    print(path.with_name("report.html"))
+    if args.fail_on_regression is None:
+        return 0
+    from pybench.report import slowdowns
+
+    slower = slowdowns(args.run_dirs, args.baseline, args.fail_on_regression)
+    for _, row in slower.iterrows():
+        print(f"pybench: {row['framework']} {row['model']}: step time {row['ratio']:.3f}× the "
+              f"baseline's (p = {row['p (Mann-Whitney)']:.2g}), beyond --fail-on-regression "
+              f"{args.fail_on_regression:g}%", file=sys.stderr)
+    return 1 if len(slower) else 0
 
 
 COMMANDS = {"list": cmd_list, "datasets": cmd_datasets, "compare": cmd_compare,

@@ -1,4 +1,4 @@
-"""Turn one stored comparison run into `report.md` plus PNG figures a reader can paste into a paper.
+"""Turn stored comparison runs into `report.md`, `report.html` and PNG figures a reader can paste into a paper.
 
 Reports read only what `pybench compare` stored (`results.json`, `predictions/*.npz`) and never
 import a framework. One module per responsibility, as in pytest-benchmark:
@@ -7,7 +7,10 @@ import a framework. One module per responsibility, as in pytest-benchmark:
 - `metrics`: per-class rates, confusion, ROC/AUC, agreement, fingerprints (scikit-learn)
 - `tables`: the summary table and markdown rendering
 - `plots`: PNG figures (matplotlib, Agg)
+- `sources`: several results files combined into one document
+- `significance`: seeds pooled, and a baseline held against with Mann-Whitney U (scipy)
 - `markdown`: the report's sections and `write_report`
+- `html`: `report.html`, the same Markdown as one self-contained page (Jinja2)
 
 Usage::
 
@@ -15,8 +18,19 @@ Usage::
     write_report("runs/2026-11-22T02-10-00")   # -> runs/.../report.md
 """
 
+from pathlib import Path
+
 from pybench.report.loading import load_predictions, load_results
 from pybench.report.markdown import write_report
+from pybench.report.significance import baseline_table, regressions
+from pybench.report.sources import combine, read_sources
 from pybench.report.tables import summary_table
 
-__all__ = ["load_predictions", "load_results", "summary_table", "write_report"]
+
+def slowdowns(sources: list[Path], baseline: Path, percent: float):
+    """The runs of `sources` significantly more than `percent`% slower than `baseline`'s."""
+    table = baseline_table(combine(read_sources(sources)), load_results(baseline))
+    return regressions(table, percent)
+
+
+__all__ = ["load_predictions", "load_results", "slowdowns", "summary_table", "write_report"]

@@ -1,4 +1,5 @@
-"""Assemble `report.md` from a stored run: header, fidelity, summary, per-model metrics, curves.
+"""Assemble `report.md` and `report.html` from stored runs: headline, header, sources, fidelity,
+summary, seeds, baseline, per-model metrics, curves.
 
 `write_report` is the entry point. It loads and checks everything first (results and every
 prediction file), so an invalid run directory raises a one-line PybenchError before any file is
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +20,12 @@ from pybench.errors import PybenchError
 # Imported as `draw`: `plots` is write_report's on/off flag, as the CLI's --no-plots names it.
 from pybench.report import metrics
 from pybench.report import plots as draw
+from pybench.report.html import write_html
 from pybench.report.loading import (RESULTS_FILE, Predictions, benchmark_source,
                                     load_predictions, load_results)
+from pybench.report.significance import (ALPHA, EFFECT_FLOOR, baseline_table, seed_groups,
+                                         timed_steps)
+from pybench.report.sources import combine, read_sources
 from pybench.report.tables import (
     MISSING, SUMMARY_FORMATS, markdown_table, one_line, short, summary_table,
 )
@@ -62,21 +68,20 @@ class ModelRuns:
         return [run for run in self.runs if run["status"] != "ok"]
 
 
-def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
-                 plots: bool = True) -> Path:
-    """Write `report.md` (and PNG figures beside it unless `plots` is False); return its path.
+def write_report(sources: str | Path | list, out_dir: str | Path | None = None,
+                 plots: bool = True, baseline: str | Path | None = None) -> Path:
+    """Write `report.md` and `report.html` (and PNG figures beside them unless `plots` is
+    False); return the Markdown file's path.
 
-    The report goes into `run_dir` unless `out_dir` is given; figure links are relative, so the
-    directory can be moved or pasted as a whole.
+    `sources` is one results folder or file, or several (see `sources.combine`); `baseline`, if
+    given, is a results folder or file every run is held against (`significance`). The report
+    goes into the single source's folder unless `out_dir` is given (several sources: a new
+    runs/<timestamp>-report/); figure links are relative, so the folder can be moved whole.
     """
-    source = Path(run_dir)
-    results = load_results(source)
-    # A results file (pytest-benchmark's JSON): its folder holds the files it names, and the
-    # report goes beside it, not over it.
-    run_dir = source.parent if source.is_file() else source
-    default_out = source.with_name(f"{source.stem}-report") if source.is_file() else source
-    if benchmark_source(source) is not None and source.is_dir():
-        default_out = source / "report"
+    paths = [Path(sources)] if isinstance(sources, (str, Path)) else [Path(p) for p in sources]
+    results = combine(read_sources(paths))
+    baseline_results = load_results(baseline) if baseline is not None else None
+    run_dir, default_out = folders(paths)
     class_names = [str(c) for c in (results.get("dataset") or {}).get("classes") or []]
     models = group_by_model(results, run_dir, class_names)
     out = Path(out_dir) if out_dir is not None else default_out
@@ -85,16 +90,44 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
     table = summary_table(results)
     table.to_csv(out / SUMMARY_CSV, index=False)
     figures = out if plots else None
-    sections = [
+    headline = headline_section(models.values(), results)
+    body = [
         header_section(results),
+        sources_section(results),
         fidelity_section(models.values()),
         summary_section(table),
+        seeds_section(results),
+        baseline_section(results, baseline_results, baseline),
         *(model_section(m, classes_for(m, class_names), figures) for m in models.values()),
         training_section(models.values(), figures),
     ]
+    body_md = "\n\n".join(s for s in body if s).rstrip() + "\n"
+    title = report_title(results)
     path = out / REPORT_FILE
-    path.write_text("\n\n".join(s for s in sections if s).rstrip() + "\n", encoding="utf-8")
+    path.write_text(f"# {title}\n\n{headline}\n\n{body_md}", encoding="utf-8")
+    write_html(out, title, headline, body_md)
     return path
+
+
+def folders(paths: list[Path]) -> tuple[Path, Path]:
+    """(the folder relative file names start from, the default output folder)."""
+    if len(paths) > 1:  # runs carry absolute prediction paths (sources.labelled)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return Path.cwd(), Path("runs") / f"{stamp}-report"
+    source = paths[0]
+    # A results file (pytest-benchmark's JSON): its folder holds the files it names, and the
+    # report goes beside it, not over it.
+    run_dir = source.parent if source.is_file() else source
+    default_out = source.with_name(f"{source.stem}-report") if source.is_file() else source
+    if benchmark_source(source) is not None and source.is_dir():
+        default_out = source / "report"
+    return run_dir, default_out
+
+
+def report_title(results: dict) -> str:
+    dataset = results.get("dataset") or {}
+    name = dataset.get("name") or (results.get("config") or {}).get("dataset", "?")
+    return f"pybench report: {name}"
 
 
 def group_by_model(results: dict, run_dir: Path,
@@ -141,21 +174,116 @@ def image(name: str, alt: str) -> str:
 
 def header_section(results: dict) -> str:
     dataset = results.get("dataset") or {}
-    name = dataset.get("name") or (results.get("config") or {}).get("dataset", "?")
     version = results.get("pybench_version", MISSING)
+    several = bool(results.get("sources"))
     lines = [
-        f"# pybench report: {name}",
+        "## Run",
         "",
         f"- **Command:** `{results.get('command', MISSING)}`",
         f"- **Created:** {results.get('created', MISSING)} (pybench {version})",
-        f"- **Machine:** {machine_line(results.get('machine') or {})}",
+        f"- **Machine:** {'see Sources (one per results file)' if several else machine_line(results.get('machine') or {})}",
         f"- **Dataset:** {dataset_line(dataset)}",
         "",
-        "### Configuration",
+        "### Configuration" + (" (of the first source)" if several else ""),
         "",
         markdown_table(config_frame(results.get("config") or {})),
     ]
     return "\n".join(lines)
+
+
+def sources_section(results: dict) -> str:
+    """With several results files: each one's label, machine, creation time and command."""
+    sources = results.get("sources")
+    if not sources:
+        return ""
+    rows = [{"source": s["label"], "machine": machine_line(s["machine"]),
+             "created": s.get("created"), "dataset": s.get("dataset"),
+             "data fingerprint": short(s.get("data_fingerprint")),
+             "seed": (s.get("config") or {}).get("seed"), "command": s.get("command"),
+             "path": s["path"]} for s in sources]
+    return "\n".join(["## Sources", "",
+                      "The runs of several results files; each run is labelled `framework "
+                      "[source]`.", "", markdown_table(pd.DataFrame(rows))])
+
+
+# --- headline -------------------------------------------------------------------------------
+
+
+def headline_section(models, results: dict) -> str:
+    """Per model: the fastest framework and by how much, and whether the accuracies agree
+    within the test set's sampling noise."""
+    lines = ["## Headline", ""]
+    for model in models:
+        ok = [r for r in model.ok_runs if (r.get("step_time_ms") or {}).get("median")]
+        if not ok:
+            lines.append(f"- **{model.name}**: no run finished.")
+            continue
+        ok.sort(key=lambda r: r["step_time_ms"]["median"])
+        fastest = ok[0]
+        text = (f"- **{model.name}**: **{fastest['framework']}** has the fastest step "
+                f"({fastest['step_time_ms']['median']:.2f} ms median)")
+        if len(ok) > 1:
+            others = ", ".join(f"{r['step_time_ms']['median'] / fastest['step_time_ms']['median']:.2f}× "
+                               f"faster than {r['framework']}" for r in ok[1:])
+            text += f": {others}."
+        else:
+            text += "."
+        lines.append(text + " " + accuracy_agreement(ok, results))
+    return "\n".join(lines)
+
+
+def accuracy_agreement(runs: list[dict], results: dict) -> str:
+    """Whether the largest accuracy difference lies within 1.96 standard errors of a difference
+    of two proportions on this test set (the noise of a test set of n images)."""
+    scored = [r for r in runs if r.get("test_accuracy") is not None]
+    n = (results.get("dataset") or {}).get("test_size")
+    if len(scored) < 2 or not n:
+        return ""
+    high = max(scored, key=lambda r: r["test_accuracy"])
+    low = min(scored, key=lambda r: r["test_accuracy"])
+    p1, p2 = high["test_accuracy"], low["test_accuracy"]
+    band = 1.96 * np.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n)
+    gap = p1 - p2
+    if gap <= band:
+        return (f"Accuracy: the same within noise ({100 * p2:.2f}-{100 * p1:.2f}%, a spread of "
+                f"{100 * gap:.2f} pp against ±{100 * band:.2f} pp of test-set noise on {n:,} "
+                "images).")
+    return (f"Accuracy: **differs beyond noise**: {high['framework']} {100 * p1:.2f}% against "
+            f"{low['framework']} {100 * p2:.2f}% ({100 * gap:.2f} pp; noise ±{100 * band:.2f} pp "
+            f"on {n:,} images).")
+
+
+# --- seeds and baseline -----------------------------------------------------------------------
+
+
+def seeds_section(results: dict) -> str:
+    table = seed_groups(results)
+    if table.empty:
+        return ""
+    formats = {"accuracy mean %": percent, "accuracy sd pp": lambda v: f"{v:.2f}",
+               "pooled step median ms": lambda v: f"{v:.2f}",
+               "pooled step p90 ms": lambda v: f"{v:.2f}"}
+    return "\n".join([
+        "## Seeds aggregated", "",
+        "Runs of the same framework, model, device and configuration that differ only in the "
+        "seed: accuracy as mean and standard deviation over runs, step times pooled over all of "
+        "them (first steps excluded).", "", markdown_table(table, formats)])
+
+
+def baseline_section(results: dict, baseline: dict | None, where) -> str:
+    if baseline is None:
+        return ""
+    table = baseline_table(results, baseline)
+    intro = (f"Each run against the baseline `{where}` run of the same framework and model. A "
+             f"step-time change is significant when Mann-Whitney U on the per-step times gives "
+             f"p < {ALPHA} and the medians differ by at least {EFFECT_FLOOR:.0%}.")
+    if table.empty:
+        return "\n".join(["## Baseline", "", intro, "", "No run has a counterpart in the baseline."])
+    formats = {"accuracy %": percent, "baseline accuracy %": percent,
+               "step median ms": lambda v: f"{v:.2f}", "baseline median ms": lambda v: f"{v:.2f}",
+               "ratio": lambda v: f"{v:.3f}×", "p (Mann-Whitney)": lambda v: f"{v:.2g}"}
+    return "\n".join(["## Baseline", "", intro, "",
+                      markdown_table(table.drop(columns=["significant"]), formats)])
 
 
 def machine_line(machine: dict) -> str:
@@ -222,7 +350,8 @@ def fidelity_section(models) -> str:
     parity_rows = []
     for model in models:
         lines.append(f"- **{model.name}**")
-        lines.extend(f"  - {line}" for line in fidelity_lines(model))
+        # Four spaces: the nesting both GitHub and Python-Markdown (report.html) read.
+        lines.extend(f"    - {line}" for line in fidelity_lines(model))
         parity_rows.extend(parity_row(run) for run in model.ok_runs if run.get("parity"))
     if parity_rows:
         formats = {"max abs logit diff (eval)": scientific,
@@ -421,16 +550,3 @@ def epoch_frame(runs: list[dict]) -> pd.DataFrame:
                 "epoch s": durations[epoch] if epoch < len(durations) else None,
             })
     return pd.DataFrame(rows, columns=["framework", "epoch", "accuracy %", "epoch s"])
-
-
-def timed_steps(run: dict) -> np.ndarray:
-    """Stored step times without the first (compiling) step.
-
-    `step_time_ms.n` says how many steps the statistics counted; a stored list longer than that
-    still holds the warm-up step at the front. Without `n`, drop the first entry.
-    """
-    times = np.asarray(run.get("step_times_ms") or [], dtype=float)
-    counted = (run.get("step_time_ms") or {}).get("n")
-    if isinstance(counted, int) and 0 < counted <= len(times):
-        return times[len(times) - counted:]
-    return times[1:]

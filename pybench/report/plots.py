@@ -87,9 +87,12 @@ def roc_plot(curves_by_framework: dict[str, dict[str, RocCurve]], title: str, pa
 
 
 def training_curves(runs: list[dict], title: str, path: Path) -> Path:
-    """Loss per step (raw and smoothed) and test/val accuracy per epoch, one line per framework."""
-    figure = Figure(figsize=(10, 3.8), layout="constrained")
-    loss_ax, accuracy_ax = figure.subplots(1, 2)
+    """Loss per step (raw and smoothed), test/val accuracy per epoch, and, when it moved, the
+    learning rate per step: one line per framework."""
+    scheduled = any(len(set(run.get("learning_rates") or [])) > 1 for run in runs)
+    figure = Figure(figsize=(14 if scheduled else 10, 3.8), layout="constrained")
+    axes = figure.subplots(1, 3 if scheduled else 2)
+    loss_ax, accuracy_ax = axes[:2]
     for position, run in enumerate(runs):
         c = color(run["framework"], position)
         losses = pd.Series(run.get("losses") or [], dtype=float)
@@ -103,11 +106,18 @@ def training_curves(runs: list[dict], title: str, path: Path) -> Path:
             epochs = np.arange(1, len(epoch_accuracy) + 1)
             accuracy_ax.plot(epochs, 100 * np.asarray(epoch_accuracy, dtype=float), marker="o",
                              color=c, label=run["framework"])
+        if scheduled and run.get("learning_rates"):
+            rates = np.asarray(run["learning_rates"], dtype=float)
+            # Identical curves would hide each other: dashes of different lengths show them all.
+            axes[2].plot(np.arange(1, len(rates) + 1), rates, color=c, label=run["framework"],
+                         linestyle=(position * 2, (6, 2 + 2 * position)))
     loss_ax.set(title=f"training loss ({LOSS_SMOOTHING_STEPS}-step mean)", xlabel="step",
                 ylabel="loss")
     accuracy_ax.set(title="accuracy per epoch", xlabel="epoch", ylabel="accuracy (%)")
     accuracy_ax.xaxis.get_major_locator().set_params(integer=True)
-    for ax in (loss_ax, accuracy_ax):
+    if scheduled:
+        axes[2].set(title="learning rate", xlabel="step", ylabel="learning rate")
+    for ax in axes:
         if ax.lines:
             ax.legend(fontsize=8)
     figure.suptitle(title)

@@ -56,6 +56,8 @@ def summary_row(run: dict) -> dict:
         "first step s": run.get("first_step_s"),
         "epoch s (mean)": float(np.mean(epochs)) if epochs else None,
         "time to target s": run.get("time_to_target_s"),
+        "target step": run.get("time_to_target_step"),
+        "kept epoch": run.get("kept_epoch") if run.get("epochs_run", 0) > 1 else None,
         "peak memory MB": scaled(memory, 1e-6),
         "memory kind": run.get("memory_kind"),
         "params": run.get("n_params"),
@@ -69,6 +71,7 @@ def summary_row(run: dict) -> dict:
 SUMMARY_COLUMNS = [
     "framework", "model", "status", "version", "test accuracy %", "step median ms", "step IQR ms",
     "step p90 ms", "× fastest", "images/s", "first step s", "epoch s (mean)", "time to target s",
+    "target step", "kept epoch",
     "peak memory MB", "memory kind", "params", "MFLOPs/image", "init fingerprint",
     "data fingerprint", "reason",
 ]
@@ -85,6 +88,8 @@ SUMMARY_FORMATS: dict[str, Formatter] = {
     "time to target s": lambda v: f"{v:.1f}",
     "peak memory MB": lambda v: f"{v:,.0f}",
     "params": lambda v: f"{int(v):,}",
+    "target step": lambda v: f"{int(v):,}",
+    "kept epoch": lambda v: f"{int(v)}",
     "MFLOPs/image": lambda v: f"{v:.3f}",
 }
 

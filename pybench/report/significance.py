@@ -1,0 +1,143 @@
+"""Runs held against each other: seeds of one configuration pooled, and a baseline compared with
+a test on the raw step times rather than by eye.
+
+A step-time change is called significant only when both hold: Mann-Whitney U on the two runs'
+per-step times (first step excluded) gives p < ALPHA, and the medians differ by at least
+EFFECT_FLOOR. The test alone would flag a 0.5% shift on a 10,000-step run, which no reader cares
+about and which a busy machine produces on its own; the floor alone would flag noise on short runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from scipy.stats import mannwhitneyu
+
+ALPHA = 0.01
+EFFECT_FLOOR = 0.03  # 3% of the baseline median
+# Keys of a run's configuration that do not make it another configuration: the seed (that is
+# what gets aggregated) and the lists a compare document names all its runs by.
+NOT_CONFIGURATION = {"seed", "frameworks", "models", "timeout_s", "run_id"}
+
+
+def timed_steps(run: dict) -> np.ndarray:
+    """Stored step times (ms) without the first (compiling) step.
+
+    `step_time_ms.n` says how many steps the statistics counted; a stored list longer than that
+    still holds the warm-up step at the front. Without `n`, drop the first entry.
+    """
+    times = np.asarray(run.get("step_times_ms") or [], dtype=float)
+    counted = (run.get("step_time_ms") or {}).get("n")
+    if isinstance(counted, int) and 0 < counted <= len(times):
+        return times[len(times) - counted:]
+    return times[1:]
+
+
+def step_change(baseline_ms: np.ndarray, run_ms: np.ndarray) -> dict:
+    """Median ratio (run / baseline), the test's p-value, and whether the change is significant."""
+    if len(baseline_ms) < 3 or len(run_ms) < 3:
+        return {"ratio": np.nan, "p": np.nan, "significant": False}
+    ratio = float(np.median(run_ms) / np.median(baseline_ms))
+    p = float(mannwhitneyu(run_ms, baseline_ms, alternative="two-sided").pvalue)
+    return {"ratio": ratio, "p": p,
+            "significant": bool(p < ALPHA and abs(ratio - 1) >= EFFECT_FLOOR)}
+
+
+def run_configuration(run: dict, document: dict) -> dict:
+    """What a run was trained with: its own `config` (sweeps), else its source's or the
+    document's, without the keys in NOT_CONFIGURATION."""
+    config = run.get("config")
+    if config is None:
+        by_label = {s["label"]: s for s in document.get("sources") or []}
+        source = by_label.get(run.get("source"))
+        config = source["config"] if source else document.get("config") or {}
+    return {k: v for k, v in config.items() if k not in NOT_CONFIGURATION}
+
+
+def run_seed(run: dict, document: dict) -> object:
+    config = run.get("config")
+    if config is None:
+        by_label = {s["label"]: s for s in document.get("sources") or []}
+        source = by_label.get(run.get("source"))
+        config = source["config"] if source else document.get("config") or {}
+    return config.get("seed")
+
+
+def seed_groups(document: dict) -> pd.DataFrame:
+    """One row per configuration (framework, model, device, everything but the seed) with its
+    ok runs pooled: accuracy mean and standard deviation over runs, and the median and p90 of
+    all their step times together. Empty when no configuration has two runs."""
+    groups: dict[str, list[dict]] = {}
+    for run in document.get("runs", []):
+        if run["status"] != "ok":
+            continue
+        key = json.dumps([run.get("framework_name", run["framework"]), run["model"],
+                          run.get("device_name"), run_configuration(run, document)],
+                         sort_keys=True, default=str)
+        groups.setdefault(key, []).append(run)
+    if not any(len(runs) > 1 for runs in groups.values()):
+        return pd.DataFrame()
+    rows = []
+    for runs in groups.values():
+        accuracy = np.array([r["test_accuracy"] for r in runs
+                             if r.get("test_accuracy") is not None], dtype=float)
+        pooled = np.concatenate([timed_steps(r) for r in runs])
+        rows.append({
+            "framework": runs[0].get("framework_name", runs[0]["framework"]),
+            "model": runs[0]["model"],
+            "device": runs[0].get("device_name"),
+            "runs": len(runs),
+            "seeds": ", ".join(str(run_seed(r, document)) for r in runs),
+            "accuracy mean %": 100 * accuracy.mean() if len(accuracy) else np.nan,
+            "accuracy sd pp": 100 * accuracy.std(ddof=1) if len(accuracy) > 1 else np.nan,
+            "pooled step median ms": float(np.median(pooled)) if len(pooled) else np.nan,
+            "pooled step p90 ms": float(np.percentile(pooled, 90)) if len(pooled) else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def baseline_table(document: dict, baseline: dict) -> pd.DataFrame:
+    """Each ok run beside the baseline's ok run of the same framework and model (the same seed
+    when the baseline has several): accuracy, median step time, ratio, p-value, verdict."""
+    candidates: dict[tuple, list[dict]] = {}
+    for run in baseline.get("runs", []):
+        if run["status"] == "ok":
+            key = (run.get("framework_name", run["framework"]), run["model"])
+            candidates.setdefault(key, []).append(run)
+    rows = []
+    for run in document.get("runs", []):
+        if run["status"] != "ok":
+            continue
+        options = candidates.get((run.get("framework_name", run["framework"]), run["model"]))
+        if not options:
+            continue
+        seed = run_seed(run, document)
+        base = next((b for b in options if run_seed(b, baseline) == seed), options[0])
+        change = step_change(timed_steps(base), timed_steps(run))
+        accuracy, base_accuracy = run.get("test_accuracy"), base.get("test_accuracy")
+        rows.append({
+            "framework": run["framework"], "model": run["model"],
+            "accuracy %": None if accuracy is None else 100 * accuracy,
+            "baseline accuracy %": None if base_accuracy is None else 100 * base_accuracy,
+            "step median ms": (run.get("step_time_ms") or {}).get("median"),
+            "baseline median ms": (base.get("step_time_ms") or {}).get("median"),
+            "ratio": change["ratio"], "p (Mann-Whitney)": change["p"],
+            "step time": verdict(change),
+            "significant": change["significant"],
+        })
+    return pd.DataFrame(rows)
+
+
+def verdict(change: dict) -> str:
+    if not change["significant"]:
+        return "no significant change"
+    return f"{abs(change['ratio'] - 1):.0%} " + ("slower" if change["ratio"] > 1 else "faster")
+
+
+def regressions(table: pd.DataFrame, percent: float) -> pd.DataFrame:
+    """Rows of `baseline_table` with a significant slowdown of more than `percent`%."""
+    if table.empty:
+        return table
+    return table[table["significant"] & (table["ratio"] > 1 + percent / 100)]
