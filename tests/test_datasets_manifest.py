@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 def test_zip_with_binary_negative(nih_zip):
     ds = load_dataset(str(nih_zip()), binary_negative="No Finding", test_fraction=0.25, cache=False)
-    assert ds.classes == ["No Finding", "not No Finding"] and ds.name == "nih"
+    assert ds.classes == ["No Finding", "Finding"] and ds.name == "nih"
     assert ds.in_shape == (1, 32, 32) and len(ds.train) == 18 and len(ds.test) == 6
     all_labels = np.concatenate([ds.train.labels, ds.test.labels])
     assert np.bincount(all_labels).tolist() == [8, 16]  # "No Finding" is 4 of every 12 rows
@@ -110,7 +110,7 @@ def test_standalone_csv_finds_images_recursively(tmp_path):
         lines.append(f"{i:04d}.png,{'No Finding' if i < 4 else 'Effusion|Mass'},{40 + i}")
     (root / "Data_Entry_2017.csv").write_text("\n".join(lines) + "\n")
     ds = load_dataset(str(root / "Data_Entry_2017.csv"), binary_negative="No Finding", test_fraction=0.5, cache=False)
-    assert ds.classes == ["No Finding", "not No Finding"] and ds.in_shape == (1, 12, 12)
+    assert ds.classes == ["No Finding", "Finding"] and ds.in_shape == (1, 12, 12)
     assert np.bincount(np.concatenate([ds.train.labels, ds.test.labels])).tolist() == [4, 6]
 
 
@@ -151,3 +151,11 @@ def test_fuzz_manifest_parser_any_text(text):
     except PybenchError:
         return
     assert all(rows.images) and all(rows.labels)
+
+
+@pytest.mark.parametrize("negative, positive", [
+    ("No Finding", "Finding"), ("Normal", "Abnormal"), ("normal", "abnormal"),
+    ("non tumour", "tumour"), ("healthy", "not healthy")])
+def test_the_positive_class_is_named_as_a_reader_would(negative, positive):
+    from pybench.datasets.manifest import positive_name
+    assert positive_name(negative) == positive

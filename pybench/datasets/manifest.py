@@ -8,8 +8,9 @@ csv's folder, recursively. Row numbers in messages count data rows from 1 (the h
 
 Labels: classes are the sorted unique label strings. A multi-label cell ("A|B") is an error,
 unless `binary_negative` is given: then the label equal to it is class 0 (named by it) and every
-other cell, multi-label cells included, is class 1 ("not <label>") -- a multi-label cell can never
-equal the single negative label, so it counts as positive.
+other cell, multi-label cells included, is class 1 -- a multi-label cell can never equal the single
+negative label, so it counts as positive. Class 1 is named as a reader would name it
+(`positive_name`): "No Finding" gives "Finding", "Normal" gives "Abnormal", else "not <label>".
 """
 
 from __future__ import annotations
@@ -83,6 +84,16 @@ def parse_manifest(text: str, manifest_name: str, image_col: str | None = None,
     return ManifestRows(images, labels)
 
 
+def positive_name(negative: str) -> str:
+    """The positive class's name for a negative label: NIH's "No Finding" is "Finding"."""
+    words = negative.split()
+    if len(words) > 1 and words[0].lower() in ("no", "non", "not"):
+        return " ".join(words[1:])
+    if negative.lower() == "normal":
+        return negative[0].replace("n", "a").replace("N", "A") + "bnormal"
+    return f"not {negative}"
+
+
 def encode_labels(cells: list[str], manifest_name: str,
                   binary_negative: str | None = None) -> tuple[list[str], np.ndarray]:
     """Class names and int64 labels from label cells (see the module docstring for the rules)."""
@@ -92,7 +103,7 @@ def encode_labels(cells: list[str], manifest_name: str,
             raise PybenchError(f"{manifest_name}: no row has the label {binary_negative!r} given as --binary-negative "
                                f"(labels include: {present})")
         labels = np.asarray([0 if cell == binary_negative else 1 for cell in cells], dtype=np.int64)
-        return [binary_negative, f"not {binary_negative}"], labels
+        return [binary_negative, positive_name(binary_negative)], labels
     for number, cell in enumerate(cells, start=1):
         if MULTI_LABEL_SEPARATOR in cell:
             raise PybenchError(f"{manifest_name}: row {number} has the multi-label cell {cell!r}: single-label "
