@@ -298,3 +298,24 @@ def test_address_without_the_ray_executor_is_a_one_line_error(cli_error, tmp_pat
     path = tmp_path / "ok.toml"
     path.write_text(SMALL_SWEEP)
     cli_error("sweep", path, "--address", "auto", fragments=("--address is for --executor ray",))
+
+
+def test_the_sweep_report_pools_seeds_and_names_the_best_configuration(ray_sweep):
+    out, result = ray_sweep
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (out / "report.md").read_text()
+    assert (out / "report.html").exists()
+    configurations = text.split("## Configurations")[1].split("\n## ")[0]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in configurations.split("### Best")[0].splitlines()
+            if line.startswith("| torch") or line.startswith("| jax")}
+    doc = results(out)
+    for framework in ("torch", "jax"):
+        # framework, model, device, configuration, runs, seeds, accuracy mean %, sd, ...
+        cells = rows[framework]
+        assert "batch_size=32, optimizer=sgd, lr=0.05" in cells[3]
+        assert cells[4] == "2" and cells[5] == "0, 1"
+        accuracies = [r["test_accuracy"] for r in doc["runs"] if r["framework"] == framework]
+        assert float(cells[6]) == pytest.approx(100 * np.mean(accuracies), abs=0.006)
+    best = configurations.split("### Best configuration per framework")[1]
+    assert sum(line.startswith(("| torch", "| jax")) for line in best.splitlines()) == 2

@@ -23,8 +23,8 @@ from pybench.report import plots as draw
 from pybench.report.html import write_html
 from pybench.report.loading import (RESULTS_FILE, Predictions, benchmark_source,
                                     load_predictions, load_results)
-from pybench.report.significance import (ALPHA, EFFECT_FLOOR, baseline_table, seed_groups,
-                                         timed_steps)
+from pybench.report.significance import (ALPHA, EFFECT_FLOOR, baseline_table,
+                                         best_configurations, is_sweep, seed_groups, timed_steps)
 from pybench.report.sources import combine, read_sources
 from pybench.report.tables import (
     MISSING, SUMMARY_FORMATS, markdown_table, one_line, short, summary_table,
@@ -263,11 +263,18 @@ def seeds_section(results: dict) -> str:
     formats = {"accuracy mean %": percent, "accuracy sd pp": lambda v: f"{v:.2f}",
                "pooled step median ms": lambda v: f"{v:.2f}",
                "pooled step p90 ms": lambda v: f"{v:.2f}"}
-    return "\n".join([
-        "## Seeds aggregated", "",
+    sweep = is_sweep(results)
+    shown = table if sweep else table.drop(columns=["configuration"])
+    lines = [
+        "## Configurations" if sweep else "## Seeds aggregated", "",
         "Runs of the same framework, model, device and configuration that differ only in the "
         "seed: accuracy as mean and standard deviation over runs, step times pooled over all of "
-        "them (first steps excluded).", "", markdown_table(table, formats)])
+        "them (first steps excluded).", "", markdown_table(shown, formats, drop_empty=True)]
+    if sweep:
+        lines += ["", "### Best configuration per framework", "",
+                  "Highest mean test accuracy over seeds (a tie goes to the faster step).", "",
+                  markdown_table(best_configurations(table), formats, drop_empty=True)]
+    return "\n".join(lines)
 
 
 def baseline_section(results: dict, baseline: dict | None, where) -> str:

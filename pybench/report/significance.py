@@ -65,10 +65,22 @@ def run_seed(run: dict, document: dict) -> object:
     return config.get("seed")
 
 
+def is_sweep(document: dict) -> bool:
+    """Whether the runs carry their own configurations (a sweep's grid)."""
+    return any("config" in run for run in document.get("runs", []))
+
+
+def swept_values(run: dict) -> str:
+    """A sweep run's own settings, seed aside, e.g. "batch_size=32, optimizer=sgd, lr=0.01"."""
+    return ", ".join(f"{k}={v}" for k, v in (run.get("config") or {}).items()
+                     if k not in NOT_CONFIGURATION)
+
+
 def seed_groups(document: dict) -> pd.DataFrame:
     """One row per configuration (framework, model, device, everything but the seed) with its
     ok runs pooled: accuracy mean and standard deviation over runs, and the median and p90 of
-    all their step times together. Empty when no configuration has two runs."""
+    all their step times together. Empty when no configuration has two runs, unless the runs
+    are a sweep's (then every configuration has a row)."""
     groups: dict[str, list[dict]] = {}
     for run in document.get("runs", []):
         if run["status"] != "ok":
@@ -77,7 +89,7 @@ def seed_groups(document: dict) -> pd.DataFrame:
                           run.get("device_name"), run_configuration(run, document)],
                          sort_keys=True, default=str)
         groups.setdefault(key, []).append(run)
-    if not any(len(runs) > 1 for runs in groups.values()):
+    if not is_sweep(document) and not any(len(runs) > 1 for runs in groups.values()):
         return pd.DataFrame()
     rows = []
     for runs in groups.values():
@@ -88,6 +100,7 @@ def seed_groups(document: dict) -> pd.DataFrame:
             "framework": runs[0].get("framework_name", runs[0]["framework"]),
             "model": runs[0]["model"],
             "device": runs[0].get("device_name"),
+            "configuration": swept_values(runs[0]),
             "runs": len(runs),
             "seeds": ", ".join(str(run_seed(r, document)) for r in runs),
             "accuracy mean %": 100 * accuracy.mean() if len(accuracy) else np.nan,
@@ -96,6 +109,16 @@ def seed_groups(document: dict) -> pd.DataFrame:
             "pooled step p90 ms": float(np.percentile(pooled, 90)) if len(pooled) else np.nan,
         })
     return pd.DataFrame(rows)
+
+
+def best_configurations(groups: pd.DataFrame) -> pd.DataFrame:
+    """Per framework and model, the configuration of `seed_groups` with the highest mean
+    accuracy (the faster pooled median breaks a tie)."""
+    if groups.empty:
+        return groups
+    ranked = groups.sort_values(["accuracy mean %", "pooled step median ms"],
+                                ascending=[False, True], kind="stable")
+    return ranked.groupby(["framework", "model"], sort=False).head(1).reset_index(drop=True)
 
 
 def baseline_table(document: dict, baseline: dict) -> pd.DataFrame:
