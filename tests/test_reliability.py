@@ -120,3 +120,108 @@ def test_a_signal_mid_training_keeps_finished_runs(tmp_path, isolated_cache, sig
     assert (out / "report.md").exists() and "interrupted" in (out / "report.md").read_text()
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, [w.cmdline() for w in alive]  # no worker left training
+
+
+# --- Every bad input, one line: one table through the real command line ----------------------
+
+def write(path, content: bytes | str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    return path
+
+
+def zip_without_images(tmp_path):
+    import zipfile
+    path = tmp_path / "xrays.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("Data_Entry.csv", "Image Index,Finding Labels\na.png,No Finding\n")
+    return path
+
+
+# (id, arguments (a function of tmp_path), fragments the one stderr line must hold)
+BAD_INPUTS = [
+    ("unknown dataset", lambda t: ["compare", "mnistt"],
+     ("'mnistt'", "use one of mnist, digits")),
+    ("unknown model", lambda t: ["compare", "digits", "--models", "lenet6"],
+     ("unknown model 'lenet6'", "lenet5, resnet8, resnet20, resnet18")),
+    ("unknown framework", lambda t: ["compare", "digits", "--frameworks", "torch,tensorflow"],
+     ("unknown framework 'tensorflow'", "torch, jax, knet")),
+    ("parity unknown model", lambda t: ["parity", "--models", "vgg"], ("unknown model 'vgg'",)),
+    ("repeated frameworks", lambda t: ["compare", "digits", "--frameworks", "jax,jax"],
+     ("'jax,jax' names jax more than once",)),
+    ("epochs 0", lambda t: ["compare", "digits", "--epochs", "0"], ("--epochs", "'0' must be at least 1")),
+    ("negative steps", lambda t: ["compare", "digits", "--max-steps", "-5"],
+     ("--max-steps", "'-5' must be at least 1")),
+    ("parity steps 0", lambda t: ["parity", "--steps", "0"], ("--steps", "'0' must be at least 1")),
+    ("negative batch", lambda t: ["compare", "digits", "--batch-size", "-32"],
+     ("--batch-size", "'-32' must be at least 1")),
+    ("negative timeout", lambda t: ["compare", "digits", "--timeout", "-1"],
+     ("--timeout", "'-1' must be a positive number")),
+    ("image size 0", lambda t: ["compare", "digits", "--image-size", "0"],
+     ("--image-size", "got 0")),
+    ("lr nan", lambda t: ["compare", "digits", "--lr", "nan"], ("'nan' is not a finite number",)),
+    ("lr -inf", lambda t: ["compare", "digits", "--lr=-inf"], ("'-inf' is not a finite number",)),
+    ("momentum 1", lambda t: ["compare", "digits", "--momentum", "1"], ("'1' must lie in [0, 1)",)),
+    ("momentum text", lambda t: ["compare", "digits", "--momentum", "high"],
+     ("'high' is not a number",)),
+    ("seed text", lambda t: ["compare", "digits", "--seed", "x"], ("--seed", "'x'")),
+    ("target accuracy 2", lambda t: ["compare", "digits", "--target-accuracy", "2"],
+     ("--target-accuracy 2.0", "between 0 and 1")),
+    ("target accuracy nan", lambda t: ["compare", "digits", "--target-accuracy", "nan"],
+     ("'nan' is not a finite number",)),
+    ("label smoothing 1.5", lambda t: ["compare", "digits", "--label-smoothing", "1.5"],
+     ("'1.5' must lie in [0, 1)",)),
+    ("device not present", lambda t: ["compare", "digits", "--device", "cuda"],
+     ("--device cuda", "no NVIDIA GPU")),
+    ("device unknown", lambda t: ["compare", "digits", "--device", "tpu"],
+     ("--device", "'tpu'")),
+    ("out under a file", lambda t: ["compare", "digits", "--out",
+                                    str(write(t / "f.txt", "x") / "run")],
+     ("cannot create the results folder",)),
+    ("results not pybench's", lambda t: ["report", str(write(t / "r" / "results.json",
+                                                            '{"hello": 1}').parent)],
+     ("results.json", "not a pybench results file")),
+    ("results from a newer pybench", lambda t: ["report", str(write(
+        t / "r" / "results.json", '{"schema": 7, "runs": []}').parent)],
+     ("results.json", "written by a newer pybench (results schema 7")),
+    ("results not JSON", lambda t: ["report", str(write(t / "r" / "results.json",
+                                                       "{not json").parent)],
+     ("results.json", "not valid JSON")),
+    ("results folder missing", lambda t: ["report", str(t / "nothing")], ("not found",)),
+    ("empty CSV manifest", lambda t: ["compare", str(write(t / "empty.csv", ""))],
+     ("empty.csv", "empty manifest")),
+    ("CSV with a header only", lambda t: ["compare", str(write(
+        t / "h.csv", "Image Index,Finding Labels\n"))], ("h.csv", "header but no rows")),
+    ("zip with no images", lambda t: ["compare", str(zip_without_images(t))],
+     ("xrays.zip", "image 'a.png' not found")),
+    ("corrupt npz", lambda t: ["compare", str(write(t / "organ.npz", b"PK\x03\x04broken"))],
+     ("organ.npz", "not a readable .npz file")),
+    ("corrupt npz in datasets info", lambda t: ["datasets", "info",
+                                                str(write(t / "o.npz", b"\x00" * 64))],
+     ("o.npz", "not a readable .npz file")),
+    ("sweep file missing", lambda t: ["sweep", str(t / "grid.toml")], ("grid.toml", "not found")),
+    ("fail-on-regression without baseline", lambda t: ["report", str(t), "--fail-on-regression",
+                                                       "5"], ("needs --baseline",)),
+    ("nesterov with adam", lambda t: ["compare", "digits", "--optimizer", "adam", "--nesterov"],
+     ("--nesterov needs --optimizer sgd",)),
+]
+
+
+@pytest.mark.parametrize("make_args, fragments", [c[1:] for c in BAD_INPUTS],
+                         ids=[c[0] for c in BAD_INPUTS])
+def test_every_bad_input_is_one_line_with_exit_status_2(cli_error, tmp_path, make_args,
+                                                        fragments):
+    cli_error(*make_args(tmp_path), fragments=fragments)
+    # Nothing of what the test wrote was touched (a bad --out never replaces a file).
+    for path in tmp_path.rglob("*.txt"):
+        assert path.read_text() == "x"
+
+
+def test_the_table_is_at_least_thirty_cases():
+    assert len(BAD_INPUTS) >= 30 and len({c[0] for c in BAD_INPUTS}) == len(BAD_INPUTS)
+
+
+def test_debug_shows_the_traceback_instead(run_cli):
+    result = run_cli("--debug", "compare", "digits", "--models", "lenet6")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+    assert "unknown model 'lenet6'" in result.stderr

@@ -331,7 +331,8 @@ def test_results_not_json(tmp_path):
 
 
 @pytest.mark.parametrize("change, words", [
-    ({"schema": 2}, "schema version 2"),
+    ({"schema": 2}, "written by a newer pybench (results schema 2; this pybench reads 1)"),
+    ({"schema": "1"}, "schema version '1' is not supported"),
     ({"runs": {"torch": {}}}, "'runs' must be a list"),
     ({"runs": [{"framework": "torch"}]}, "runs[0] lacks model, status"),
 ])

@@ -69,6 +69,12 @@ def check_results(results: object, path: Path) -> None:
     if not isinstance(results, dict):
         raise PybenchError(f"{path}: expected a JSON object at the top level")
     schema = results.get("schema")
+    if "schema" not in results and "runs" not in results:
+        raise PybenchError(f"{path}: not a pybench results file (it has no 'schema' and no "
+                           "'runs'); pass a folder `pybench compare` or `sweep` wrote")
+    if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA_VERSION:
+        raise PybenchError(f"{path}: written by a newer pybench (results schema {schema}; this "
+                           f"pybench reads {SCHEMA_VERSION}): upgrade pybench to read it")
     if schema != SCHEMA_VERSION:
         raise PybenchError(
             f"{path}: schema version {schema!r} is not supported "
