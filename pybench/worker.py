@@ -27,6 +27,7 @@ from pybench.backends import get_backend
 from pybench.backends.contract import ModelInput
 from pybench.datasets import batch_order, load_dataset, with_validation
 from pybench.errors import PybenchError, UnavailableError
+from pybench.peak import machine_peak
 from pybench.results import write_json, write_npz
 from pybench.training import (Diverged, TrainConfig, initial_weights, run_learning_rates,
                                train_and_evaluate)
@@ -71,7 +72,8 @@ def run_train_job(job: dict) -> dict:
     write_npz(Path(job["parity_path"]), **logits)
     run, predictions = train_and_evaluate(backend, dataset, cfg, progress=job.get("progress"))
     write_npz(Path(job["predictions_path"]), **predictions)
-    return {**record, **run}
+    # After training, so a first measurement never delays or disturbs the timed steps.
+    return {**record, **run, **machine_peak(backend, record.get("device_name", ""))}
 
 
 def run_parity_job(job: dict) -> dict:

@@ -52,6 +52,7 @@ def test_mnist_lenet5_every_framework_agrees(run_cli, data_dir, tmp_path):
         assert run["time_to_target_s"] == pytest.approx(
             sum(run["step_times_ms"][:target_step]) / 1e3)
         assert run["n_params"] == 61706 and run["data_on_device"] is True
+        assert run["peak_flops_per_s"] > 1e9 and run["peak_matmul_n"] == 1024
         # Every framework followed the one schedule, step by step.
         assert run["learning_rates"] == torch_run["learning_rates"]
         assert len(run["learning_rates"]) == steps

@@ -382,3 +382,15 @@ print("clean")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "clean", done.stderr[-2000:]
+
+
+def test_share_of_peak_is_against_the_best_rate_on_the_device():
+    # 3 x 833,040 forward FLOPs x batch 128 in 10 ms = 31.99 GFLOP/s; the device's best
+    # measured rate is jax's 200 GFLOP/s, so both runs are judged against it.
+    runs = [{**ok_run("torch", "lenet5", 10.0, 0.9), "peak_flops_per_s": 100e9},
+            {**ok_run("jax", "lenet5", 20.0, 0.9), "peak_flops_per_s": 200e9},
+            {**ok_run("knet", "lenet5", 10.0, 0.9), "device_name": "another"}]
+    table = summary_table({"config": {"batch_size": 128}, "runs": runs}).set_index("framework")
+    assert table.loc["torch", "% of peak"] == pytest.approx(100 * 3 * 833040 * 128 / 0.01 / 200e9)
+    assert table.loc["jax", "% of peak"] == pytest.approx(table.loc["torch", "% of peak"] / 2)
+    assert pd.isna(table.loc["knet", "% of peak"])  # no rate measured on its device

@@ -159,6 +159,12 @@ class Backend(ABC):
         dtype."""
 
     @abstractmethod
+    def matmul_seconds(self, n: int) -> float:
+        """Seconds for one float32 (n, n) x (n, n) matrix product on the device, operands
+        already there, the device synchronised: what `pybench.peak` turns into the machine's
+        peak rate. Called after a warm-up call of the same size."""
+
+    @abstractmethod
     def peak_memory_bytes(self) -> int | None:
         """Peak device memory since the backend was made; None where the framework cannot tell
         (on CPU the caller records process RSS instead)."""

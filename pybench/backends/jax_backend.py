@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -487,6 +488,14 @@ class JaxBackend(Backend):
         program = state.program
         return (to_numpy(state.params, program.param_names),
                 to_numpy(state.buffers, program.buffer_names))
+
+    def matmul_seconds(self, n: int) -> float:
+        a = self._put(np.random.default_rng(0).standard_normal((n, n), np.float32))
+        product = jax.jit(lambda x, y: jnp.dot(x, y, precision=lax.Precision.HIGHEST))
+        product(a, a).block_until_ready()  # compiled outside the clock
+        start = time.perf_counter()
+        product(a, a).block_until_ready()
+        return time.perf_counter() - start
 
     def peak_memory_bytes(self) -> int | None:
         # GPU allocators report statistics (peak over the process's life on this device, which

@@ -347,6 +347,9 @@ class KnetBackend(Backend):
         return (knet_layout.weights_from_knet(numpy_dict(params)),
                 knet_layout.weights_from_knet(numpy_dict(buffers)))
 
+    def matmul_seconds(self, n: int) -> float:
+        return float(jl_function("KnetModels.matmul_seconds")(n, self.atype("float32")))
+
     def peak_memory_bytes(self) -> int | None:
         # CUDA.jl 3 keeps no peak counter, and on the CPU the caller records process RSS.
         return None

@@ -8,6 +8,7 @@ torch is imported at module import; the registry imports this module only inside
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -278,6 +279,15 @@ class TorchBackend(Backend):
         params = {k: v for k, v in sd.items() if k in param_names}
         buffers = {k: v for k, v in sd.items() if k not in param_names}
         return params, buffers
+
+    def matmul_seconds(self, n: int) -> float:
+        a = torch.randn(n, n, device=self.torch_device)
+        b = torch.randn(n, n, device=self.torch_device)
+        self.synchronize()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        self.synchronize()
+        return time.perf_counter() - start
 
     def peak_memory_bytes(self) -> int | None:
         if self.device == "cuda":

@@ -416,7 +416,11 @@ def summary_section(table: pd.DataFrame) -> str:
         "## Summary",
         "",
         "Step times exclude the first (compiling) step; `× fastest` is the median step time "
-        "relative to the fastest ok run of the same model. Memory in MB of 10^6 bytes.",
+        "relative to the fastest ok run of the same model. Memory in MB of 10^6 bytes. `% of "
+        "peak`: training FLOPs per step (3 × the forward FLOPs × the batch) over the median step "
+        "time, as a share of the machine's peak: the highest float32 rate of a large matrix "
+        "product that any framework reached on the same device (measured once per machine and "
+        "framework, and cached).",
         "",
         markdown_table(table, SUMMARY_FORMATS, drop_empty=True),
         "",

@@ -13,10 +13,17 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from pybench.peak import share_of_peak
+
 SHORT_FINGERPRINT = 8  # hex digits: enough to tell runs apart by eye, short enough for a table
 MISSING = "—"
 
 Formatter = Callable[[object], str]
+
+
+def batch_size_of(run: dict, results: dict) -> int | None:
+    return ((run.get("config") or {}).get("batch_size")
+            or (results.get("config") or {}).get("batch_size"))
 
 
 def summary_table(results: dict) -> pd.DataFrame:
@@ -25,7 +32,9 @@ def summary_table(results: dict) -> pd.DataFrame:
     `× fastest` is a run's median step time divided by that of the fastest ok run of the same
     model, so 1.00 marks the fastest framework and failed runs have none.
     """
-    rows = [summary_row(run) for run in results.get("runs", [])]
+    peaks = device_peaks(results.get("runs", []))
+    rows = [summary_row(run, batch_size_of(run, results), peaks.get(run.get("device_name")))
+            for run in results.get("runs", [])]
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     if table.empty:
         return table
@@ -36,7 +45,17 @@ def summary_table(results: dict) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def summary_row(run: dict) -> dict:
+def device_peaks(runs: list[dict]) -> dict:
+    """The highest measured float32 rate per device, over every framework's runs on it."""
+    peaks: dict = {}
+    for run in runs:
+        if run.get("peak_flops_per_s"):
+            name = run.get("device_name")
+            peaks[name] = max(peaks.get(name, 0.0), run["peak_flops_per_s"])
+    return peaks
+
+
+def summary_row(run: dict, batch_size: int | None = None, peak: float | None = None) -> dict:
     row = {"framework": run["framework"], "model": run["model"], "status": run["status"],
            "reason": one_line(run.get("reason") or "")}
     if run["status"] != "ok":
@@ -62,6 +81,7 @@ def summary_row(run: dict) -> dict:
         "memory kind": run.get("memory_kind"),
         "params": run.get("n_params"),
         "MFLOPs/image": scaled(flops, 1e-6),
+        "% of peak": scaled(share_of_peak(run, batch_size, peak), 100),
         "init fingerprint": short(run.get("init_fingerprint")),
         "data fingerprint": short(run.get("data_fingerprint")),
     })
@@ -72,7 +92,7 @@ SUMMARY_COLUMNS = [
     "framework", "model", "status", "version", "test accuracy %", "step median ms", "step IQR ms",
     "step p90 ms", "× fastest", "images/s", "first step s", "epoch s (mean)", "time to target s",
     "target step", "kept epoch",
-    "peak memory MB", "memory kind", "params", "MFLOPs/image", "init fingerprint",
+    "peak memory MB", "memory kind", "params", "MFLOPs/image", "% of peak", "init fingerprint",
     "data fingerprint", "reason",
 ]
 
@@ -91,6 +111,7 @@ SUMMARY_FORMATS: dict[str, Formatter] = {
     "target step": lambda v: f"{int(v):,}",
     "kept epoch": lambda v: f"{int(v)}",
     "MFLOPs/image": lambda v: f"{v:.3f}",
+    "% of peak": lambda v: f"{v:.1f}",
 }
 
 

@@ -98,3 +98,19 @@ end
 
 """Images (W, H, C, B) and 1-based labels of the samples at `positions`."""
 select_batch(data::DeviceData, positions) = (data.images[:, :, :, positions], data.labels[positions])
+
+"""
+    matmul_seconds(n, atype) -> Float64
+
+Seconds for one (n, n) * (n, n) product of `atype` (operands on the device, the device
+synchronised before and after): pybench turns it into the machine's peak rate (pybench/peak.py).
+"""
+function matmul_seconds(n::Integer, atype::Type)
+    a = convert(atype, randn(eltype(atype), n, n))
+    a * a  # compiled and warmed outside the clock
+    synchronize_device(atype)
+    started = time_ns()
+    a * a
+    synchronize_device(atype)
+    return (time_ns() - started) / 1e9
+end
