@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from pybench.backends.contract import ModelInput, OptimizerConfig
-from pybench.backends.jax_backend import JaxBackend
+from pybench.backends.jax_backend import LAYOUTS, NCHW, NHWC, JaxBackend, to_layout
 from pybench.errors import PybenchError
 from pybench.models import BN_EPS, BN_MOMENTUM, RESNETS, init_weights, layers, resnet_blocks
 
@@ -146,7 +146,8 @@ def test_forward_and_batch_norm_statistics_match_torch(backend, model, in_shape,
 
     # The running statistics one train-mode pass produces (the jitted `apply` behind forward,
     # which returns them) are F.batch_norm's; forward itself leaves the state alone.
-    _, moved = state.program.forward(state.params, state.buffers, images, train=True)
+    _, moved = state.program.forward(state.params, state.buffers,
+                                     to_layout(images, backend.layout), train=True)
     assert set(moved) == set(buffers)
     for name, value in torch_buffers.items():
         np.testing.assert_allclose(np.asarray(moved[name]), value.numpy(), rtol=1e-5, atol=1e-6,
@@ -278,3 +279,27 @@ def test_import_does_not_load_jax():
             "assert m.JaxBackend.availability().ok\n"
             "assert 'jax' in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("model,in_shape", [("lenet5", (1, 28, 28)), ("resnet8", (3, 16, 16))])
+def test_both_layouts_compute_the_same_function_and_step(model, in_shape):
+    """The per-device layout choice changes speed, not numbers: NCHW and NHWC give the same
+    logits and the same first training steps (float32 rounding apart)."""
+    assert LAYOUTS == {"cpu": NHWC, "cuda": NCHW}
+    images, labels = synthetic(in_shape, 32, seed=5)
+    results = {}
+    for layout in (NCHW, NHWC):
+        backend = JaxBackend("cpu")
+        backend.layout = layout
+        state, _, _ = make_state(backend, model, in_shape)
+        logits = backend.forward(state, images, train=False)
+        state, losses = jax_train(backend, state, images, labels, np.arange(32), 8, 4)
+        results[layout] = logits, losses, backend.export_weights(state)
+        assert backend.device_info()["layout"] == layout
+    (la, lossa, (pa, ba)), (lb, lossb, (pb, bb)) = results[NCHW], results[NHWC]
+    np.testing.assert_allclose(la, lb, atol=1e-5)
+    np.testing.assert_allclose(lossa, lossb, rtol=1e-5)
+    for name in pa:
+        np.testing.assert_allclose(pa[name], pb[name], atol=1e-5, err_msg=name)
+    for name in ba:
+        np.testing.assert_allclose(ba[name], bb[name], atol=1e-5, err_msg=name)

@@ -59,21 +59,41 @@ optax = _LazyModule("optax")
 
 
 # ---------------------------------------------------------------------------------------------
-# Layers: canonical weights used as they are.
+# Layers: canonical weights used as they are, activations in the backend's layout.
+#
+# NCHW (PyTorch's) or NHWC activations: the layout changes where the channel axis is, never a
+# number beyond float rounding (the forward parity and float64 trajectories hold in both). XLA's
+# CPU convolutions work in NHWC, so NCHW activations cost transposes around every convolution:
+# on a 2-core CPU the LeNet-5 step is 19% faster in NHWC (median 5.29 against 6.56 ms, 12
+# interleaved rounds; tests/benchmarks/test_bench_step_variants.py re-checks it). GPUs keep NCHW,
+# the layout these runs were verified with, until a GPU measurement says otherwise.
 
-def conv2d(layer, params, x):
-    # NCHW activations and OIHW (PyTorch) weights stated as dimension numbers: the canonical
-    # weights are used as-is with no layout conversion, and XLA still picks the physical layouts
-    # it prefers for the device. HIGHEST precision keeps float32 on GPUs (no TF32) like torch.
+NCHW, NHWC = "NCHW", "NHWC"
+LAYOUTS = {"cpu": NHWC, "cuda": NCHW}
+
+
+def per_channel(v, layout: str):
+    """A (C,) vector shaped to broadcast over activations of `layout`."""
+    return v[None, :, None, None] if layout == NCHW else v[None, None, None, :]
+
+
+def spatial_axes(layout: str) -> tuple[int, int]:
+    return (2, 3) if layout == NCHW else (1, 2)
+
+
+def conv2d(layer, params, x, layout: str):
+    # OIHW (PyTorch) weights stated as dimension numbers: the canonical weights are used as-is,
+    # and XLA picks the physical layouts it prefers for the device. HIGHEST precision keeps
+    # float32 on GPUs (no TF32) like torch.
     y = lax.conv_general_dilated(
         x, params[f"{layer.name}.weight"],
         window_strides=(layer.stride, layer.stride),
         padding=[(layer.padding, layer.padding)] * 2,
-        dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        dimension_numbers=(layout, "OIHW", layout),
         precision=lax.Precision.HIGHEST,
     )
     if layer.bias:
-        y = y + params[f"{layer.name}.bias"][None, :, None, None]
+        y = y + per_channel(params[f"{layer.name}.bias"], layout)
     return y
 
 
@@ -83,23 +103,24 @@ def dense(layer, params, x):
     return jnp.matmul(x, w.T, precision=lax.Precision.HIGHEST) + b
 
 
-def batch_norm(layer, params, buffers, new_buffers, x, train):
+def batch_norm(layer, params, buffers, new_buffers, x, train, layout: str):
     """PyTorch's BatchNorm2d. Training normalises with the batch mean and BIASED variance over
     (N, H, W) and records the moved running statistics in `new_buffers` (the running variance
     moves towards the UNBIASED batch variance); eval normalises with the running statistics."""
     mean_name, var_name = f"{layer.name}.running_mean", f"{layer.name}.running_var"
     if train:
-        mean = x.mean(axis=(0, 2, 3))
-        var = x.var(axis=(0, 2, 3))
-        n = x.size // x.shape[1]
+        axes = (0, *spatial_axes(layout))
+        mean = x.mean(axis=axes)
+        var = x.var(axis=axes)
+        n = x.size // mean.shape[0]
         new_buffers[mean_name] = (1 - BN_MOMENTUM) * buffers[mean_name] + BN_MOMENTUM * mean
         new_buffers[var_name] = ((1 - BN_MOMENTUM) * buffers[var_name]
                                  + BN_MOMENTUM * var * (n / (n - 1)))
     else:
         mean, var = buffers[mean_name], buffers[var_name]
     weight, bias = params[f"{layer.name}.weight"], params[f"{layer.name}.bias"]
-    x = (x - mean[None, :, None, None]) * lax.rsqrt(var + BN_EPS)[None, :, None, None]
-    return x * weight[None, :, None, None] + bias[None, :, None, None]
+    x = (x - per_channel(mean, layout)) * per_channel(lax.rsqrt(var + BN_EPS), layout)
+    return x * per_channel(weight, layout) + per_channel(bias, layout)
 
 
 def relu(x):
@@ -108,31 +129,41 @@ def relu(x):
     return jax.nn.relu(x)
 
 
-def max_pool(x):
+def max_pool(x, layout: str):
     # 2x2 stride 2, VALID: an odd edge row/column is dropped (floor), as in PyTorch's MaxPool2d.
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+    window = (1, 1, 2, 2) if layout == NCHW else (1, 2, 2, 1)
+    return lax.reduce_window(x, -jnp.inf, lax.max, window, window, "VALID")
 
 
-def flatten(x):
-    # NCHW reshaped row-major is (C, H, W) order, the order torch's flatten(1) feeds fc1 in.
+def flatten(x, layout: str):
+    # (C, H, W) order, the order torch's flatten(1) feeds fc1 in: NHWC is transposed first.
+    if layout == NHWC:
+        x = jnp.transpose(x, (0, 3, 1, 2))
     return x.reshape(x.shape[0], -1)
 
 
-def global_avg_pool(x):
-    return x.mean(axis=(2, 3))
+def global_avg_pool(x, layout: str):
+    return x.mean(axis=spatial_axes(layout))
+
+
+def to_layout(images: np.ndarray, layout: str) -> np.ndarray:
+    """Canonical (N, C, H, W) images in `layout`, on the host (once, outside any timed step)."""
+    if layout == NHWC:
+        return np.ascontiguousarray(np.transpose(images, (0, 2, 3, 1)))
+    return np.ascontiguousarray(images)
 
 
 # ---------------------------------------------------------------------------------------------
 # Models: apply(params, buffers, x, train) -> (logits, new_buffers).
 
-def lenet5(by_name, params, buffers, x, train):
-    x = conv2d(by_name["conv1"], params, x)
+def lenet5(by_name, layout, params, buffers, x, train):
+    x = conv2d(by_name["conv1"], params, x, layout)
     x = relu(x)
-    x = max_pool(x)
-    x = conv2d(by_name["conv2"], params, x)
+    x = max_pool(x, layout)
+    x = conv2d(by_name["conv2"], params, x, layout)
     x = relu(x)
-    x = max_pool(x)
-    x = flatten(x)
+    x = max_pool(x, layout)
+    x = flatten(x, layout)
     x = dense(by_name["fc1"], params, x)
     x = relu(x)
     x = dense(by_name["fc2"], params, x)
@@ -141,39 +172,40 @@ def lenet5(by_name, params, buffers, x, train):
     return x, buffers
 
 
-def basic_block(block, by_name, params, buffers, new_buffers, x, train):
+def basic_block(block, by_name, layout, params, buffers, new_buffers, x, train):
     def layer(suffix):
         return by_name[f"{block.prefix}.{suffix}"]
 
-    out = conv2d(layer("conv1"), params, x)
-    out = batch_norm(layer("bn1"), params, buffers, new_buffers, out, train)
+    out = conv2d(layer("conv1"), params, x, layout)
+    out = batch_norm(layer("bn1"), params, buffers, new_buffers, out, train, layout)
     out = relu(out)
-    out = conv2d(layer("conv2"), params, out)
-    out = batch_norm(layer("bn2"), params, buffers, new_buffers, out, train)
+    out = conv2d(layer("conv2"), params, out, layout)
+    out = batch_norm(layer("bn2"), params, buffers, new_buffers, out, train, layout)
     if block.has_downsample:
-        x = conv2d(layer("downsample.0"), params, x)
-        x = batch_norm(layer("downsample.1"), params, buffers, new_buffers, x, train)
+        x = conv2d(layer("downsample.0"), params, x, layout)
+        x = batch_norm(layer("downsample.1"), params, buffers, new_buffers, x, train, layout)
     return relu(out + x)
 
 
-def resnet(blocks, by_name, params, buffers, x, train):
+def resnet(blocks, by_name, layout, params, buffers, x, train):
     new_buffers = dict(buffers)  # eval mode returns the running statistics unchanged
-    x = conv2d(by_name["conv1"], params, x)
-    x = batch_norm(by_name["bn1"], params, buffers, new_buffers, x, train)
+    x = conv2d(by_name["conv1"], params, x, layout)
+    x = batch_norm(by_name["bn1"], params, buffers, new_buffers, x, train, layout)
     x = relu(x)
     for block in blocks:
-        x = basic_block(block, by_name, params, buffers, new_buffers, x, train)
-    x = global_avg_pool(x)
+        x = basic_block(block, by_name, layout, params, buffers, new_buffers, x, train)
+    x = global_avg_pool(x, layout)
     x = dense(by_name["fc"], params, x)
     return x, new_buffers
 
 
-def make_apply(model: str, in_shape, num_classes: int) -> Callable:
-    """The pure function apply(params, buffers, x, train) -> (logits, new_buffers) of `model`."""
+def make_apply(model: str, in_shape, num_classes: int, layout: str = NCHW) -> Callable:
+    """The pure function apply(params, buffers, x, train) -> (logits, new_buffers) of `model`,
+    taking and computing activations in `layout`."""
     by_name = {layer.name: layer for layer in layers(model, in_shape, num_classes)}
     if model == "lenet5":
-        return functools.partial(lenet5, by_name)
-    return functools.partial(resnet, resnet_blocks(RESNETS[model]), by_name)
+        return functools.partial(lenet5, by_name, layout)
+    return functools.partial(resnet, resnet_blocks(RESNETS[model]), by_name, layout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,8 +303,9 @@ class Program:
     buffer_names: tuple[str, ...]
 
 
-def make_program(model: ModelInput, config: OptimizerConfig, donate: bool) -> Program:
-    apply = make_apply(model.model, model.in_shape, model.num_classes)
+def make_program(model: ModelInput, config: OptimizerConfig, donate: bool,
+                 layout: str = NCHW) -> Program:
+    apply = make_apply(model.model, model.in_shape, model.num_classes, layout)
     optimizer = make_direction(config)
     train_step = jax.jit(
         functools.partial(train_step_fn, apply, optimizer, config.label_smoothing),
@@ -357,6 +390,9 @@ class JaxBackend(Backend):
         if device not in ("cpu", "cuda"):
             raise PybenchError(f"unknown device {device!r} for jax: choose cpu or cuda")
         self._device = jax.devices(device)[0]
+        # Activation layout inside every compiled program (see LAYOUTS); the data is uploaded in
+        # it. Set before init_state and put_data to try the other one (the variant benchmark).
+        self.layout = LAYOUTS[device]
         self.dtype = np.dtype(np.float32)  # until init_state sees the canonical weights' dtype
         # The latest output of each kind of queued work ("data", "order", "step"), for
         # `synchronize`.
@@ -377,6 +413,7 @@ class JaxBackend(Backend):
             "platform": self._device.platform,
             "device_kind": self._device.device_kind,
             "precision": "float32, lax.Precision.HIGHEST for conv and matmul",
+            "layout": self.layout,
             # XLA runs a compiled program the same way every time on the CPU; on GPUs some
             # reductions (scatter, autotuned convolutions) are deterministic only when asked.
             "determinism": {
@@ -403,7 +440,7 @@ class JaxBackend(Backend):
         self.dtype = np.dtype(model.dtype)
         if self.dtype == np.float64 and not jax.config.jax_enable_x64:
             raise PybenchError("float64 weights need JAX_ENABLE_X64=1 set before JAX starts")
-        program = make_program(model, optimizer, donate=self.device != "cpu")
+        program = make_program(model, optimizer, donate=self.device != "cpu", layout=self.layout)
         params = self._put({k: np.asarray(v, self.dtype) for k, v in model.params.items()}, True)
         buffers = self._put({k: np.asarray(v, self.dtype) for k, v in model.buffers.items()},
                             True)
@@ -419,7 +456,7 @@ class JaxBackend(Backend):
         return nbytes < free // 2  # leave half for activations, the model and XLA's workspace
 
     def put_data(self, images: np.ndarray, labels: np.ndarray) -> DeviceData | HostData:
-        images = np.ascontiguousarray(images, self.dtype)
+        images = to_layout(np.asarray(images, self.dtype), self.layout)
         # Labels as int32: int32 indexes any dataset that fits a device.
         labels = np.asarray(labels, np.int32)
         if not self._fits_on_device(images.nbytes + labels.nbytes):
@@ -479,7 +516,8 @@ class JaxBackend(Backend):
         return np.array(jnp.concatenate(logits))
 
     def forward(self, state: TrainState, images: np.ndarray, train: bool) -> np.ndarray:
-        x = self._put(np.ascontiguousarray(images, state.params[state.program.param_names[0]].dtype))
+        dtype = state.params[state.program.param_names[0]].dtype
+        x = self._put(to_layout(np.asarray(images, dtype), self.layout))
         # The moved running statistics are dropped: forward must not change the state.
         logits, _ = state.program.forward(state.params, state.buffers, x, train=bool(train))
         return np.array(logits)
