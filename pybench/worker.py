@@ -28,6 +28,8 @@ from pybench.backends.contract import ModelInput
 from pybench.datasets import batch_order, load_dataset, with_validation
 from pybench.errors import PybenchError, UnavailableError
 from pybench.peak import machine_peak
+
+MEMORY_LIMIT_ENV = "PYBENCH_WORKER_MEMORY_LIMIT"
 from pybench.results import write_json, write_npz
 from pybench.training import (Diverged, TrainConfig, initial_weights, run_learning_rates,
                                train_and_evaluate)
@@ -136,12 +138,47 @@ def run_job(job: dict) -> dict:
     except Exception as exc:  # a framework error: keep the traceback in the log, one line here
         traceback.print_exc(file=sys.stderr)
         first_line = (str(exc).strip().splitlines() or [""])[0]
+        if is_out_of_memory(exc):
+            return {**base, "status": "failed", "out_of_memory": True,
+                    "reason": out_of_memory_reason(job, first_line)}
         return {**base, "status": "failed", "reason": f"{type(exc).__name__}: {first_line}"}
+
+
+# How each framework says it ran out of memory: Python's MemoryError, torch's
+# OutOfMemoryError (CUDA) or its CPU allocator's message, XLA's RESOURCE_EXHAUSTED, Julia's
+# OutOfMemoryError (through juliacall) and CUDA.jl's.
+OUT_OF_MEMORY_SIGNS = ("out of memory", "can't allocate memory", "cannot allocate memory",
+                       "resource_exhausted", "outofmemoryerror")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(sign in text for sign in OUT_OF_MEMORY_SIGNS)
+
+
+def out_of_memory_reason(job: dict, detail: str) -> str:
+    where = "GPU memory" if job["device"] == "cuda" else "RAM"
+    return (f"out of memory: {job['framework']} {job['model']} at batch size "
+            f"{job['train']['batch_size']} does not fit in this machine's {where}; try a "
+            f"smaller --batch-size ({detail[:160]})")
+
+
+def limit_memory() -> None:
+    """Cap this worker's data memory at $PYBENCH_WORKER_MEMORY_LIMIT bytes (RLIMIT_DATA), so a
+    run that needs more fails here with an out-of-memory error instead of pushing the machine
+    into swap or the kernel's OOM killer (which would leave no reason behind)."""
+    limit = os.environ.get(MEMORY_LIMIT_ENV)
+    if limit:
+        import resource
+        resource.setrlimit(resource.RLIMIT_DATA, (int(limit), int(limit)))
 
 
 def worker_main(argv: list[str]) -> int:
     job_path, result_path = argv
     job = json.loads(Path(job_path).read_text())
+    limit_memory()
     write_json(Path(result_path), run_job(job))
     return 0
 

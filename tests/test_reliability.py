@@ -225,3 +225,23 @@ def test_debug_shows_the_traceback_instead(run_cli):
     result = run_cli("--debug", "compare", "digits", "--models", "lenet6")
     assert result.returncode != 0 and "Traceback" in result.stderr
     assert "unknown model 'lenet6'" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_batch_too_large_for_memory_is_one_reason_naming_framework_model_and_batch(
+        run_cli, tmp_path):
+    # The worker's data memory capped at 3 GB (RLIMIT_DATA): ResNet-18 at batch 1024 on 32x32
+    # images needs ~10 GB of activations, so each framework's allocator fails for real.
+    out = tmp_path / "run"
+    result = run_cli("compare", "digits", "--frameworks", "torch,jax", "--models", "resnet18",
+                     "--image-size", "32", "--batch-size", "1024", "--max-steps", "1",
+                     "--out", out, "--no-report",
+                     env={"PYBENCH_WORKER_MEMORY_LIMIT": str(3 * 10 ** 9)})
+    assert result.returncode == 1  # no run finished
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    for run in runs:
+        assert run["status"] == "failed" and run["out_of_memory"] is True, run
+        assert run["reason"].startswith(f"out of memory: {run['framework']} resnet18 at batch "
+                                         "size 1024 does not fit in this machine's RAM")
+        assert "\n" not in run["reason"]
+        assert f"{run['framework']} resnet18: failed: out of memory" in result.stdout
