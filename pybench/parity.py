@@ -20,7 +20,7 @@ import pandas as pd
 
 from pybench import models
 from pybench.compare import check_requested_frameworks, make_out_dir, resolve_device
-from pybench.errors import PybenchError
+from pybench.errors import Interrupted, PybenchError
 from pybench.results import write_json
 from pybench.training import TrainConfig, run_learning_rates
 from pybench.worker import job_for, run_in_worker
@@ -121,20 +121,42 @@ def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
             job = job_for("parity", framework, model, cfg.dataset, cfg.dataset_options or {},
                           cfg.train, device, steps=cfg.steps, dtype=cfg.dtype,
                           arrays_path=str(path))
-            records[framework] = run_in_worker(job, cfg.timeout, echo=echo)
+            try:
+                records[framework] = run_in_worker(job, cfg.timeout, echo=echo)
+            except (KeyboardInterrupt, Interrupted) as exc:
+                # The worker is stopped (run_in_worker kills it on the way out): keep what
+                # finished, this model's checks so far included, and say which one stopped.
+                interrupted = exc if isinstance(exc, Interrupted) else Interrupted("SIGINT", 130)
+                records[framework] = {"status": "interrupted",
+                                      "reason": f"{interrupted} during the check"}
+                expected = models.n_params(model, dataset.in_shape, dataset.num_classes)
+                rows += check_model_parity(model, records, arrays, expected)
+                write_json(cfg.out / "parity.json",
+                           parity_document(cfg, device, dataset, rows, interrupted))
+                raise interrupted from None
             if records[framework]["status"] == "ok":
                 arrays[framework] = np.load(path)
         expected = models.n_params(model, dataset.in_shape, dataset.num_classes)
         rows += check_model_parity(model, records, arrays, expected)
+    document = parity_document(cfg, device, dataset, rows)
+    write_json(cfg.out / "parity.json", document)
+    return document
+
+
+def parity_document(cfg: ParityConfig, device: str, dataset, rows: list[dict],
+                    interrupted: Interrupted | None = None) -> dict:
+    """parity.json: the settings, the tolerances, one row per (model, framework), the verdict."""
     document = {"device": device, "steps": cfg.steps, "trajectory_dtype": cfg.dtype,
                 "dataset": dataset.name,
                 "data_fingerprint": dataset.fingerprint,
                 "tolerances": {"logit_atol": LOGIT_ATOL, "loss_rtol": LOSS_RTOL,
                                "weight_rtol": WEIGHT_RTOL, "weight_atol": WEIGHT_ATOL},
                 "train": cfg.train.to_dict(), "results": rows,
-                "ok": all(r.get("ok", r["status"] == "unavailable") for r in rows)
+                "ok": interrupted is None
+                and all(r.get("ok", r["status"] == "unavailable") for r in rows)
                 and any(r["status"] == "ok" for r in rows)}
-    write_json(cfg.out / "parity.json", document)
+    if interrupted is not None:
+        document["interrupted"] = str(interrupted)
     return document
 
 

@@ -38,7 +38,7 @@ from pybench import __version__
 from pybench.backends import FRAMEWORK_DESCRIPTIONS
 from pybench.backends.contract import OptimizerConfig
 from pybench.cli import DEFAULT_LR  # an optimizer's learning rate when SWEEP.toml lists no lrs
-from pybench.errors import PybenchError
+from pybench.errors import Interrupted, PybenchError
 from pybench.models import MODEL_DESCRIPTIONS
 from pybench.results import SCHEMA, write_results
 from pybench.training import TrainConfig
@@ -343,6 +343,22 @@ def run_sweep(sweep_path: Path, executor, out: Path | None = None, resume: bool 
     return out_dir, document
 
 
+def keep_interrupted(exc: BaseException, unfinished: list[SweepRun], records: dict,
+                     runs: list[SweepRun], document: dict, out_dir: Path, executor: str) -> None:
+    """After a signal: the runs that were training are recorded as `interrupted` (the local
+    executor trains one at a time, in order; Ray had every unfinished run submitted), the
+    results saved, and `Interrupted` raised. Runs never started are left out: `--resume` runs
+    them, and the interrupted ones, again."""
+    interrupted = exc if isinstance(exc, Interrupted) else Interrupted("SIGINT", 130)
+    stopped = unfinished if executor == "ray" else unfinished[:1]
+    for run in stopped:
+        records[run.key] = with_identity({"status": "interrupted",
+                                          "reason": f"{interrupted} during training"}, run)
+    document["runs"] = ordered_runs(runs, records)
+    write_results(out_dir, document)
+    raise interrupted
+
+
 def gather_runs(runs: list[SweepRun], records: dict, document: dict, executor, out_dir: Path,
                 context: RunContext, unavailable: dict[str, str], cpus: float,
                 progress: bool) -> None:
@@ -369,6 +385,9 @@ def gather_runs(runs: list[SweepRun], records: dict, document: dict, executor, o
             write_results(out_dir, document)
             bar.set_postfix_str(f"{run.run_id}: {record.get('status')}", refresh=False)
             bar.update(1)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        keep_interrupted(exc, [r for r in todo if r.key not in records], records, runs,
+                         document, out_dir, executor.name)
     finally:
         bar.close()
     document["runs"] = ordered_runs(runs, records)

@@ -122,6 +122,41 @@ def test_a_signal_mid_training_keeps_finished_runs(tmp_path, isolated_cache, sig
     assert not alive, [w.cmdline() for w in alive]  # no worker left training
 
 
+@pytest.mark.slow
+def test_a_signal_during_parity_keeps_the_finished_checks(tmp_path, isolated_cache):
+    """`parity` signalled while its second model's first framework runs: the first model's
+    checks are kept, the stopped one is marked interrupted, the exit status is 130."""
+    out = tmp_path / "parity"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pybench", "parity", "--frameworks", "torch,jax", "--models",
+         "lenet5,resnet20", "--steps", "80", "--out", str(out)], cwd=REPO_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYBENCH_CACHE_DIR": str(isolated_cache)})
+    try:
+        for line in proc.stdout:  # "== parity FRAMEWORK MODEL" as each check starts
+            if line.startswith("== parity torch resnet20"):
+                break
+        time.sleep(3)
+        assert proc.poll() is None
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("pybench: interrupted by SIGINT") and "parity.json" in last
+    doc = json.loads((out / "parity.json").read_text())
+    assert [(r["model"], r["framework"], r["status"]) for r in doc["results"]] == [
+        ("lenet5", "torch", "ok"), ("lenet5", "jax", "ok"), ("resnet20", "torch", "interrupted")]
+    assert doc["results"][1]["ok"] and doc["ok"] is False
+    assert doc["interrupted"] == "interrupted by SIGINT"
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, [w.cmdline() for w in alive]
+
+
 # --- Every bad input, one line: one table through the real command line ----------------------
 
 def write(path, content: bytes | str):

@@ -285,7 +285,12 @@ def test_ctrl_c_stops_the_running_worker_and_keeps_what_finished(executor, tmp_p
         assert "interrupted" in proc.stderr.read()
         _, alive = psutil.wait_procs(workers, timeout=10)
         assert not alive, [p.cmdline() for p in alive]  # no worker left training
-        assert results(out)["runs"] == []  # results.json was written before the first run
+        # The run that was training is kept as interrupted; the one never started is left to
+        # --resume.
+        runs = results(out)["runs"]
+        assert [(r["run_id"], r["status"]) for r in runs] == [
+            ("torch-lenet5-b32-sgd-lr0.01-s0", "interrupted")]
+        assert runs[0]["reason"] == "interrupted by SIGINT during training"
     finally:
         if proc.poll() is None:
             proc.kill()
