@@ -10,8 +10,9 @@ from __future__ import annotations
 
 RECIPES: dict[str, dict] = {
     # LeNet-5 on MNIST to 99% test accuracy in every framework in a few epochs: one-cycle SGD
-    # with Nesterov momentum at batch 128. Measured (torch, 2-core CPU): 99.17-99.2% after 3-4
-    # epochs; see README "Recipes" for the figures of every framework and seed.
+    # with Nesterov momentum at batch 128, label smoothing 0.1. Measured on a 2-core CPU: 99%
+    # within the third epoch and 99.23-99.32% at the end in torch, jax and knet over seeds 0-2
+    # (README "Recipes" has every figure; without label smoothing 99% came half an epoch later).
     "mnist-fast": {
         "batch_size": 128,
         "optimizer": "sgd",
