@@ -285,11 +285,14 @@ def test_ctrl_c_stops_the_running_worker_and_keeps_what_finished(executor, tmp_p
         assert "interrupted" in proc.stderr.read()
         _, alive = psutil.wait_procs(workers, timeout=10)
         assert not alive, [p.cmdline() for p in alive]  # no worker left training
-        # The run that was training is kept as interrupted; the one never started is left to
-        # --resume.
+        # The runs that were training are kept as interrupted: the local executor's first, or
+        # every run Ray had submitted; a run never started is left to --resume.
         runs = results(out)["runs"]
+        interrupted = ["torch-lenet5-b32-sgd-lr0.01-s0"]
+        if executor == "ray":
+            interrupted.append("torch-lenet5-b32-sgd-lr0.01-s1")
         assert [(r["run_id"], r["status"]) for r in runs] == [
-            ("torch-lenet5-b32-sgd-lr0.01-s0", "interrupted")]
+            (run_id, "interrupted") for run_id in interrupted]
         assert runs[0]["reason"] == "interrupted by SIGINT during training"
     finally:
         if proc.poll() is None:
