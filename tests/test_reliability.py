@@ -233,7 +233,7 @@ BAD_INPUTS = [
      ("organ.npz", "not a readable .npz file")),
     ("corrupt npz in datasets info", lambda t: ["datasets", "info",
                                                 str(write(t / "o.npz", b"\x00" * 64))],
-     ("o.npz", "not a readable .npz file")),
+     ("o.npz", "not a readable .npz file (not a zip archive of .npy arrays)")),
     ("sweep file missing", lambda t: ["sweep", str(t / "grid.toml")], ("grid.toml", "not found")),
     ("fail-on-regression without baseline", lambda t: ["report", str(t), "--fail-on-regression",
                                                        "5"], ("needs --baseline",)),

@@ -21,6 +21,9 @@ MAX_CLASSES = 10_000
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array in the file (allow_pickle=False: an .npz must never run code)."""
+    if not zipfile.is_zipfile(path):
+        # np.load would try the bytes as a pickle and say so, which tells a user nothing.
+        raise PybenchError(f"{path}: not a readable .npz file (not a zip archive of .npy arrays)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
