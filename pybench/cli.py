@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--eval-every", type=positive_int, default=None,
                          help="steps between test evaluations while --target-accuracy is not "
                               "reached (default: a tenth of an epoch)")
+    compare.add_argument("--compile", action="store_true",
+                         help="also run torch with its training step under torch.compile, "
+                              "reported as the framework torch.compile (its compilation in "
+                              "first step s)")
     compare.add_argument("--recipe", choices=tuple(RECIPES), default=None,
                          help="defaults for the options not given: " + recipe_help())
     compare.add_argument("--out", type=Path, default=None,
@@ -277,7 +281,7 @@ def parse_arguments(argv: list[str] | None):
 
 
 def cmd_list(args) -> int:
-    from pybench.backends import FRAMEWORK_DESCRIPTIONS, availability
+    from pybench.backends import FRAMEWORK_DESCRIPTIONS, VARIANT_DESCRIPTIONS, availability
     from pybench.datasets import DATASETS
     from pybench.models import MODEL_DESCRIPTIONS
 
@@ -292,6 +296,9 @@ def cmd_list(args) -> int:
         status = availability(name)
         state = f"available ({status.version})" if status.ok else f"unavailable: {status.reason}"
         print(f"  {name:10} {text}: {state}")
+    print("variants (opt-in, each reported as a framework of its own):")
+    for name, text in VARIANT_DESCRIPTIONS.items():
+        print(f"  {name:14} {text}")
     return 0
 
 
@@ -306,7 +313,7 @@ def cmd_compare(args) -> int:
     from pybench.compare import CompareConfig, command_line, run_compare, summary_text
     from pybench.datasets import dataset_options
 
-    cfg = CompareConfig(dataset=args.dataset, frameworks=args.frameworks, models=args.models,
+    cfg = CompareConfig(dataset=args.dataset, frameworks=with_variants(args), models=args.models,
                         train=train_config(args), device=args.device, out=args.out,
                         timeout=args.timeout, dataset_options=dataset_options(args))
     out = cfg.out
@@ -325,6 +332,18 @@ def cmd_compare(args) -> int:
 
         print(f"report: {write_report(out_dir)}")
     return 0 if any(r["status"] == "ok" for r in document["runs"]) else 1
+
+
+def with_variants(args) -> tuple[str, ...]:
+    """--frameworks, with torch.compile right after torch under --compile."""
+    frameworks = tuple(args.frameworks)
+    if not args.compile or "torch.compile" in frameworks:
+        return frameworks
+    if "torch" not in frameworks:
+        raise PybenchError("--compile runs torch.compile beside torch: name torch in "
+                           "--frameworks")
+    at = frameworks.index("torch") + 1
+    return frameworks[:at] + ("torch.compile",) + frameworks[at:]
 
 
 def report_interrupted(args, out_dir: Path, exc: Interrupted) -> int:

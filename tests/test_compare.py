@@ -173,3 +173,30 @@ def test_the_parent_starts_no_device_when_checking_frameworks():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_compile_runs_torch_compile_as_its_own_framework_beside_torch(run_cli, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("compare", "digits", "--frameworks", "torch", "--compile", "--max-steps",
+                     "30", "--out", out, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["config"]["frameworks"] == ["torch", "torch.compile"]
+    plain, compiled = doc["runs"]
+    assert (plain["framework"], compiled["framework"]) == ("torch", "torch.compile")
+    assert plain["compiled"] is False and compiled["compiled"] is True
+    assert compiled["status"] == "ok" and compiled["steps"] == 30
+    # The same model and batches: the compiled kernels may round differently, nothing more.
+    np.testing.assert_allclose(compiled["losses"][:10], plain["losses"][:10], rtol=1e-4)
+    assert compiled["init_fingerprint"] == plain["init_fingerprint"]
+    # Its compilation is in the first step, reported apart from the step-time statistics.
+    assert compiled["first_step_s"] > 1.0 > plain["first_step_s"]
+    assert compiled["step_time_ms"]["n"] == 29
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(summary["framework"]) == ["torch", "torch.compile"]
+
+
+def test_compile_without_torch_is_a_one_line_error(cli_error):
+    cli_error("compare", "digits", "--frameworks", "jax", "--compile",
+              fragments=("--compile runs torch.compile beside torch",))

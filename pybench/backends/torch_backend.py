@@ -125,6 +125,9 @@ class TorchState:
     module: nn.Module
     optimizer: torch.optim.Optimizer
     label_smoothing: float
+    # What the training step calls: the module itself, or (torch.compile variant) its compiled
+    # wrapper, which shares its parameters; evaluation keeps the module, so it compiles nothing.
+    train_module: nn.Module
 
 
 @dataclass
@@ -168,6 +171,9 @@ class TorchBackend(Backend):
         # GPUs keep the contiguous default, unmeasured here. Set before init_state and put_data
         # to try the other.
         self.memory_format = MEMORY_FORMATS.get(device, torch.contiguous_format)
+        # The torch.compile variant (pybench.backends.VARIANTS): its first step, reported apart
+        # as first_step_s, includes the compilation.
+        self.compile_step = False
         # Full float32 everywhere, as in the other backends: TF32 would change the numbers
         # (cuDNN convolutions allow it by default) and make the frameworks incomparable.
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -182,6 +188,7 @@ class TorchBackend(Backend):
         info = {"framework_version": torch.__version__, "device": self.device,
                 "threads": torch.get_num_threads(),
                 "memory_format": str(self.memory_format).removeprefix("torch."),
+                "compiled": self.compile_step,
                 # What reproducibility was asked for. CPU runs are deterministic as they are (the
                 # suite checks the same seed gives identical losses); on CUDA cuDNN's autotuner
                 # may pick other kernels per run, and deterministic algorithms are not requested.
@@ -214,8 +221,9 @@ class TorchBackend(Backend):
                              f"unexpected {unexpected}")
         self.dtype = TORCH_DTYPES[np.dtype(model.dtype)]
         module.to(self.torch_device, self.dtype, memory_format=self.memory_format).train()
+        train_module = torch.compile(module) if self.compile_step else module
         return TorchState(module, make_optimizer(module.parameters(), optimizer),
-                          optimizer.label_smoothing)
+                          optimizer.label_smoothing, train_module)
 
     def _fits_on_device(self, nbytes: int) -> bool:
         if self.device != "cuda":
@@ -249,7 +257,7 @@ class TorchBackend(Backend):
         for group in state.optimizer.param_groups:
             group["lr"] = order.lrs[step]
         state.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(state.module(x), y, label_smoothing=state.label_smoothing)
+        loss = F.cross_entropy(state.train_module(x), y, label_smoothing=state.label_smoothing)
         loss.backward()
         state.optimizer.step()
         return state, loss.detach()
