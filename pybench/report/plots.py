@@ -21,7 +21,8 @@ from pybench.report.metrics import RocCurve
 FRAMEWORK_COLORS = {"torch": "tab:red", "jax": "tab:blue", "knet": "tab:green"}
 OTHER_COLORS = ["tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 DPI = 120
-LOG_SCALE_RATIO = 10  # step-time medians this far apart get a log axis, or the fast box is flat
+LOG_SCALE_RATIO = 3  # step-time medians this far apart get a log axis, or the fast box is flat
+WHISKERS = (1, 99)  # percentiles: a rare garbage-collection pause must not set the axis
 LOSS_SMOOTHING_STEPS = 20  # rolling mean window; the raw losses are drawn faintly underneath
 ANNOTATE_MAX_CLASSES = 12  # beyond this, counts in cells become unreadable
 
@@ -114,6 +115,9 @@ def training_curves(runs: list[dict], title: str, path: Path) -> Path:
     loss_ax.set(title=f"training loss ({LOSS_SMOOTHING_STEPS}-step mean)", xlabel="step",
                 ylabel="loss")
     accuracy_ax.set(title="accuracy per epoch", xlabel="epoch", ylabel="accuracy (%)")
+    epochs_run = max((len(run.get("epoch_accuracy") or []) for run in runs), default=0)
+    if epochs_run:  # whole epochs only, with room around a single one
+        accuracy_ax.set_xlim(0.5, epochs_run + 0.5)
     accuracy_ax.xaxis.get_major_locator().set_params(integer=True)
     if scheduled:
         axes[2].set(title="learning rate", xlabel="step", ylabel="learning rate")
@@ -125,17 +129,32 @@ def training_curves(runs: list[dict], title: str, path: Path) -> Path:
 
 
 def step_time_box(step_times: dict[str, np.ndarray], title: str, path: Path) -> Path:
-    """Distribution of step times per framework, warm-up step already removed by the caller."""
+    """Distribution of step times per framework, warm-up step already removed by the caller:
+    boxes of the quartiles, whiskers at the WHISKERS percentiles, each median written above its
+    box. Steps beyond the whiskers are counted in the caption, not drawn: one 300 ms pause among
+    2,000 steps of 3 ms would otherwise squash every box into a line."""
     figure = Figure(figsize=(1.6 * len(step_times) + 2.5, 3.8), layout="constrained")
     ax = figure.subplots()
-    boxes = ax.boxplot(list(step_times.values()), tick_labels=list(step_times), patch_artist=True,
-                       showfliers=True, flierprops={"markersize": 2})
+    samples = [np.asarray(t, dtype=float) for t in step_times.values()]
+    boxes = ax.boxplot(samples, tick_labels=list(step_times), patch_artist=True,
+                       showfliers=False, whis=WHISKERS, medianprops={"color": "black"})
     for position, (patch, framework) in enumerate(zip(boxes["boxes"], step_times)):
         patch.set_facecolor(color(framework, position))
         patch.set_alpha(0.5)
-    ax.set(title=title, ylabel="step time (ms)")
-    medians = [float(np.median(t)) for t in step_times.values()]
+    medians = [float(np.median(t)) for t in samples]
+    for position, (sample, median) in enumerate(zip(samples, medians), start=1):
+        top = float(np.percentile(sample, WHISKERS[1]))
+        ax.annotate(f"{median:.3g} ms", (position, top), xytext=(0, 3),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
+    beyond = sum(int(np.sum((t < np.percentile(t, WHISKERS[0])) |
+                            (t > np.percentile(t, WHISKERS[1])))) for t in samples)
+    ax.set(title=title, ylabel="step time (ms)",
+           xlabel=f"box: quartiles, line: median, whiskers: {WHISKERS[0]}st-{WHISKERS[1]}th "
+                  f"percentile ({beyond} steps beyond them not drawn)")
+    ax.xaxis.label.set_fontsize(8)
     if min(medians) > 0 and max(medians) / min(medians) > LOG_SCALE_RATIO:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(ScalarFormatter())  # "20" reads better than "2×10^1"
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.margins(y=0.08)
     return save(figure, path)
