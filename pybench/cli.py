@@ -417,11 +417,13 @@ def cmd_report(args) -> int:
     if args.fail_on_regression is None:
         return 0
     from pybench.report import slowdowns
+    from pybench.report.significance import p_value
 
     slower = slowdowns(args.run_dirs, args.baseline, args.fail_on_regression)
     for _, row in slower.iterrows():
+        p = p_value(row["p (Mann-Whitney)"])
         print(f"pybench: {row['framework']} {row['model']}: step time {row['ratio']:.3f}× the "
-              f"baseline's (p = {row['p (Mann-Whitney)']:.2g}), beyond --fail-on-regression "
+              f"baseline's (p {p if p.startswith('<') else '= ' + p}), beyond --fail-on-regression "
               f"{args.fail_on_regression:g}%", file=sys.stderr)
     return 1 if len(slower) else 0
 

@@ -166,6 +166,18 @@ def test_baseline_ratios_significance_and_fail_on_regression(tmp_path):
     assert "no significant change" in (same / "report.md").read_text()
 
 
+def test_a_baseline_among_the_sources_is_not_held_against_itself(tmp_path):
+    base = make_seed_run(tmp_path / "base", 0, 4.0)
+    slow = make_seed_run(tmp_path / "slow", 0, 5.0)
+    report = write_report([base, slow], tmp_path / "both", baseline=base / "results.json",
+                          plots=False)
+    table = report.read_text().split("## Baseline")[1].split("\n## ")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| torch") or
+            line.startswith("| jax")]
+    assert rows and all("[slow]" in row for row in rows), rows
+    assert all("25% slower" in row for row in rows), rows
+
+
 def test_fail_on_regression_without_a_baseline_is_one_line(tmp_path):
     run_dir = make_seed_run(tmp_path / "run", 0, 4.0)
     result = run_report(run_dir, "--fail-on-regression", "5")

@@ -29,7 +29,7 @@ from pybench.report.tables import summary_table
 
 def slowdowns(sources: list[Path], baseline: Path, percent: float):
     """The runs of `sources` significantly more than `percent`% slower than `baseline`'s."""
-    table = baseline_table(combine(read_sources(sources)), load_results(baseline))
+    table = baseline_table(combine(read_sources(sources)), load_results(baseline), baseline)
     return regressions(table, percent)
 
 

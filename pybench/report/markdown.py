@@ -23,7 +23,7 @@ from pybench.report import plots as draw
 from pybench.report.html import write_html
 from pybench.report.loading import (RESULTS_FILE, Predictions, benchmark_source,
                                     load_predictions, load_results)
-from pybench.report.significance import (ALPHA, EFFECT_FLOOR, baseline_table,
+from pybench.report.significance import (ALPHA, EFFECT_FLOOR, baseline_table, p_value,
                                          best_configurations, is_sweep, seed_groups, timed_steps)
 from pybench.report.sources import combine, read_sources
 from pybench.report.tables import (
@@ -280,7 +280,7 @@ def seeds_section(results: dict) -> str:
 def baseline_section(results: dict, baseline: dict | None, where) -> str:
     if baseline is None:
         return ""
-    table = baseline_table(results, baseline)
+    table = baseline_table(results, baseline, where)
     intro = (f"Each run against the baseline `{where}` run of the same framework and model. A "
              f"step-time change is significant when Mann-Whitney U on the per-step times gives "
              f"p < {ALPHA} and the medians differ by at least {EFFECT_FLOOR:.0%}.")
@@ -288,7 +288,7 @@ def baseline_section(results: dict, baseline: dict | None, where) -> str:
         return "\n".join(["## Baseline", "", intro, "", "No run has a counterpart in the baseline."])
     formats = {"accuracy %": percent, "baseline accuracy %": percent,
                "step median ms": lambda v: f"{v:.2f}", "baseline median ms": lambda v: f"{v:.2f}",
-               "ratio": lambda v: f"{v:.3f}×", "p (Mann-Whitney)": lambda v: f"{v:.2g}"}
+               "ratio": lambda v: f"{v:.3f}×", "p (Mann-Whitney)": p_value}
     return "\n".join(["## Baseline", "", intro, "",
                       markdown_table(table.drop(columns=["significant"]), formats)])
 

@@ -10,6 +10,7 @@ about and which a busy machine produces on its own; the floor alone would flag n
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,24 +46,25 @@ def step_change(baseline_ms: np.ndarray, run_ms: np.ndarray) -> dict:
             "significant": bool(p < ALPHA and abs(ratio - 1) >= EFFECT_FLOOR)}
 
 
-def run_configuration(run: dict, document: dict) -> dict:
-    """What a run was trained with: its own `config` (sweeps), else its source's or the
-    document's, without the keys in NOT_CONFIGURATION."""
+def full_configuration(run: dict, document: dict) -> dict:
+    """What a run was trained with, all keys: its own `config` (sweeps), else its source's (a
+    report over several results files) or the document's."""
     config = run.get("config")
     if config is None:
         by_label = {s["label"]: s for s in document.get("sources") or []}
         source = by_label.get(run.get("source"))
         config = source["config"] if source else document.get("config") or {}
-    return {k: v for k, v in config.items() if k not in NOT_CONFIGURATION}
+    return config
+
+
+def run_configuration(run: dict, document: dict) -> dict:
+    """A run's configuration without the keys in NOT_CONFIGURATION (what seeds are pooled by)."""
+    return {k: v for k, v in full_configuration(run, document).items()
+            if k not in NOT_CONFIGURATION}
 
 
 def run_seed(run: dict, document: dict) -> object:
-    config = run.get("config")
-    if config is None:
-        by_label = {s["label"]: s for s in document.get("sources") or []}
-        source = by_label.get(run.get("source"))
-        config = source["config"] if source else document.get("config") or {}
-    return config.get("seed")
+    return full_configuration(run, document).get("seed")
 
 
 def is_sweep(document: dict) -> bool:
@@ -121,9 +123,13 @@ def best_configurations(groups: pd.DataFrame) -> pd.DataFrame:
     return ranked.groupby(["framework", "model"], sort=False).head(1).reset_index(drop=True)
 
 
-def baseline_table(document: dict, baseline: dict) -> pd.DataFrame:
+def baseline_table(document: dict, baseline: dict, baseline_path=None) -> pd.DataFrame:
     """Each ok run beside the baseline's ok run of the same framework and model (the same seed
-    when the baseline has several): accuracy, median step time, ratio, p-value, verdict."""
+    when the baseline has several): accuracy, median step time, ratio, p-value, verdict. Runs of
+    a source that is the baseline itself (`baseline_path` named again among the sources) are
+    left out: a run held against itself says nothing."""
+    itself = {s["label"] for s in document.get("sources") or []
+              if baseline_path is not None and same_results(s["path"], baseline_path)}
     candidates: dict[tuple, list[dict]] = {}
     for run in baseline.get("runs", []):
         if run["status"] == "ok":
@@ -131,7 +137,7 @@ def baseline_table(document: dict, baseline: dict) -> pd.DataFrame:
             candidates.setdefault(key, []).append(run)
     rows = []
     for run in document.get("runs", []):
-        if run["status"] != "ok":
+        if run["status"] != "ok" or run.get("source") in itself:
             continue
         options = candidates.get((run.get("framework_name", run["framework"]), run["model"]))
         if not options:
@@ -151,6 +157,21 @@ def baseline_table(document: dict, baseline: dict) -> pd.DataFrame:
             "significant": change["significant"],
         })
     return pd.DataFrame(rows)
+
+
+def same_results(a, b) -> bool:
+    """Whether two paths name the same results (a folder and its results.json are the same)."""
+    def folder(path) -> Path:
+        path = Path(path).resolve()
+        return path.parent if path.name == "results.json" else path
+
+    return folder(a) == folder(b)
+
+
+def p_value(p: float) -> str:
+    """A p-value as text. Two runs of a few thousand steps that differ by 40% give a p below the
+    smallest double (stored as 0): say it is below what the test can state."""
+    return "< 1e-300" if p < 1e-300 else f"{p:.2g}"
 
 
 def verdict(change: dict) -> str:
