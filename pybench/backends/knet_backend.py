@@ -154,12 +154,37 @@ def julia_main():
     if juliapkg_will_install():
         print("pybench: first use of the knet backend: juliapkg is installing Julia packages "
               "(Knet 1.4.10, CUDA.jl 3.13; needs network, takes minutes)", file=sys.stderr)
+    # As many Julia threads as torch and XLA get cores (see julia_threads_wanted); a user's own
+    # setting wins. JULIA_NUM_THREADS is what Julia itself reads when juliacall starts it (as
+    # juliacall 0.5 does on the CI toolchain), PYTHON_JULIACALL_THREADS juliacall 0.9's option.
+    threads = str(julia_threads_wanted())
+    os.environ.setdefault("JULIA_NUM_THREADS", threads)
+    os.environ.setdefault("PYTHON_JULIACALL_THREADS", threads)
     # Julia's signal handling must be on when Julia runs more than one thread.
     os.environ.setdefault("PYTHON_JULIACALL_HANDLE_SIGNALS", "yes")
     from juliacall import Main as jl  # noqa: PLC0415 (deliberately lazy, see module docstring)
 
     jl.seval("using KnetModels, CUDA, Knet")
+    # NNlib's CPU convolutions (Knet's conv4) split the batch over Julia's threads and call one
+    # single-threaded-sized gemm per sample; OpenBLAS's own threads on top of that oversubscribe
+    # the cores. Measured on 2 cores, LeNet-5 on MNIST, batch 32
+    # (tests/benchmarks/test_bench_step_variants.py, knet): 1 Julia thread 11.0 ms, 2 threads
+    # 12.2 ms, 2 threads with BLAS on one thread 8.7 ms.
+    jl.seval("import LinearAlgebra; Threads.nthreads() > 1 && LinearAlgebra.BLAS.set_num_threads(1)")
     return jl
+
+
+def julia_threads_wanted() -> int:
+    """The Julia threads a worker starts with: OMP_NUM_THREADS when it is set (Ray sets it to a
+    task's CPUs, and torch follows it too), else every CPU this process may run on (torch and
+    XLA use them all)."""
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        return int(omp)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @functools.lru_cache(maxsize=None)
@@ -170,6 +195,18 @@ def jl_function(name: str):
     Julia code each time; cached, the per-step cost is a dict lookup. (A failed lookup raises
     and is not cached.)"""
     return julia_main().seval(name)
+
+
+def blas_threads() -> int | None:
+    """OpenBLAS's thread count as Julia reports it: BLAS.get_num_threads from Julia 1.6, asked
+    of Julia's OpenBLAS directly before that; None where neither answers."""
+    value = julia_main().seval("""
+        if isdefined(LinearAlgebra.BLAS, :get_num_threads)
+            LinearAlgebra.BLAS.get_num_threads()
+        else
+            try ccall((:openblas_get_num_threads64_, Base.libblas_name), Cint, ()) catch; nothing end
+        end""")
+    return None if value is None else int(value)
 
 
 def juliacall_version() -> str:
@@ -274,6 +311,7 @@ class KnetBackend(Backend):
                 "julia": versions["julia"], "cuda_jl": versions["CUDA"],
                 "autograd": versions["AutoGrad"], "juliacall": juliacall_version(),
                 "julia_threads": int(julia_main().seval("Threads.nthreads()")),
+                "blas_threads": blas_threads(),
                 "device": self.device, "device_name": cpu_model()}
         note = support_note(versions["julia"])
         if note:
