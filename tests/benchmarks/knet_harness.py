@@ -26,7 +26,7 @@ OPTIMIZER = OptimizerConfig(name="sgd", lr=0.01, momentum=0.9)
 
 # A user's LeNet-5 in Knet: weights as Params (biases reshaped for broadcasting), one optimizer
 # per Param, `@diff` of the loss, `update!`; seconds per step, read after each step (the CPU
-# needs no synchronisation).
+# needs no synchronisation), and each step's loss (the step-variant search checks the first).
 MINIMAL_KNET_LOOP = """
 function minimal_knet_loop(images, labels, positions, weights, steps, batch, lr, momentum)
     # Julia arrays of concrete types first (the arguments arrive as numpy-backed PyArrays).
@@ -44,15 +44,16 @@ function minimal_knet_loop(images, labels, positions, weights, steps, batch, lr,
         x = relu.(ps[7] * x .+ ps[8])
         ps[9] * x .+ ps[10]
     end
-    times = Float64[]
+    times, losses = Float64[], Float64[]
     for i in 1:steps
         t0 = time_ns()
         idx = order[(i - 1) * batch + 1:i * batch]
         J = @diff nll(net(x[:, :, :, idx]), y[idx])
         for p in ps; update!(p, grad(J, p)); end
         push!(times, (time_ns() - t0) / 1e9)
+        push!(losses, value(J))
     end
-    return times
+    return times, losses
 end
 """
 
@@ -73,8 +74,9 @@ def main(steps: int, rounds: int, batch: int) -> dict:
     minimal_ms: list[float] = []
     pybench_ms: list[float] = []
     for _ in range(rounds):
-        times = minimal_loop(images, knet_layout.labels_to_knet(y), knet_layout.order_to_knet(order),
-                             weights, steps, batch, OPTIMIZER.lr, OPTIMIZER.momentum)
+        times, _ = minimal_loop(images, knet_layout.labels_to_knet(y),
+                                knet_layout.order_to_knet(order), weights, steps, batch,
+                                OPTIMIZER.lr, OPTIMIZER.momentum)
         minimal_ms += [t * 1e3 for t in list(times)[1:]]
         record, _ = train_and_evaluate(backend, mnist, cfg)
         pybench_ms += record["step_times_ms"][1:]

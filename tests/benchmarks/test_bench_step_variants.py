@@ -24,6 +24,7 @@ another layout) before changing them.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -41,7 +42,7 @@ from pybench.backends.contract import ModelInput, OptimizerConfig
 from pybench.datasets import batch_order
 
 STEPS = 60  # per round and variant; the first step of each round (warm-up) is left out
-ROUNDS = 5  # alternating between variants
+ROUNDS = int(os.environ.get("PYBENCH_BENCH_ROUNDS", "5"))  # alternating between variants
 BATCH = 32
 OPTIMIZER = OptimizerConfig(name="sgd", lr=0.01, momentum=0.9)
 LOSS_RTOL = 1e-4  # every variant's first loss against the default's (float32)
@@ -60,12 +61,13 @@ JAX_PROCESS_OPTIONS: dict[str, dict[str, str]] = {
     "JAX_CPU_ENABLE_ASYNC_DISPATCH=false": {"JAX_CPU_ENABLE_ASYNC_DISPATCH": "false"},
 }
 RESULTS: dict[str, list[dict]] = {}  # framework -> rows, printed by conftest's terminal summary
-# Opt-in: every variant of every framework, alternating rounds, takes over ten minutes on 2 cores,
-# and the search is not finished (the JAX backend does not yet offer the layouts compared here).
+# Opt-in: a search, not a regression test. Every variant of every framework, alternating rounds,
+# takes about six minutes on 2 cores (PYBENCH_BENCH_COMPILE adds torch.compile's compiling), and
+# its verdict (the 1.2x check below) is meant for a quiet machine.
 OPT_IN_ENV = "PYBENCH_BENCH_VARIANTS"
 pytestmark = pytest.mark.skipif(os.environ.get(OPT_IN_ENV) != "1",
                                 reason=f"step-variant search is opt-in: set {OPT_IN_ENV}=1 "
-                                       "(over ten minutes on 2 cores)")
+                                       "(about six minutes on 2 cores)")
 
 
 @dataclass
@@ -383,8 +385,9 @@ def torch_variant(inputs: Inputs, v: TorchVariant) -> Variant:
         finally:
             torch.set_num_threads(threads)
 
-    # torch.compile compiles in the first step of each round (a new module each round): that
-    # step's time is reported apart as the compile time, and the step time is the median after.
+    # torch.compile compiles in the first step of the first round (later rounds' new modules
+    # find dynamo's cache): that step's time is reported apart as the compile time, and the
+    # step time is the median of the steps after each round's first.
     run.compiles = v.compile  # type: ignore[attr-defined]
     return run
 
@@ -426,23 +429,8 @@ def test_step_variants(benchmark, inputs, framework):
     variants = {name: make(inputs, v) for name, v in table.items()}
     for name, change in BACKEND_VARIANTS[framework].items():
         variants[name] = backend_variant(framework, inputs, change)
-    rounds: dict[str, list[Round]] = {"default": [], **{name: [] for name in variants}}
-    turn = [0]
-
-    def run_candidates():
-        names = list(variants)
-        shift = turn[0] % len(names)
-        turn[0] += 1
-        for name in names[shift:] + names[:shift]:
-            rounds[name].append(variants[name]())
-
-    default = backend_variant(framework, inputs)
-
-    def run_default():
-        rounds["default"].append(default())
-
-    benchmark.pedantic(run_default, setup=run_candidates, rounds=ROUNDS, iterations=1)
-
+    rounds = interleaved_rounds(benchmark, {"default": backend_variant(framework, inputs),
+                                            **variants})
     rows = summarize(rounds, {name for name, v in variants.items() if getattr(v, "compiles", 0)})
     RESULTS[framework] = rows
     benchmark.extra_info["variants"] = rows
@@ -450,34 +438,209 @@ def test_step_variants(benchmark, inputs, framework):
     assert rows[0]["median_ms"] <= SLOWEST_RATIO * fastest["median_ms"], (fastest, rows[0])
 
 
-def summarize(rounds: dict[str, list[Round]], compiling: set[str]) -> list[dict]:
+def interleaved_rounds(benchmark, variants: dict[str, Variant]) -> dict[str, list[Round]]:
+    """ROUNDS rounds of every variant, the first one (the default) being the benchmark's
+    target. Each round runs them all in an order rotated by one from the last, the default
+    included, so that no variant always follows another: a worker's threads still spinning
+    from the round before it, or a cache its predecessor emptied, then hurts each in turn."""
+    names = list(variants)
+    rounds: dict[str, list[Round]] = {name: [] for name in names}
+    turn = [0]
+
+    def order() -> tuple[list[str], list[str]]:
+        shift = turn[0] % len(names)
+        rotated = names[shift:] + names[:shift]
+        at = rotated.index(names[0])
+        return rotated[:at], rotated[at + 1:]
+
+    def run(batch: list[str]) -> None:
+        for name in batch:
+            rounds[name].append(variants[name]())
+
+    def before():
+        run(order()[0])
+
+    def target():
+        run([names[0]])
+
+    def after():
+        run(order()[1])
+        turn[0] += 1
+
+    benchmark.pedantic(target, setup=before, teardown=after, rounds=ROUNDS, iterations=1)
+    return rounds
+
+
+def summarize(rounds: dict[str, list[Round]], compiling: set[str],
+              first_losses: dict[str, float] | None = None) -> list[dict]:
     """One row per variant (the default first): median step time, ratio to the default, first
     loss (and compile time for `compiling` variants); fails if a variant lost steps or computed
-    another first loss than the default."""
+    another first loss than the default. The first loss is that of each variant's very first
+    step: its first round's, unless `first_losses` gives it (rounds measured after a warm-up)."""
+    first_losses = first_losses or {name: runs[0].first_loss for name, runs in rounds.items()}
     default_ms = float(np.median([t for r in rounds["default"] for t in r.step_ms]))
-    default_loss = rounds["default"][0].first_loss
+    default_loss = first_losses["default"]
     rows = []
     for name, runs in rounds.items():
         step_ms = [t for r in runs for t in r.step_ms]
         assert len(step_ms) == ROUNDS * (STEPS - 1), name
         median = float(np.median(step_ms))
         row = {"variant": name, "median_ms": median, "ratio": median / default_ms,
-               "first_loss": runs[0].first_loss}
-        if name in compiling:
-            row["compile_s"] = float(np.median([r.first_step_ms for r in runs])) / 1e3
+               "first_loss": first_losses[name]}
+        if name in compiling:  # the first round compiles; later rounds find dynamo's cache
+            row["compile_s"] = runs[0].first_step_ms / 1e3
         rows.append(row)
         # The same weights and the same first batch must give the same loss in every form.
         assert abs(row["first_loss"] - default_loss) <= LOSS_RTOL * abs(default_loss), row
     return rows
 
 
+# Julia's thread count is fixed when Julia starts, like XLA's options: each Knet form runs in a
+# worker process of its own. KNET_FORM_ENV picks pybench's knet backend ("backend", driven as
+# pybench.training drives it) or the plain-Knet loop of knet_harness.py ("plain": Params,
+# Knet's Momentum, the whole loop inside Julia, no juliacall call per step); KNET_SETUP_ENV is
+# Julia code run before the step is built. NNlib's CPU convolutions (which Knet's conv4 calls)
+# split the batch over Julia's threads; OpenBLAS has threads of its own for the matrix products.
+KNET_FORM_ENV = "PYBENCH_BENCH_KNET_FORM"
+KNET_SETUP_ENV = "PYBENCH_BENCH_KNET_SETUP"
+
+
+def blas_threads(n: int) -> str:
+    """Julia code setting OpenBLAS's threads (run after the backend's own choice)."""
+    return f"import LinearAlgebra; LinearAlgebra.BLAS.set_num_threads({n})"
+
+
+def julia_threads(n: int) -> dict[str, str]:
+    """The environment that starts Julia with n threads: JULIA_NUM_THREADS for Julia itself
+    (what juliacall 0.5.1 on the CI toolchain's Julia 1.5 reads), PYTHON_JULIACALL_THREADS for
+    juliacall 0.9."""
+    return {"JULIA_NUM_THREADS": str(n), "PYTHON_JULIACALL_THREADS": str(n)}
+
+
+KNET_PROCESS_OPTIONS: dict[str, dict[str, str]] = {
+    "pybench backend as it starts (default: a Julia thread per core, BLAS on 1 thread)": {},
+    "pybench backend, 1 Julia thread, BLAS as it starts (the default before issue 13)":
+        julia_threads(1),
+    "pybench backend, 1 Julia thread, BLAS on 1 thread": {
+        **julia_threads(1), KNET_SETUP_ENV: blas_threads(1)},
+    "pybench backend, 2 Julia threads, BLAS on 2 threads": {
+        **julia_threads(2), KNET_SETUP_ENV: blas_threads(2)},
+    "plain Knet loop inside Julia (Knet's Momentum), 1 Julia thread": {
+        **julia_threads(1), KNET_FORM_ENV: "plain"},
+    "plain Knet loop inside Julia (Knet's Momentum), 2 Julia threads, BLAS on 1 thread": {
+        **julia_threads(2), KNET_FORM_ENV: "plain"},
+}
+
+
+def knet_variant(inputs: Inputs) -> Variant:
+    """The Knet form KNET_FORM_ENV names, after the Julia code in KNET_SETUP_ENV."""
+    from pybench.backends.knet_backend import julia_main
+
+    jl = julia_main()
+    if os.environ.get(KNET_SETUP_ENV):
+        jl.seval(os.environ[KNET_SETUP_ENV])
+    if os.environ.get(KNET_FORM_ENV, "backend") == "backend":
+        return backend_variant("knet", inputs)
+    from knet_harness import MINIMAL_KNET_LOOP  # beside this file, on sys.path as a script
+
+    from pybench.backends import knet_layout
+    from pybench.backends.knet_backend import julia_dict
+
+    jl.seval(MINIMAL_KNET_LOOP)
+    loop = jl.seval("minimal_knet_loop")
+    args = (knet_layout.images_to_knet(inputs.images), knet_layout.labels_to_knet(inputs.labels),
+            knet_layout.order_to_knet(inputs.order),
+            julia_dict(knet_layout.weights_to_knet(inputs.params)))
+
+    def run() -> Round:  # every round from the canonical weights, steps timed inside Julia
+        times, losses = loop(*args, STEPS, BATCH, OPTIMIZER.lr, OPTIMIZER.momentum)
+        times_ms = [t * 1e3 for t in list(times)]
+        return Round(times_ms[1:], times_ms[0], float(list(losses)[0]))
+
+    return run
+
+
+# A widely used high-level library on the same backend, as its users run it: Keras 3 (on JAX or
+# PyTorch, KERAS_BACKEND), LeNet-5 in its own layers (NHWC, HWIO kernels), its SGD and its own fit
+# loop, from pybench's canonical weights (converted, so the first loss is the same) on the same
+# batches. The yardstick issue 13 measured pybench against; optional (`pip install keras`).
+KERAS_ENV = "PYBENCH_BENCH_KERAS"
+
+
+def keras_lenet5(inputs: Inputs):
+    """Keras LeNet-5 holding the canonical weights (conv kernels OIHW -> HWIO; fc1's inputs
+    reordered from torch's (C, H, W) flatten to Keras' (H, W, C); dense kernels transposed)."""
+    import keras
+
+    p = inputs.params
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(6, 5, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(16, 5, activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(120, activation="relu"),
+        keras.layers.Dense(84, activation="relu"),
+        keras.layers.Dense(inputs.num_classes),
+    ])
+    fc1 = p["fc1.weight"].reshape(120, 16, 5, 5).transpose(0, 2, 3, 1).reshape(120, -1)
+    weights = [p["conv1.weight"].transpose(2, 3, 1, 0), p["conv1.bias"],
+               p["conv2.weight"].transpose(2, 3, 1, 0), p["conv2.bias"],
+               fc1.T, p["fc1.bias"], p["fc2.weight"].T, p["fc2.bias"],
+               p["fc3.weight"].T, p["fc3.bias"]]
+    model.set_weights([np.ascontiguousarray(w) for w in weights])
+    model.compile(optimizer=keras.optimizers.SGD(OPTIMIZER.lr, momentum=OPTIMIZER.momentum),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def keras_variant(inputs: Inputs) -> Variant:
+    """Rounds of `model.fit` over the next STEPS batches of the epoch (unshuffled: the order is
+    pybench's), each step timed from one `on_train_batch_end` to the next, as `fit` runs them."""
+    import keras
+
+    model = keras_lenet5(inputs)
+    images = np.ascontiguousarray(inputs.images.transpose(0, 2, 3, 1))
+    start = [0]
+
+    class StepClock(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.times, self.first_loss, self.last = [], None, time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.perf_counter()
+            self.times.append((now - self.last) * 1e3)
+            self.last = now
+            if self.first_loss is None:  # the running mean of one batch: that batch's loss
+                self.first_loss = float(logs["loss"])
+
+    def run() -> Round:
+        idx = inputs.order[start[0] * BATCH:(start[0] + STEPS) * BATCH]
+        start[0] += STEPS
+        clock = StepClock()
+        model.fit(images[idx], inputs.labels[idx], batch_size=BATCH, epochs=1, shuffle=False,
+                  verbose=0, callbacks=[clock])
+        return Round(clock.times[1:], clock.times[0], clock.first_loss)
+
+    return run
+
+
+KERAS_OPTIONS: dict[str, dict[str, dict[str, str]]] = {
+    framework: {f"pybench {framework} backend (default)": {},
+                f"Keras 3 on {framework}, its own fit loop": {
+                    "KERAS_BACKEND": framework, KERAS_ENV: "1"}}
+    for framework in ("jax", "torch")}
+
+
 class RoundWorker:
     """This file run as a script in a process of its own with `env` added to its environment:
-    it serves rounds of the default JAX backend, one per request, each a JSON line."""
+    it serves rounds of one framework's step (the default JAX backend; for knet, the form the
+    environment names), one per request, each a JSON line."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, framework: str, env: dict[str, str]):
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve-jax-rounds"], env={**os.environ, **env},
+            [sys.executable, __file__, "--serve-rounds", framework], env={**os.environ, **env},
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def round(self) -> Round:
@@ -493,46 +656,74 @@ class RoundWorker:
         self.process.wait(timeout=60)
 
 
-def serve_jax_rounds():
-    """The worker side of RoundWorker: build the default JAX step once, then one round per line."""
+def serve_rounds(framework: str):
+    """The worker side of RoundWorker: build the step once, then one round per line."""
     from pybench.datasets import load_dataset
 
-    run = backend_variant("jax", make_inputs(load_dataset("mnist", progress=False)))
+    inputs = make_inputs(load_dataset("mnist", progress=False))
+    if os.environ.get(KERAS_ENV):
+        run = keras_variant(inputs)
+    elif framework == "knet":
+        run = knet_variant(inputs)
+    else:
+        run = backend_variant(framework, inputs)
+    # Julia's libuv makes the inherited stdin pipe non-blocking when it starts: reading it would
+    # then see "no data yet" as the end of input and end the worker between two requests.
+    os.set_blocking(sys.stdin.fileno(), True)
     for _ in sys.stdin:
         result = run()
         print(json.dumps(result.__dict__), flush=True)
 
 
-def test_jax_process_options(benchmark, data_dir, tmp_path):
-    pytest.importorskip("jax", reason="jax is not installed")
+def process_option_rounds(benchmark, framework: str, options: dict[str, dict[str, str]],
+                          tmp_path) -> list[dict]:
+    """Rounds of `framework` in one worker process per entry of `options` (the first is the
+    default, whose rounds are the benchmark's), alternating; the summary rows."""
     # Each worker loads MNIST from the data folder into a dataset cache of its own.
-    workers = {name: RoundWorker({**env, "PYBENCH_CACHE_DIR": str(tmp_path / f"cache{i}")})
-               for i, (name, env) in enumerate(JAX_PROCESS_OPTIONS.items())}
+    workers = {name: RoundWorker(framework, {**env, "PYBENCH_CACHE_DIR": str(tmp_path / f"cache{i}")})
+               for i, (name, env) in enumerate(options.items())}
     names = list(workers)
-    rounds: dict[str, list[Round]] = {name: [] for name in names}
-    turn = [0]
-    try:
-        for worker in workers.values():  # warm-up round: compilation, not measured
-            worker.round()
-
-        def run_others():
-            others = names[1:]
-            shift = turn[0] % len(others)
-            turn[0] += 1
-            for name in others[shift:] + others[:shift]:
-                rounds[name].append(workers[name].round())
-
-        def run_default():
-            rounds[names[0]].append(workers[names[0]].round())
-
-        benchmark.pedantic(run_default, setup=run_others, rounds=ROUNDS, iterations=1)
+    try:  # a warm-up round each (compilation, not measured), which also takes the first step
+        first_losses = {name: worker.round().first_loss for name, worker in workers.items()}
+        rounds = interleaved_rounds(benchmark, {name: workers[name].round for name in names})
     finally:
         for worker in workers.values():
             worker.close()
-    rows = summarize({"default": rounds[names[0]], **{n: rounds[n] for n in names[1:]}}, set())
-    RESULTS["jax process options"] = rows
+    rows = summarize({"default": rounds[names[0]], **{n: rounds[n] for n in names[1:]}}, set(),
+                     {"default": first_losses[names[0]], **first_losses})
     benchmark.extra_info["variants"] = rows
+    return rows
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--serve-jax-rounds"]:
-    serve_jax_rounds()
+def test_jax_process_options(benchmark, data_dir, tmp_path):
+    pytest.importorskip("jax", reason="jax is not installed")
+    RESULTS["jax process options"] = process_option_rounds(benchmark, "jax", JAX_PROCESS_OPTIONS,
+                                                           tmp_path)
+
+
+def test_knet_step_variants(benchmark, data_dir, tmp_path):
+    from needs import missing
+    from pybench.backends import availability
+
+    status = availability("knet")
+    if not status.ok:
+        missing(f"knet is unavailable: {status.reason}")
+    rows = process_option_rounds(benchmark, "knet", KNET_PROCESS_OPTIONS, tmp_path)
+    RESULTS["knet"] = rows
+    fastest = min(rows, key=lambda r: r["median_ms"])
+    assert rows[0]["median_ms"] <= SLOWEST_RATIO * fastest["median_ms"], (fastest, rows[0])
+
+
+@pytest.mark.parametrize("framework", ["jax", "torch"])
+def test_against_keras(benchmark, data_dir, tmp_path, framework):
+    """pybench's default step beside Keras 3's fit loop on the same backend, one process each."""
+    pytest.importorskip(framework, reason=f"{framework} is not installed")
+    if importlib.util.find_spec("keras") is None:  # not imported here: Keras picks its backend once
+        pytest.skip("keras is not installed (pip install -e '.[bench]'): the high-level-library "
+                    "yardstick is optional")
+    rows = process_option_rounds(benchmark, framework, KERAS_OPTIONS[framework], tmp_path)
+    RESULTS[f"{framework} against Keras"] = rows
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--serve-rounds"]:
+    serve_rounds(sys.argv[2])
