@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from conftest import REPO_ROOT
+from pybench.backends import availability
 from pybench.results import strict
 
 BAD_TRAINING_VALUES = [
@@ -55,6 +56,31 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(cli_error, tmp_path, comm
     cli_error(command, *dataset, "--frameworks", "torch", "--out", str(a_file / "run"),
               fragments=(f"--out {a_file / 'run'}", "cannot create the results folder"))
     assert a_file.read_text() == "keep me\n"
+
+
+@pytest.mark.slow
+def test_the_same_seed_twice_gives_identical_loss_curves(run_cli, tmp_path):
+    """On the CPU every framework is deterministic: a rerun with the same seed repeats every loss
+    and every test-set logit bit for bit, and another seed does not."""
+    frameworks = "torch,jax,knet" if availability("knet").ok else "torch,jax"
+    runs = {}
+    for name, seed, chosen in (("first", 3, frameworks), ("again", 3, frameworks),
+                               ("other seed", 4, "torch")):
+        out = tmp_path / name
+        result = run_cli("compare", "digits", "--frameworks", chosen, "--max-steps", "30",
+                         "--seed", str(seed), "--out", out, "--no-report")
+        assert result.returncode == 0, result.stderr[-3000:]
+        doc = json.loads((out / "results.json").read_text())
+        runs[name] = {r["framework"]: r for r in doc["runs"]}
+        for run in runs[name].values():
+            assert run["status"] == "ok" and len(run["losses"]) == 30, run
+            run["logits"] = np.load(out / run["predictions"])["logits"]
+    assert list(runs["first"]) == frameworks.split(",")
+    for framework, first in runs["first"].items():
+        again = runs["again"][framework]
+        assert first["losses"] == again["losses"], framework
+        np.testing.assert_array_equal(first["logits"], again["logits"])
+    assert runs["other seed"]["torch"]["losses"] != runs["first"]["torch"]["losses"]
 
 
 def reject_non_finite(text):
