@@ -230,3 +230,15 @@ def print_knet_parity(terminalreporter) -> None:
     for row in rows:
         terminalreporter.write_line(f"{row['model']:9} {row['check']:42} {row['figure']:10.3g} "
                                     f"(tolerance {row['tolerance']:g})")
+
+
+def command_line(process) -> str:
+    """A process's command line, or "" once it has exited: Ray and the workers start and reap
+    short-lived helpers all the time, and one can turn into a zombie between listing a parent's
+    children and reading its command line."""
+    import psutil
+
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.ZombieProcess, psutil.NoSuchProcess, psutil.AccessDenied):
+        return ""

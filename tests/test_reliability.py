@@ -15,7 +15,7 @@ import numpy as np
 import psutil
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, command_line
 from pybench.backends import availability
 from pybench.results import strict
 
@@ -133,7 +133,7 @@ def test_a_signal_mid_training_keeps_finished_runs(tmp_path, isolated_cache, sig
     time.sleep(5)  # the second worker is now training
     assert proc.poll() is None, proc.communicate()
     workers = psutil.Process(proc.pid).children(recursive=True)
-    assert any("pybench.worker" in " ".join(w.cmdline()) for w in workers)
+    assert any("pybench.worker" in command_line(w) for w in workers)
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == status, stderr[-3000:]
@@ -145,7 +145,7 @@ def test_a_signal_mid_training_keeps_finished_runs(tmp_path, isolated_cache, sig
                                                                    ("jax", "interrupted")]
     assert (out / "report.md").exists() and "interrupted" in (out / "report.md").read_text()
     gone, alive = psutil.wait_procs(workers, timeout=10)
-    assert not alive, [w.cmdline() for w in alive]  # no worker left training
+    assert not alive, [command_line(w) for w in alive]  # no worker left training
 
 
 @pytest.mark.slow
@@ -180,7 +180,7 @@ def test_a_signal_during_parity_keeps_the_finished_checks(tmp_path, isolated_cac
     assert doc["results"][1]["ok"] and doc["ok"] is False
     assert doc["interrupted"] == "interrupted by SIGINT"
     _, alive = psutil.wait_procs(workers, timeout=10)
-    assert not alive, [w.cmdline() for w in alive]
+    assert not alive, [command_line(w) for w in alive]
 
 
 # --- Every bad input, one line: one table through the real command line ----------------------

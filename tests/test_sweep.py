@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import command_line
 from pybench.executors import RayExecutor
 from pybench.sweep import Sweep, expand
 
@@ -269,7 +270,7 @@ def test_ctrl_c_stops_the_running_worker_and_keeps_what_finished(executor, tmp_p
         workers = []
         for _ in range(600):  # until the first run's worker has started (at most 60 s)
             workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                       if "pybench.worker" in " ".join(p.cmdline())]
+                       if "pybench.worker" in command_line(p)]
             if workers:
                 break
             proc.poll()
@@ -284,7 +285,7 @@ def test_ctrl_c_stops_the_running_worker_and_keeps_what_finished(executor, tmp_p
         assert proc.wait(timeout=60) == 130
         assert "interrupted" in proc.stderr.read()
         _, alive = psutil.wait_procs(workers, timeout=10)
-        assert not alive, [p.cmdline() for p in alive]  # no worker left training
+        assert not alive, [command_line(p) for p in alive]  # no worker left training
         # The runs that were training are kept as interrupted: the local executor's first, or
         # every run Ray had submitted; a run never started is left to --resume.
         runs = results(out)["runs"]
