@@ -62,12 +62,12 @@ JAX_PROCESS_OPTIONS: dict[str, dict[str, str]] = {
 }
 RESULTS: dict[str, list[dict]] = {}  # framework -> rows, printed by conftest's terminal summary
 # Opt-in: a search, not a regression test. Every variant of every framework, alternating rounds,
-# takes about six minutes on 2 cores (PYBENCH_BENCH_COMPILE adds torch.compile's compiling), and
+# takes about eight minutes on 2 cores (PYBENCH_BENCH_COMPILE adds torch.compile's compiling), and
 # its verdict (the 1.2x check below) is meant for a quiet machine.
 OPT_IN_ENV = "PYBENCH_BENCH_VARIANTS"
 pytestmark = pytest.mark.skipif(os.environ.get(OPT_IN_ENV) != "1",
                                 reason=f"step-variant search is opt-in: set {OPT_IN_ENV}=1 "
-                                       "(about six minutes on 2 cores)")
+                                       "(about eight minutes on 2 cores)")
 
 
 @dataclass
