@@ -10,6 +10,7 @@ Whether the Julia side then computes correctly is for julia/KnetModels/test/runt
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,3 +166,13 @@ def test_cuda_without_a_usable_gpu_fails_clearly(fake_julia):
     backend = knet_backend.KnetBackend("cuda")
     with pytest.raises(UnavailableError, match="CUDA.jl 3.13 sees no usable GPU"):
         backend.init_state(model_input("float64"), OptimizerConfig())
+
+
+def test_julia_gets_the_threads_torch_gets(monkeypatch):
+    # OMP_NUM_THREADS (Ray sets it to a task's CPUs; torch follows it), else every usable CPU.
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert knet_backend.julia_threads_wanted() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert knet_backend.julia_threads_wanted() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert knet_backend.julia_threads_wanted() == len(os.sched_getaffinity(0))

@@ -165,11 +165,10 @@ def julia_main():
     from juliacall import Main as jl  # noqa: PLC0415 (deliberately lazy, see module docstring)
 
     jl.seval("using KnetModels, CUDA, Knet")
-    # NNlib's CPU convolutions (Knet's conv4) split the batch over Julia's threads and call one
-    # single-threaded-sized gemm per sample; OpenBLAS's own threads on top of that oversubscribe
-    # the cores. Measured on 2 cores, LeNet-5 on MNIST, batch 32
-    # (tests/benchmarks/test_bench_step_variants.py, knet): 1 Julia thread 11.0 ms, 2 threads
-    # 12.2 ms, 2 threads with BLAS on one thread 8.7 ms.
+    # NNlib's CPU convolutions (Knet's conv4) split the batch over Julia's threads, one small
+    # gemm per sample; OpenBLAS's own threads beneath them only oversubscribe the cores.
+    # Measured on 2 cores, LeNet-5 on MNIST, batch 32 (tests/benchmarks/test_bench_step_variants.py,
+    # knet): 1 Julia thread 10.9 ms, 2 threads with 2 BLAS threads 12.1 ms, with 1 BLAS thread 8.6 ms.
     jl.seval("import LinearAlgebra; Threads.nthreads() > 1 && LinearAlgebra.BLAS.set_num_threads(1)")
     return jl
 
