@@ -679,18 +679,18 @@ def process_option_rounds(benchmark, framework: str, options: dict[str, dict[str
                           tmp_path) -> list[dict]:
     """Rounds of `framework` in one worker process per entry of `options` (the first is the
     default, whose rounds are the benchmark's), alternating; the summary rows."""
-    # Each worker loads MNIST from the data folder into a dataset cache of its own.
-    workers = {name: RoundWorker(framework, {**env, "PYBENCH_CACHE_DIR": str(tmp_path / f"cache{i}")})
-               for i, (name, env) in enumerate(options.items())}
-    names = list(workers)
+    # Each worker loads MNIST from the data folder into a dataset cache of its own. The first
+    # option is summarized as "default", as every variant table names its default.
+    labels = ["default", *list(options)[1:]]
+    workers = {label: RoundWorker(framework, {**env, "PYBENCH_CACHE_DIR": str(tmp_path / f"cache{i}")})
+               for i, (label, env) in enumerate(zip(labels, options.values()))}
     try:  # a warm-up round each (compilation, not measured), which also takes the first step
         first_losses = {name: worker.round().first_loss for name, worker in workers.items()}
-        rounds = interleaved_rounds(benchmark, {name: workers[name].round for name in names})
+        rounds = interleaved_rounds(benchmark, {name: w.round for name, w in workers.items()})
     finally:
         for worker in workers.values():
             worker.close()
-    rows = summarize({"default": rounds[names[0]], **{n: rounds[n] for n in names[1:]}}, set(),
-                     {"default": first_losses[names[0]], **first_losses})
+    rows = summarize(rounds, set(), first_losses)
     benchmark.extra_info["variants"] = rows
     return rows
 
