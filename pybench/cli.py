@@ -107,6 +107,10 @@ def epoch_list(text: str) -> tuple[int, ...]:
     return tuple(positive_int(item) for item in comma_list(text))
 
 
+def seed_list(text: str) -> tuple[int, ...]:
+    return tuple(non_negative_int(item) for item in comma_list(text))
+
+
 def add_training_arguments(p: argparse.ArgumentParser, batch_size: int) -> None:
     from pybench.schedules import SCHEDULES
 
@@ -135,7 +139,8 @@ def add_training_arguments(p: argparse.ArgumentParser, batch_size: int) -> None:
                    help="step schedule: epochs after which the rate is multiplied by --gamma")
     p.add_argument("--gamma", type=positive_float, default=0.1,
                    help="step schedule factor (default 0.1)")
-    p.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
+    p.add_argument("--seed", type=int, default=None,
+                   help="initial weights and batch order (default 0)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto: the GPU for every framework when the machine has one")
     p.add_argument("--timeout", type=positive_float, default=None,
@@ -188,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, default=None,
                          help="results folder (default runs/<timestamp>-<dataset>)")
     compare.add_argument("--no-report", action="store_true", help="skip report.md and plots")
+    compare.add_argument("--seeds", type=seed_list, default=None,
+                         help="comma-separated seeds, e.g. 0,1,2,3,4: every framework trains "
+                              "once per seed (runs paired by seed); the headline's accuracy "
+                              "verdict needs two or more (instead of --seed)")
+    compare.add_argument("--repeats", type=positive_int, default=1,
+                         help="train each seed N times, for the step-time intervals "
+                              "(default 1)")
     add_training_arguments(compare, batch_size=DEFAULT_BATCH_SIZE)
     add_dataset_arguments(compare)
 
@@ -266,7 +278,8 @@ def train_config(args, model: str = "lenet5"):
                      target_accuracy=args.target_accuracy, balance=args.balance,
                      augment=check_augmentations(args.augment), eval_every=args.eval_every)
     return TrainConfig(model=model, batch_size=args.batch_size, optimizer=optimizer,
-                       seed=args.seed, schedule=schedule, **extra)
+                       seed=args.seed if args.seed is not None else 0, schedule=schedule,
+                       **extra)
 
 
 def parse_arguments(argv: list[str] | None):
@@ -313,9 +326,13 @@ def cmd_compare(args) -> int:
     from pybench.compare import CompareConfig, command_line, run_compare, summary_text
     from pybench.datasets import dataset_options
 
+    if args.seeds is not None and args.seed is not None:
+        raise PybenchError(f"--seed {args.seed} and --seeds {','.join(map(str, args.seeds))}: "
+                           "give one of them")
     cfg = CompareConfig(dataset=args.dataset, frameworks=with_variants(args), models=args.models,
                         train=train_config(args), device=args.device, out=args.out,
-                        timeout=args.timeout, dataset_options=dataset_options(args))
+                        timeout=args.timeout, dataset_options=dataset_options(args),
+                        seeds=args.seeds or (), repeats=args.repeats)
     out = cfg.out
     if out is None:  # named here, so that an interrupted run can say where its results are
         from pybench.compare import default_out_dir

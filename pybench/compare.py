@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,6 +39,12 @@ class CompareConfig:
     out: Path | None = None
     timeout: float | None = None
     dataset_options: dict | None = None
+    seeds: tuple[int, ...] = ()  # several seeds: runs paired across frameworks by seed
+    repeats: int = 1  # the same seed again, for timing noise
+
+    @property
+    def run_seeds(self) -> tuple[int, ...]:
+        return self.seeds or (self.train.seed,)
 
 
 def resolve_device(requested: str) -> str:
@@ -81,15 +87,17 @@ def dataset_summary(dataset) -> dict:
 
 
 def forward_parity(runs: list[dict], out_dir: Path, reference: str = "torch") -> None:
-    """Add each ok run's forward-check figures against the reference framework's logits."""
-    by_model: dict[str, dict[str, dict]] = {}
+    """Add each ok run's forward-check figures against the reference framework's logits, run
+    against run of the same model, seed and repeat (the seed sets the initial weights)."""
+    groups: dict[tuple, dict[str, dict]] = {}
     for run in runs:
         if run.get("status") == "ok":
-            by_model.setdefault(run["model"], {})[run["framework"]] = run
-    for model, runs_of_model in by_model.items():
-        ref = reference if reference in runs_of_model else sorted(runs_of_model)[0]
-        ref_arrays = np.load(out_dir / runs_of_model[ref]["parity_arrays"])
-        for framework, run in runs_of_model.items():
+            key = (run["model"], run.get("seed"), run.get("repeat"))
+            groups.setdefault(key, {})[run["framework"]] = run
+    for runs_of_group in groups.values():
+        ref = reference if reference in runs_of_group else sorted(runs_of_group)[0]
+        ref_arrays = np.load(out_dir / runs_of_group[ref]["parity_arrays"])
+        for framework, run in runs_of_group.items():
             arrays = np.load(out_dir / run["parity_arrays"])
             diffs = {mode: float(np.max(np.abs(arrays[f"{mode}_logits"]
                                                - ref_arrays[f"{mode}_logits"])))
@@ -142,36 +150,71 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
         "command": command or "", "machine": machine_info(),
         "config": {"dataset": cfg.dataset, "dataset_options": options,
                    "frameworks": list(cfg.frameworks), "models": list(cfg.models),
-                   "device": device, "timeout_s": cfg.timeout, **train},
+                   "device": device, "timeout_s": cfg.timeout, **train,
+                   "seed": cfg.run_seeds[0], "seeds": list(cfg.run_seeds),
+                   "repeats": cfg.repeats},
         "dataset": dataset_summary(dataset), "runs": [],
     }
     write_results(out_dir, document)
     progress = echo and sys.stderr.isatty()
-    for model in cfg.models:
-        for framework in cfg.frameworks:
-            if framework in unavailable:
-                record = {"framework": framework, "model": model, "status": "unavailable",
-                          "reason": unavailable[framework]}
-            else:
-                if echo:
-                    print(f"== {framework} {model} on {device}", file=sys.stderr, flush=True)
-                try:
-                    record = run_one(cfg, framework, model, device, out_dir, progress, echo)
-                except (KeyboardInterrupt, Interrupted) as exc:
-                    keep_interrupted(document, out_dir, framework, model, exc)
-            document["runs"].append(record)
-            forward_parity(document["runs"], out_dir)
-            write_results(out_dir, document)
+    for job in planned_runs(cfg):
+        framework, model = job.framework, job.model
+        tag = {"seed": job.seed, "repeat": job.repeat}
+        if framework in unavailable:
+            record = {"framework": framework, "model": model, "status": "unavailable",
+                      "reason": unavailable[framework]}
+        else:
+            if echo:
+                print(f"== {framework} {model} on {device}{job.label}", file=sys.stderr,
+                      flush=True)
+            try:
+                record = run_one(replace(cfg, train=replace(cfg.train, seed=job.seed)),
+                                 framework, model, device, out_dir, progress, echo,
+                                 stem=job.stem)
+            except (KeyboardInterrupt, Interrupted) as exc:
+                keep_interrupted(document, out_dir, framework, model, exc, tag)
+        document["runs"].append({**record, **tag})
+        forward_parity(document["runs"], out_dir)
+        write_results(out_dir, document)
     return out_dir, document
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    framework: str
+    model: str
+    seed: int
+    repeat: int
+    several: bool  # more than one seed or repeat: files and progress lines name them
+
+    @property
+    def stem(self) -> str:
+        if not self.several:
+            return f"{self.framework}-{self.model}"
+        return f"{self.framework}-{self.model}-s{self.seed}-r{self.repeat}"
+
+    @property
+    def label(self) -> str:
+        return f" (seed {self.seed}, repeat {self.repeat})" if self.several else ""
+
+
+def planned_runs(cfg: CompareConfig) -> list[PlannedRun]:
+    """Every run in the order it trains: per model and seed, each repeat runs every framework
+    one after the other, so that a slow phase of a shared machine falls on all frameworks
+    rather than on whichever happened to run then."""
+    several = len(cfg.run_seeds) > 1 or cfg.repeats > 1
+    return [PlannedRun(framework, model, seed, repeat, several)
+            for model in cfg.models for seed in cfg.run_seeds for repeat in range(cfg.repeats)
+            for framework in cfg.frameworks]
+
+
 def keep_interrupted(document: dict, out_dir: Path, framework: str, model: str,
-                     exc: BaseException) -> None:
+                     exc: BaseException, tag: dict | None = None) -> None:
     """Record the run a signal stopped as `interrupted`, save the results, and raise
     `Interrupted` (the worker is already stopped: `run_in_worker` kills it on the way out)."""
     interrupted = exc if isinstance(exc, Interrupted) else Interrupted("SIGINT", 130)
     document["runs"].append({"framework": framework, "model": model, "status": "interrupted",
-                             "reason": f"{interrupted} during training"})
+                             "reason": f"{interrupted} during training", **(tag or {})})
     forward_parity(document["runs"], out_dir)
     write_results(out_dir, document)
     raise interrupted
@@ -195,28 +238,64 @@ def run_one(cfg: CompareConfig, framework: str, model: str, device: str, out_dir
 
 CONSOLE_COLUMNS = ["framework", "model", "status", "test accuracy %", "step median ms",
                    "step IQR ms", "images/s", "first step s", "× fastest"]
+AGGREGATE_COLUMNS = ["framework", "model", "runs", "seeds", "accuracy mean %",
+                     "accuracy 95% interval %", "step median ms", "× fastest"]
 
 
 def summary_text(document: dict) -> str:
-    """The report's summary table, cut to what fits a terminal, then the forward check per model
-    and one line per run that did not finish, with its full reason."""
-    from pybench.report.tables import summary_table
+    """What `compare` prints: the runs (one row each, or with several seeds or repeats one row
+    per framework and model, aggregated), the forward check per model, one line per run that
+    did not finish with its full reason, then the headline's verdicts."""
+    from pybench.report.verdicts import headline_lines
 
-    table = summary_table(document)[CONSOLE_COLUMNS].round(3).round({"images/s": 0})
-    lines = [table.to_string(index=False)]
-    checks: dict[str, list[str]] = {}
+    several = len({(r.get("seed"), r.get("repeat")) for r in document["runs"]}) > 1
+    lines = [console_table(document, several)]
+    checks: dict[str, dict[str, float]] = {}
+    bad: set[tuple[str, str]] = set()
     for run in document["runs"]:
         if run.get("parity"):
             p = run["parity"]
             diff = max(p["max_abs_logit_diff_eval"], p["max_abs_logit_diff_train"])
-            checks.setdefault(run["model"], []).append(
-                f"{run['framework']} {diff:.1e}{'' if p['ok'] else ' (OVER TOLERANCE)'}")
-    for model, items in checks.items():
-        lines.append(f"forward check, {model} (max |logit diff| to the reference, tolerance "
-                     f"{FORWARD_TOLERANCE:g}): {', '.join(items)}")
-    lines += [f"{run['framework']} {run['model']}: {run['status']}: {run.get('reason', '')}"
+            worst = checks.setdefault(run["model"], {})
+            worst[run["framework"]] = max(worst.get(run["framework"], 0.0), diff)
+            if not p["ok"]:
+                bad.add((run["model"], run["framework"]))
+    for model, worst in checks.items():
+        items = ", ".join(f"{framework} {diff:.1e}"
+                          f"{' (OVER TOLERANCE)' if (model, framework) in bad else ''}"
+                          for framework, diff in worst.items())
+        lines.append(f"forward check, {model} (max |logit diff| to the reference"
+                     f"{', the largest over seeds' if several else ''}, tolerance "
+                     f"{FORWARD_TOLERANCE:g}): {items}")
+    lines += [f"{run['framework']} {run['model']}"
+              f"{' seed ' + str(run['seed']) if several else ''}: {run['status']}: "
+              f"{run.get('reason', '')}"
               for run in document["runs"] if run.get("status") != "ok"]
+    lines += [line.replace("**", "") for line in headline_lines(document)]
     return "\n".join(lines)
+
+
+def console_table(document: dict, several: bool) -> str:
+    from pybench.report.significance import seed_groups
+    from pybench.report.tables import summary_table
+
+    if not several:
+        table = summary_table(document)[CONSOLE_COLUMNS].round(3).round({"images/s": 0})
+        return table.to_string(index=False)
+    table = seed_groups(document)
+    if table.empty:
+        return "no run finished"
+    # The headline's statistic: the median over a framework's runs of each run's median step.
+    medians = {}
+    for run in document["runs"]:
+        if run.get("status") == "ok" and (run.get("step_time_ms") or {}).get("median"):
+            medians.setdefault((run["framework"], run["model"]), []).append(
+                run["step_time_ms"]["median"])
+    table["step median ms"] = [float(np.median(medians.get((f, m), [np.nan])))
+                               for f, m in zip(table["framework"], table["model"])]
+    table["× fastest"] = table["step median ms"] / table.groupby("model")[
+        "step median ms"].transform("min")
+    return table[AGGREGATE_COLUMNS].round(3).to_string(index=False)
 
 
 def command_line() -> str:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from pybench import models
 from pybench.backends.contract import Backend, ModelInput, OptimizerConfig
 from pybench.datasets import Dataset, augmented_train, balanced_order, batch_order
+from pybench.machine import load_snapshot, machine_load
 from pybench.schedules import Schedule, learning_rates
 from pybench.timing import SyncClock, step_time_stats
 
@@ -163,6 +164,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
                desc=f"{backend.name} {cfg.model}", unit="step")
     refresh = max(1, steps_per_epoch // 20)
     done = 0
+    load_before = load_snapshot()
     for epoch in range(cfg.epochs):
         if done >= total_steps:
             break
@@ -220,6 +222,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
             if cfg.patience is not None and epochs_since_best >= cfg.patience:
                 break
     bar.close()
+    load = machine_load(load_before, load_snapshot())
     if best_weights is not None and kept_epoch != len(epoch_s):
         # --patience keeps the best validation epoch: its weights, not the last, are evaluated.
         state = backend.init_state(
@@ -241,6 +244,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         "epochs_run": len(epoch_s),
         "steps": len(step_times),
         "step_time_ms": step_time_stats(steady),
+        "machine_load": load,
         "first_step_s": step_times[0] if step_times else None,
         "images_per_s": (cfg.batch_size * len(steady) / sum(steady)) if steady else None,
         "time_to_target_s": time_to_target,

@@ -8,6 +8,7 @@ import csv
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
@@ -113,6 +114,23 @@ def nih_zip(tmp_path):
         return path
 
     return make
+
+
+def default_sigint() -> None:
+    """In the child, before it runs Python: SIGINT back to its default disposition. A process
+    started with SIGINT ignored (every background job of a non-interactive shell: `cmd &` in a
+    script, some CI runners) passes SIG_IGN on to its children, and Python then installs no
+    KeyboardInterrupt handler: a test's Ctrl-C would do nothing. pybench is right to respect an
+    inherited SIG_IGN; a test that sends SIGINT must not depend on what its parent inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_pybench(*args, cache: Path, **popen) -> subprocess.Popen:
+    """Start `python -m pybench ARGS...` the way a user at a terminal does (SIGINT delivered),
+    with the dataset cache `cache`, whatever this test process inherited."""
+    env = {**os.environ, "PYBENCH_CACHE_DIR": str(cache)}
+    return subprocess.Popen([sys.executable, "-m", "pybench", *map(str, args)], cwd=REPO_ROOT,
+                            text=True, env=env, preexec_fn=default_sigint, **popen)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 
@@ -33,9 +34,13 @@ def test_mnist_lenet5_every_framework_agrees(run_cli, data_dir, tmp_path):
     steps = 4 * (60000 // 128)
     for run in trained:
         assert run["status"] == "ok", run
-        # Measured on the 2-core CI machine (torch 2.14.1, jax 0.10.2, Knet 1.4.10 on Julia
-        # 1.5.3), seed 0: 99.30%, 99.29% and 99.30%; seeds 1 and 2 in the README. Each framework
-        # is deterministic on the CPU; the bound leaves room for another CPU's float32 rounding.
+        # The bound is a margin over the measured spread, not one machine's figure. Measured
+        # with `PYBENCH_DATA_DIR=../shared/datasets python -m pybench compare mnist --frameworks
+        # torch,jax --recipe mnist-fast --seed N` (torch 2.14.1, jax 0.10.2): on an Intel 2-core
+        # machine, seeds 0-2, torch 99.23-99.30% and jax 99.28-99.30% (Knet 99.30% at seed 0);
+        # on an AMD EPYC with AVX-512, seeds 0-4, torch 99.26-99.35% and jax 99.21-99.36%.
+        # Lowest 99.21%, standard deviation over seeds and machines 0.04 pp: 98.8% is 0.4 pp,
+        # ten standard deviations, below anything seen.
         assert run["test_accuracy"] >= 0.988, (run["framework"], run["test_accuracy"])
         stats = run["step_time_ms"]
         assert 0 < stats["median"] <= stats["p90"] and stats["iqr"] >= 0
@@ -45,12 +50,18 @@ def test_mnist_lenet5_every_framework_agrees(run_cli, data_dir, tmp_path):
         assert len(run["epoch_s"]) == 4 == run["kept_epoch"]
         assert sum(run["epoch_s"]) == pytest.approx(sum(run["step_times_ms"]) / 1e3)
         # Time to 99% at the resolution of the checks (a tenth of an epoch), training time only.
+        # Whether a run reaches the 99% target is the float32 spread above (lowest 99.21%), so
+        # the test holds the bookkeeping, not the outcome: a final accuracy at the target means
+        # a recorded step, and a recorded step is a check's and carries its training time.
         every = run["target_eval_every"]
-        assert every == 46 and run["time_to_target_step"] is not None
+        assert every == 46
         target_step = run["time_to_target_step"]
-        assert target_step % every == 0 or target_step % (steps // 4) == 0
-        assert run["time_to_target_s"] == pytest.approx(
-            sum(run["step_times_ms"][:target_step]) / 1e3)
+        if run["test_accuracy"] >= 0.99:
+            assert target_step is not None
+        if target_step is not None:
+            assert target_step % every == 0 or target_step % (steps // 4) == 0
+            assert run["time_to_target_s"] == pytest.approx(
+                sum(run["step_times_ms"][:target_step]) / 1e3)
         assert run["n_params"] == 61706 and run["data_on_device"] is True
         assert run["peak_flops_per_s"] > 1e9 and run["peak_matmul_n"] == 1024
         # Every framework followed the one schedule, step by step.
@@ -70,6 +81,8 @@ def test_mnist_lenet5_every_framework_agrees(run_cli, data_dir, tmp_path):
         assert np.mean(predictions["logits"].argmax(1) == predictions["labels"]) == \
             pytest.approx(run["test_accuracy"])
     for run in trained[1:]:
+        # Same measurements: the paired difference torch - jax at one seed ranged over -0.07 to
+        # +0.09 pp (standard deviation 0.055 pp); 0.4 pp is seven standard deviations.
         assert abs(torch_run["test_accuracy"] - run["test_accuracy"]) <= 0.004
         assert torch_run["init_fingerprint"] == run["init_fingerprint"]
         assert run["data_fingerprint"] == doc["dataset"]["fingerprint"]
@@ -130,6 +143,8 @@ def test_digits_resnet8_records_time_to_target_and_max_steps(run_cli, tmp_path):
     run = json.loads((out / "results.json").read_text())["runs"][0]
     # 1437 digits / 32 = 44 steps an epoch: 100 steps end in the third epoch
     assert run["steps"] == 100 and run["epochs_run"] == 3
+    # Over seeds 0-4 (this command with --seeds 0,1,2,3,4) the 50% target was reached at steps
+    # 40-60 and the run ended at 70-93%: the final check alone is 20 points above it.
     assert run["time_to_target_s"] is not None
     assert run["time_to_target_s"] <= sum(run["epoch_s"]) + 1e-9
 
@@ -206,3 +221,50 @@ def test_compile_runs_torch_compile_as_its_own_framework_beside_torch(run_cli, t
 def test_compile_without_torch_is_a_one_line_error(cli_error):
     cli_error("compare", "digits", "--frameworks", "jax", "--compile",
               fragments=("--compile runs torch.compile beside torch",))
+
+
+def test_several_seeds_pair_the_frameworks_and_the_headline_gives_intervals(run_cli, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("compare", "digits", "--frameworks", "torch,jax", "--seeds", "0,1,2",
+                     "--repeats", "2", "--max-steps", "40", "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["config"]["seeds"] == [0, 1, 2] and doc["config"]["repeats"] == 2
+    runs = doc["runs"]
+    # Per seed and repeat, every framework in turn: a slow phase falls on all of them.
+    assert [(r["seed"], r["repeat"], r["framework"]) for r in runs] == [
+        (s, k, f) for s in (0, 1, 2) for k in (0, 1) for f in ("torch", "jax")]
+    for run in runs:
+        assert run["status"] == "ok", run
+        assert run["predictions"] == f"predictions/{run['framework']}-lenet5-s{run['seed']}-r{run['repeat']}.npz"
+        assert (out / run["predictions"]).is_file()
+        # the forward check holds each run against torch's run of the same seed and repeat
+        assert run["parity"]["ok"] and run["parity"]["reference"] == "torch"
+        load = run["machine_load"]
+        assert load["wall_s"] > 0 and load["other_cores"] >= 0 and isinstance(load["busy"], bool)
+    by = {(r["seed"], r["repeat"], r["framework"]): r for r in runs}
+    for seed in (0, 1, 2):  # paired: the same initial weights in every framework per seed
+        prints = {by[(seed, k, f)]["init_fingerprint"] for k in (0, 1) for f in ("torch", "jax")}
+        assert len(prints) == 1
+        # a repeat is the same computation again: the same accuracy
+        assert by[(seed, 0, "torch")]["test_accuracy"] == by[(seed, 1, "torch")]["test_accuracy"]
+    assert by[(0, 0, "torch")]["init_fingerprint"] != by[(1, 0, "torch")]["init_fingerprint"]
+    # The console: one aggregated row per framework, then the verdicts with their intervals.
+    assert "accuracy 95% interval %" in result.stdout
+    headline = next(line for line in result.stdout.splitlines() if line.startswith("- lenet5:"))
+    assert "Accuracy over 3 seeds" in headline and "Paired by seed: " in headline
+    assert re.search(r"\d\.\d\d× \[\d\.\d\d, \d\.\d\d\]", headline) or \
+        "no measurable difference" in headline or "not compared" in headline, headline
+    report = (out / "report.md").read_text()
+    seeds = report.split("## Seeds aggregated")[1].split("\n## ")[0]
+    assert "| torch | lenet5 |" in seeds and "| 6 | 0, 1, 2 | 2 |" in seeds
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (("--seed", "1", "--seeds", "0,1"), ("--seed 1 and --seeds 0,1", "give one")),
+    (("--seeds", "0,1,0"), ("names 0 more than once",)),
+    (("--seeds", "0,-1"), ("'-1' must not be negative",)),
+    (("--repeats", "0"), ("--repeats",)),
+])
+def test_bad_seed_options_are_one_line_errors(cli_error, args, fragments):
+    cli_error("compare", "digits", "--frameworks", "torch", *args, fragments=fragments)

@@ -15,23 +15,36 @@ def runs_of(out):
 
 @pytest.mark.slow
 def test_patience_evaluates_the_best_epoch_in_every_framework(run_cli, tmp_path):
-    # Measured: with lr 0.05 LeNet-5 on digits peaks in validation accuracy at epoch 5 and stops
-    # at epoch 7 (torch 2.14.1): the final figures must be epoch 5's, not epoch 7's.
+    """--patience's logic, checked in each framework on its own: the kept epoch is that
+    framework's first best validation epoch, training stopped exactly `patience` epochs after it,
+    and the reported figures are the restored weights'. Which epoch is best after a few hundred
+    float32 steps is rounding amplified by training: it differs between frameworks and between
+    CPUs (seed 0 on an AMD EPYC with AVX-512: torch kept epoch 4, jax epoch 7), so no test may
+    hold the frameworks to the same epoch; parity.py's float64 trajectories prove the same
+    arithmetic."""
     out = tmp_path / "run"
-    result = run_cli("compare", "digits", "--frameworks", "torch,jax", "--epochs", "12",
-                     "--patience", "2", "--lr", "0.05", "--out", out, "--no-report")
+    patience, epochs = 2, 12
+    result = run_cli("compare", "digits", "--frameworks", "torch,jax", "--epochs", epochs,
+                     "--patience", patience, "--lr", "0.05", "--out", out, "--no-report")
     assert result.returncode == 0, result.stderr[-2000:]
     runs = runs_of(out)
     for run in runs.values():
-        kept = run["kept_epoch"]
-        assert kept < run["epochs_run"], run["epoch_val_accuracy"]
-        assert kept == int(np.argmax(run["epoch_val_accuracy"])) + 1  # the first best
+        val, kept = run["epoch_val_accuracy"], run["kept_epoch"]
+        assert len(val) == run["epochs_run"] == len(run["epoch_accuracy"])
+        assert kept == int(np.argmax(val)) + 1  # the first best
+        assert all(v <= val[kept - 1] for v in val[kept:])  # nothing after it was better
+        if run["epochs_run"] < epochs:  # stopped early: exactly `patience` epochs after the best
+            assert run["epochs_run"] == kept + patience, val
         assert run["test_accuracy"] == run["epoch_accuracy"][kept - 1]
-        assert run["test_accuracy"] != run["epoch_accuracy"][-1]
         predictions = np.load(out / run["predictions"])
         assert np.mean(predictions["logits"].argmax(1) == predictions["labels"]) == \
             pytest.approx(run["test_accuracy"])
-    assert runs["torch"]["kept_epoch"] == runs["jax"]["kept_epoch"]
+    # The restore must have been exercised. At lr 0.05 the validation accuracy (144 images)
+    # stalls within a few epochs: over seeds 0-2 on this test's command (add --seed N), torch
+    # stopped after 6, 4, 6 epochs and jax after 9, 4, 6 of 12; a run that improves for 12
+    # epochs in a row in both frameworks would be far outside that.
+    assert any(run["kept_epoch"] < run["epochs_run"] for run in runs.values()), \
+        {f: r["epoch_val_accuracy"] for f, r in runs.items()}
 
 
 @pytest.mark.slow
@@ -49,11 +62,15 @@ def test_augmented_pixels_are_the_same_in_every_framework(run_cli, tmp_path):
         assert len(run["augment_s"]) == 2 and all(s > 0 for s in run["augment_s"])
         # The augmentation is outside the steps: the epochs are the sum of their steps.
         assert sum(run["epoch_s"]) == pytest.approx(sum(run["step_times_ms"]) / 1e3)
+        # It learns: over seeds 0-4 (this command with --seeds 0,1,2,3,4) both frameworks
+        # ended at 83.3-88.1%, far above chance (10%); 50% leaves room for any CPU's rounding.
         assert run["test_accuracy"] > 0.5
     assert torch_run["learning_rates"] == jax_run["learning_rates"]
     assert torch_run["learning_rates"][-1] < torch_run["learning_rates"][0] / 100  # cosine to ~0
-    # Same pixels, same schedule, same recipe: the frameworks end close together.
-    assert abs(torch_run["test_accuracy"] - jax_run["test_accuracy"]) <= 0.02
+    # Same pixels and weights: the first step's loss (on the first augmented batch) agrees to
+    # float32 forward precision. The final accuracies are not compared: after 88 float32 steps
+    # their gap is training noise (torch - jax over seeds 0-4: -0.28 to +0.83 pp).
+    assert jax_run["losses"][0] == pytest.approx(torch_run["losses"][0], rel=1e-5)
 
 
 def test_a_recipe_fills_in_only_what_the_command_line_leaves_out(run_cli, tmp_path):

@@ -66,14 +66,19 @@ def test_html_has_the_markdown_sections_and_tables(binary_report):
         assert f">{cell}</td>" in html, cell
 
 
-def test_headline_names_the_fastest_framework_and_the_accuracy_verdict(binary_report):
+def test_headline_names_the_fastest_framework_with_its_interval(binary_report):
     headline = binary_report.read_text().split("## Run")[0]
-    # torch 10 ms, jax 25 ms; both 90% on 100 test images.
-    assert "**torch** has the fastest step (10.00 ms median): 2.50× faster than jax" in headline
-    assert "the same within noise" in headline and "100 images" in headline
+    # torch 10 ms, jax 25 ms (60 steps each, sd 0.5 ms): the ratio with its bootstrap interval.
+    match = re.search(r"\*\*torch\*\* has the fastest step \((\d+\.\d+) ms, median\): "
+                      r"(\d\.\d\d)× \[(\d\.\d\d), (\d\.\d\d)\] faster than jax", headline)
+    assert match, headline
+    median, ratio, low, high = map(float, match.groups())
+    assert median == pytest.approx(10, abs=0.3) and low <= ratio <= high
+    assert low <= 2.5 <= high and high - low < 0.3
+    assert "95% bootstrap intervals over steps" in headline
 
 
-def test_accuracy_beyond_noise_is_said_so(tmp_path):
+def test_one_seed_makes_no_accuracy_claim_however_far_apart(tmp_path):
     labels = np.repeat([0, 1], 50)
     logits = np.stack([np.zeros(100), np.where(labels == 1, 1.0, -1.0)], 1).astype(np.float32)
     run_dir = write_run_dir(tmp_path / "run", ["a", "b"], [
@@ -81,7 +86,8 @@ def test_accuracy_beyond_noise_is_said_so(tmp_path):
         ok_run("jax", "lenet5", 6.0, 0.70, predictions="predictions/j.npz")],
         {"predictions/t.npz": (labels, logits), "predictions/j.npz": (labels, logits)})
     headline = write_report(run_dir).read_text().split("## Run")[0]
-    assert "**differs beyond noise**: torch 99.00% against jax 70.00%" in headline
+    assert "torch 99.00%, jax 70.00%, from one seed: accuracy cannot be compared" in headline
+    assert "differs" not in headline and "beyond noise" not in headline
 
 
 def test_raw_html_in_a_stored_string_is_shown_as_text(tmp_path):
@@ -120,9 +126,14 @@ def test_several_results_state_their_sources_and_pool_the_seeds(tmp_path):
     seeds = text.split("## Seeds aggregated")[1].split("\n## ")[0]
     torch_row = next(line for line in seeds.splitlines() if line.startswith("| torch |"))
     cells = [c.strip() for c in torch_row.strip("|").split("|")]
-    # framework, model, device, runs, seeds, accuracy mean, sd, pooled median, pooled p90
-    assert cells[3] == "2" and cells[4] == "0, 1" and cells[5] == "97.00" and cells[6] == "0.00"
-    assert abs(float(cells[7]) - 4.0) < 0.1
+    # framework, model, device, runs, seeds, accuracy mean, 95% interval, sd, pooled median, p90
+    assert cells[3] == "2" and cells[4] == "0, 1" and cells[5] == "97.00"
+    assert cells[6] == "97.00-97.00" and cells[7] == "0.00"
+    assert abs(float(cells[8]) - 4.0) < 0.1
+    # Frameworks are compared within each source; the sources only through --baseline.
+    headline = text.split("## Run")[0]
+    assert "- **lenet5** [seed0]:" in headline and "- **lenet5** [seed1]:" in headline
+    assert "torch [seed0]" not in headline
 
 
 def test_step_change_flags_a_real_difference_and_not_noise():

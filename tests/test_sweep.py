@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import command_line
+from conftest import command_line, start_pybench
 from pybench.executors import RayExecutor
 from pybench.sweep import Sweep, expand
 
@@ -119,11 +119,12 @@ def test_ray_sweep_gives_the_same_runs_and_accuracies_as_local(local_sweep, ray_
     assert set(local) == set(ray) and len(local) == 4
     for key, run in ray.items():
         assert run["status"] == "ok", run
-        assert run["test_accuracy"] == local[key]["test_accuracy"], key
         assert run["init_fingerprint"] == local[key]["init_fingerprint"]
         # Ray runs a task with OMP_NUM_THREADS = its CPUs, so PyTorch's CPU reductions may
         # round differently from the local run (measured: 2.4e-7): close, not identical.
         np.testing.assert_allclose(run["losses"], local[key]["losses"], rtol=1e-5)
+        # ... and so a test image that lies on a class boundary may flip: at most one of 360.
+        assert abs(run["test_accuracy"] - local[key]["test_accuracy"]) <= 1 / 360 + 1e-12, key
         # the files were made on the node that ran the task and brought back to the folder
         assert (ray_out / run["predictions"]).is_file()
         assert (ray_out / run["parity_arrays"]).is_file()
@@ -262,10 +263,8 @@ def test_ctrl_c_stops_the_running_worker_and_keeps_what_finished(executor, tmp_p
     sweep = tmp_path / "long.toml"
     sweep.write_text('dataset = "digits"\nframeworks = ["torch"]\nseeds = [0, 1]\nepochs = 500\n')
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "pybench", "sweep", str(sweep), "--out",
-                             str(out), "--no-report", "--executor", executor], cwd=REPO_ROOT,
-                            stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYBENCH_CACHE_DIR": str(isolated_cache)})
+    proc = start_pybench("sweep", sweep, "--out", out, "--no-report", "--executor", executor,
+                         cache=isolated_cache, stderr=subprocess.PIPE)
     try:
         workers = []
         for _ in range(600):  # until the first run's worker has started (at most 60 s)

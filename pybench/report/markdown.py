@@ -24,11 +24,12 @@ from pybench.report.html import write_html
 from pybench.report.loading import (RESULTS_FILE, Predictions, benchmark_source,
                                     load_predictions, load_results)
 from pybench.report.significance import (ALPHA, EFFECT_FLOOR, baseline_table, p_value,
-                                         best_configurations, is_sweep, seed_groups, timed_steps)
+                                         best_configurations, is_sweep, seed_groups)
 from pybench.report.sources import combine, read_sources
 from pybench.report.tables import (
     MISSING, SUMMARY_FORMATS, markdown_table, one_line, short, summary_table,
 )
+from pybench.report.verdicts import headline_lines, timed_steps
 
 REPORT_FILE = "report.md"
 SUMMARY_CSV = "summary.csv"
@@ -90,7 +91,7 @@ def write_report(sources: str | Path | list, out_dir: str | Path | None = None,
     table = summary_table(results)
     table.to_csv(out / SUMMARY_CSV, index=False)
     figures = out if plots else None
-    headline = headline_section(models.values(), results)
+    headline = headline_section(results)
     body = [
         header_section(results),
         sources_section(results),
@@ -209,48 +210,9 @@ def sources_section(results: dict) -> str:
 # --- headline -------------------------------------------------------------------------------
 
 
-def headline_section(models, results: dict) -> str:
-    """Per model: the fastest framework and by how much, and whether the accuracies agree
-    within the test set's sampling noise."""
-    lines = ["## Headline", ""]
-    for model in models:
-        ok = [r for r in model.ok_runs if (r.get("step_time_ms") or {}).get("median")]
-        if not ok:
-            lines.append(f"- **{model.name}**: no run finished.")
-            continue
-        ok.sort(key=lambda r: r["step_time_ms"]["median"])
-        fastest = ok[0]
-        text = (f"- **{model.name}**: **{fastest['framework']}** has the fastest step "
-                f"({fastest['step_time_ms']['median']:.2f} ms median)")
-        if len(ok) > 1:
-            others = ", ".join(f"{r['step_time_ms']['median'] / fastest['step_time_ms']['median']:.2f}× "
-                               f"faster than {r['framework']}" for r in ok[1:])
-            text += f": {others}."
-        else:
-            text += "."
-        lines.append(text + " " + accuracy_agreement(ok, results))
-    return "\n".join(lines)
-
-
-def accuracy_agreement(runs: list[dict], results: dict) -> str:
-    """Whether the largest accuracy difference lies within 1.96 standard errors of a difference
-    of two proportions on this test set (the noise of a test set of n images)."""
-    scored = [r for r in runs if r.get("test_accuracy") is not None]
-    n = (results.get("dataset") or {}).get("test_size")
-    if len(scored) < 2 or not n:
-        return ""
-    high = max(scored, key=lambda r: r["test_accuracy"])
-    low = min(scored, key=lambda r: r["test_accuracy"])
-    p1, p2 = high["test_accuracy"], low["test_accuracy"]
-    band = 1.96 * np.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / n)
-    gap = p1 - p2
-    if gap <= band:
-        return (f"Accuracy: the same within noise ({100 * p2:.2f}-{100 * p1:.2f}%, a spread of "
-                f"{100 * gap:.2f} pp against ±{100 * band:.2f} pp of test-set noise on {n:,} "
-                "images).")
-    return (f"Accuracy: **differs beyond noise**: {high['framework']} {100 * p1:.2f}% against "
-            f"{low['framework']} {100 * p2:.2f}% ({100 * gap:.2f} pp; noise ±{100 * band:.2f} pp "
-            f"on {n:,} images).")
+def headline_section(results: dict) -> str:
+    """Per model (and source): the verdicts, each with its interval (see `verdicts`)."""
+    return "\n".join(["## Headline", "", *headline_lines(results)])
 
 
 # --- seeds and baseline -----------------------------------------------------------------------
@@ -261,6 +223,7 @@ def seeds_section(results: dict) -> str:
     if table.empty:
         return ""
     formats = {"accuracy mean %": percent, "accuracy sd pp": lambda v: f"{v:.2f}",
+               "repeats per seed": lambda v: f"{v:g}",
                "pooled step median ms": lambda v: f"{v:.2f}",
                "pooled step p90 ms": lambda v: f"{v:.2f}"}
     sweep = is_sweep(results)
@@ -268,8 +231,9 @@ def seeds_section(results: dict) -> str:
     lines = [
         "## Configurations" if sweep else "## Seeds aggregated", "",
         "Runs of the same framework, model, device and configuration that differ only in the "
-        "seed: accuracy as mean and standard deviation over runs, step times pooled over all of "
-        "them (first steps excluded).", "", markdown_table(shown, formats, drop_empty=True)]
+        "seed (or repeat the same seed): accuracy as the mean over seeds with its 95% t interval "
+        "and standard deviation (repeats of a seed averaged first), step times pooled over all "
+        "runs (first steps excluded).", "", markdown_table(shown, formats, drop_empty=True)]
     if sweep:
         lines += ["", "### Best configuration per framework", "",
                   "Highest mean test accuracy over seeds (a tie goes to the faster step).", "",

@@ -16,24 +16,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from pybench.report.verdicts import mean_interval, timed_steps
+
 ALPHA = 0.01
 EFFECT_FLOOR = 0.03  # 3% of the baseline median
 # Keys of a run's configuration that do not make it another configuration: the seed (that is
 # what gets aggregated) and the lists a compare document names all its runs by.
-NOT_CONFIGURATION = {"seed", "frameworks", "models", "timeout_s", "run_id"}
-
-
-def timed_steps(run: dict) -> np.ndarray:
-    """Stored step times (ms) without the first (compiling) step.
-
-    `step_time_ms.n` says how many steps the statistics counted; a stored list longer than that
-    still holds the warm-up step at the front. Without `n`, drop the first entry.
-    """
-    times = np.asarray(run.get("step_times_ms") or [], dtype=float)
-    counted = (run.get("step_time_ms") or {}).get("n")
-    if isinstance(counted, int) and 0 < counted <= len(times):
-        return times[len(times) - counted:]
-    return times[1:]
+NOT_CONFIGURATION = {"seed", "seeds", "repeats", "frameworks", "models", "timeout_s", "run_id"}
 
 
 def step_change(baseline_ms: np.ndarray, run_ms: np.ndarray) -> dict:
@@ -64,6 +53,9 @@ def run_configuration(run: dict, document: dict) -> dict:
 
 
 def run_seed(run: dict, document: dict) -> object:
+    """The run's own seed (compare --seeds records it per run), else its configuration's."""
+    if run.get("seed") is not None:
+        return run["seed"]
     return full_configuration(run, document).get("seed")
 
 
@@ -95,8 +87,13 @@ def seed_groups(document: dict) -> pd.DataFrame:
         return pd.DataFrame()
     rows = []
     for runs in groups.values():
-        accuracy = np.array([r["test_accuracy"] for r in runs
-                             if r.get("test_accuracy") is not None], dtype=float)
+        by_seed: dict[object, list[float]] = {}
+        for r in runs:
+            if r.get("test_accuracy") is not None:
+                by_seed.setdefault(run_seed(r, document), []).append(r["test_accuracy"])
+        # Repeats of one seed are one sample of training noise: averaged before the interval.
+        accuracy = mean_interval([np.mean(v) for v in by_seed.values()])
+        seeds = list(dict.fromkeys(run_seed(r, document) for r in runs))
         pooled = np.concatenate([timed_steps(r) for r in runs])
         rows.append({
             "framework": runs[0].get("framework_name", runs[0]["framework"]),
@@ -104,9 +101,13 @@ def seed_groups(document: dict) -> pd.DataFrame:
             "device": runs[0].get("device_name"),
             "configuration": swept_values(runs[0]),
             "runs": len(runs),
-            "seeds": ", ".join(str(run_seed(r, document)) for r in runs),
-            "accuracy mean %": 100 * accuracy.mean() if len(accuracy) else np.nan,
-            "accuracy sd pp": 100 * accuracy.std(ddof=1) if len(accuracy) > 1 else np.nan,
+            "seeds": ", ".join(str(seed) for seed in seeds),
+            "repeats per seed": len(runs) / len(seeds) if len(runs) > len(seeds) else None,
+            "accuracy mean %": 100 * accuracy.estimate if accuracy.n else np.nan,
+            "accuracy 95% interval %": (f"{100 * accuracy.low:.2f}-{100 * accuracy.high:.2f}"
+                                        if accuracy.n > 1 else None),
+            "accuracy sd pp": (100 * np.std([np.mean(v) for v in by_seed.values()], ddof=1)
+                               if len(by_seed) > 1 else np.nan),
             "pooled step median ms": float(np.median(pooled)) if len(pooled) else np.nan,
             "pooled step p90 ms": float(np.percentile(pooled, 90)) if len(pooled) else np.nan,
         })

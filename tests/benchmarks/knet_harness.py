@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
 
 from pybench import models
 from pybench.backends import get_backend, knet_layout
