@@ -28,7 +28,10 @@ EVAL_REPEATS = 5
 
 
 def timed(fn, synchronize) -> float:
-    """Seconds for `fn()` with the device synchronised before the clock stops."""
+    """Seconds for `fn()`, with the device synchronised before the clock starts (uploads are
+    asynchronous: a first step or evaluation must not pay for data still in flight) and before
+    it stops."""
+    synchronize()
     start = time.perf_counter()
     fn()
     synchronize()

@@ -143,6 +143,9 @@ def add_training_arguments(p: argparse.ArgumentParser, batch_size: int) -> None:
                    help="initial weights and batch order (default 0)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto: the GPU for every framework when the machine has one")
+    p.add_argument("--gpu", type=non_negative_int, default=0,
+                   help="on CUDA, the GPU every framework runs on (an index, as nvidia-smi "
+                        "numbers them; default 0)")
     p.add_argument("--timeout", type=positive_float, default=None,
                    help="seconds before a worker is stopped and its run recorded as failed")
 
@@ -332,7 +335,7 @@ def cmd_compare(args) -> int:
     cfg = CompareConfig(dataset=args.dataset, frameworks=with_variants(args), models=args.models,
                         train=train_config(args), device=args.device, out=args.out,
                         timeout=args.timeout, dataset_options=dataset_options(args),
-                        seeds=args.seeds or (), repeats=args.repeats)
+                        seeds=args.seeds or (), repeats=args.repeats, gpu=args.gpu)
     out = cfg.out
     if out is None:  # named here, so that an interrupted run can say where its results are
         from pybench.compare import default_out_dir
@@ -387,7 +390,7 @@ def cmd_parity(args) -> int:
                        train=train_config(args), steps=args.steps, dtype=args.dtype,
                        device=args.device,
                        dataset=args.dataset, dataset_options=dataset_options(args),
-                       out=args.out, timeout=args.timeout)
+                       out=args.out, timeout=args.timeout, gpu=args.gpu)
     try:
         document = run_parity(cfg)
     except Interrupted as exc:

@@ -8,6 +8,7 @@ run so nothing finished is lost.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -20,10 +21,10 @@ from pybench import __version__
 from pybench.backends import availability, check_framework
 from pybench.errors import Interrupted, PybenchError, UnavailableError
 from pybench.models import check_model
-from pybench.machine import machine_has_cuda_gpu, machine_info
+from pybench.machine import machine_has_cuda_gpu, machine_info, nvidia_gpus
 from pybench.results import SCHEMA, write_results
 from pybench.training import TrainConfig
-from pybench.worker import job_for, run_in_worker
+from pybench.worker import cuda_env, job_for, run_in_worker
 
 # The forward check's tolerance: float32 on CPU, as for `pybench parity`.
 FORWARD_TOLERANCE = 1e-4
@@ -41,6 +42,7 @@ class CompareConfig:
     dataset_options: dict | None = None
     seeds: tuple[int, ...] = ()  # several seeds: runs paired across frameworks by seed
     repeats: int = 1  # the same seed again, for timing noise
+    gpu: int = 0  # with --device cuda: the GPU every worker is pinned to (CUDA_VISIBLE_DEVICES)
 
     @property
     def run_seeds(self) -> tuple[int, ...]:
@@ -58,6 +60,18 @@ def resolve_device(requested: str) -> str:
     if requested not in ("cpu", "cuda"):
         raise PybenchError(f"--device {requested!r}: choose auto, cpu or cuda")
     return requested
+
+
+def check_gpu(device: str, gpu: int) -> None:
+    """On CUDA, that `--gpu` names a GPU this process can see (one line if not)."""
+    if device != "cuda":
+        return
+    cuda_env(gpu, os.environ.get("CUDA_VISIBLE_DEVICES"))  # an index the variable holds
+    names = nvidia_gpus()[0]
+    if names and gpu >= len(names):
+        raise PybenchError(f"--gpu {gpu}: this machine has {len(names)} NVIDIA GPU"
+                           f"{'s' if len(names) != 1 else ''} (0-{len(names) - 1}: "
+                           f"{', '.join(names)})")
 
 
 def default_out_dir(dataset: str) -> Path:
@@ -133,6 +147,7 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
     for model in cfg.models:
         check_model(model)
     device = resolve_device(cfg.device)
+    check_gpu(device, cfg.gpu)
     unavailable = check_requested_frameworks(cfg.frameworks)
     options = cfg.dataset_options or {}
     dataset = load_dataset(cfg.dataset, progress=echo, **options)
@@ -150,7 +165,8 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
         "command": command or "", "machine": machine_info(),
         "config": {"dataset": cfg.dataset, "dataset_options": options,
                    "frameworks": list(cfg.frameworks), "models": list(cfg.models),
-                   "device": device, "timeout_s": cfg.timeout, **train,
+                   "device": device, "gpu": cfg.gpu if device == "cuda" else None,
+                   "timeout_s": cfg.timeout, **train,
                    "seed": cfg.run_seeds[0], "seeds": list(cfg.run_seeds),
                    "repeats": cfg.repeats},
         "dataset": dataset_summary(dataset), "runs": [],
@@ -225,7 +241,7 @@ def run_one(cfg: CompareConfig, framework: str, model: str, device: str, out_dir
     """One training job in a worker; its files are named `stem` (a sweep has many per pair)."""
     stem = stem or f"{framework}-{model}"
     job = job_for("train", framework, model, cfg.dataset, cfg.dataset_options or {}, cfg.train,
-                  device, progress=progress,
+                  device, progress=progress, gpu=cfg.gpu,
                   parity_path=str(out_dir / "parity" / f"{stem}.npz"),
                   predictions_path=str(out_dir / "predictions" / f"{stem}.npz"))
     record = run_in_worker(job, cfg.timeout, log_path=out_dir / "logs" / f"{stem}.log",
@@ -246,7 +262,7 @@ def summary_text(document: dict) -> str:
     """What `compare` prints: the runs (one row each, or with several seeds or repeats one row
     per framework and model, aggregated), the forward check per model, one line per run that
     did not finish with its full reason, then the headline's verdicts."""
-    from pybench.report.verdicts import headline_lines
+    from pybench.report.headline import headline_lines
 
     several = len({(r.get("seed"), r.get("repeat")) for r in document["runs"]}) > 1
     lines = [console_table(document, several)]

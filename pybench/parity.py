@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pybench import models
-from pybench.compare import check_requested_frameworks, make_out_dir, resolve_device
+from pybench.compare import check_gpu, check_requested_frameworks, make_out_dir, resolve_device
 from pybench.errors import Interrupted, PybenchError
 from pybench.results import write_json
 from pybench.training import TrainConfig, run_learning_rates
@@ -42,6 +42,7 @@ class ParityConfig:
     dataset_options: dict | None = None
     out: Path = Path("parity")
     timeout: float | None = None
+    gpu: int = 0  # with --device cuda: the GPU every worker is pinned to
 
 
 def compare_arrays(ref: dict, other: dict) -> dict:
@@ -98,6 +99,7 @@ def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
     from pybench.datasets import load_dataset  # parent loads once: fills the cache, fails early
 
     device = resolve_device(cfg.device)
+    check_gpu(device, cfg.gpu)
     make_out_dir(cfg.out)  # before any work: a folder that cannot be made fails now, not at the end
     unavailable = check_requested_frameworks(cfg.frameworks)
     dataset = load_dataset(cfg.dataset, progress=False, **(cfg.dataset_options or {}))
@@ -120,7 +122,7 @@ def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
             path = cfg.out / "arrays" / f"{framework}-{model}.npz"
             job = job_for("parity", framework, model, cfg.dataset, cfg.dataset_options or {},
                           cfg.train, device, steps=cfg.steps, dtype=cfg.dtype,
-                          arrays_path=str(path))
+                          arrays_path=str(path), gpu=cfg.gpu)
             try:
                 records[framework] = run_in_worker(job, cfg.timeout, echo=echo)
             except (KeyboardInterrupt, Interrupted) as exc:

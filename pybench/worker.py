@@ -69,13 +69,23 @@ def run_train_job(job: dict) -> dict:
     dataset = load_job_dataset(job)
     cfg = train_config(job)
     backend = get_backend(job["framework"], job["device"])
-    record = {"device": backend.device, **backend.device_info()}
+    record = {"device": backend.device, **backend.device_info(), **gpu_settings(job)}
     logits, _ = forward_check(backend, dataset, cfg, PARITY_BATCH)
     write_npz(Path(job["parity_path"]), **logits)
     run, predictions = train_and_evaluate(backend, dataset, cfg, progress=job.get("progress"))
     write_npz(Path(job["predictions_path"]), **predictions)
     # After training, so a first measurement never delays or disturbs the timed steps.
     return {**record, **run, **machine_peak(backend, record.get("device_name", ""))}
+
+
+def gpu_settings(job: dict) -> dict:
+    """On CUDA, what this worker ran with (`cuda_env`): the GPU asked for and the one it saw,
+    and the TF32 override every framework shares."""
+    if job.get("device") != "cuda":
+        return {}
+    return {"gpu": job.get("gpu", 0),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "tf32_override": os.environ.get("NVIDIA_TF32_OVERRIDE")}
 
 
 def run_parity_job(job: dict) -> dict:
@@ -110,7 +120,8 @@ def run_parity_job(job: dict) -> dict:
     arrays["losses"] = np.asarray(losses, np.float64)
     arrays.update({f"final/{k}": v for k, v in {**final, **final_buffers}.items()})
     write_npz(Path(job["arrays_path"]), **arrays)
-    return {"device": backend.device, **backend.device_info(), "shapes": shapes,
+    return {"device": backend.device, **backend.device_info(), **gpu_settings(job),
+            "shapes": shapes,
             "n_params": int(sum(v.size for v in exported.values())), "dtype": dtype.name}
 
 
@@ -185,12 +196,35 @@ def worker_main(argv: list[str]) -> int:
 
 # ---------------------------------------------------------------- the parent side
 
-def worker_env() -> dict:
+def worker_env(device: str | None = None, gpu: int | None = None) -> dict:
+    """The worker's environment. On CUDA: the arithmetic and the GPU pinned for every framework
+    alike (see `cuda_env`)."""
     env = dict(os.environ)
     # JAX must not take 75% of a GPU that the next framework's worker needs.
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     env.setdefault("PYTHON_JULIACALL_HANDLE_SIGNALS", "yes")
+    if device == "cuda":
+        env.update(cuda_env(gpu or 0, os.environ.get("CUDA_VISIBLE_DEVICES")))
     return env
+
+
+def cuda_env(gpu: int, visible: str | None) -> dict[str, str]:
+    """What a CUDA worker runs with, whatever its framework:
+
+    - NVIDIA_TF32_OVERRIDE=0: cuBLAS and cuDNN may compute float32 convolutions and products
+      in TF32 on Ampere and newer. torch and JAX turn it off in their own settings; Knet 1.4.10
+      has no setting (its cuDNN descriptors carry no math type), so the driver-level override
+      turns it off for all three, and each run records it.
+    - CUDA_VISIBLE_DEVICES: the one GPU of the comparison (`--gpu`, an index into the GPUs
+      this process sees), so that no framework picks another (Knet takes the GPU with the most
+      free memory) and every framework sees it as device 0.
+    """
+    devices = [d.strip() for d in visible.split(",") if d.strip()] if visible else None
+    if devices is not None and gpu >= len(devices):
+        raise PybenchError(f"--gpu {gpu}: CUDA_VISIBLE_DEVICES={visible} leaves "
+                           f"{len(devices)} GPU{'s' if len(devices) != 1 else ''}")
+    return {"NVIDIA_TF32_OVERRIDE": "0",
+            "CUDA_VISIBLE_DEVICES": devices[gpu] if devices is not None else str(gpu)}
 
 
 def _forward_stream(stream, sink, tail: deque) -> None:
@@ -217,7 +251,7 @@ def run_in_worker(job: dict, timeout: float | None, log_path: Path | None = None
         proc = subprocess.Popen(
             [sys.executable, "-m", "pybench.worker", str(job_path), str(result_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=worker_env(), start_new_session=True)
+            env=worker_env(job.get("device"), job.get("gpu")), start_new_session=True)
         tail: deque = deque(maxlen=200)
         sink = sys.stderr.buffer if echo else None
         reader = threading.Thread(target=_forward_stream, args=(proc.stderr, sink, tail),

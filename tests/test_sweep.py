@@ -32,6 +32,7 @@ optimizers = ["sgd"]
 lrs = [0.05]
 seeds = [0, 1]
 max_steps = 20
+device = "cpu"  # the tests below assert CPU facts (bit-identical reruns, the device)
 """
 
 

@@ -311,6 +311,9 @@ class KnetBackend(Backend):
                 "autograd": versions["AutoGrad"], "juliacall": juliacall_version(),
                 "julia_threads": int(julia_main().seval("Threads.nthreads()")),
                 "blas_threads": blas_threads(),
+                # Knet 1.4.10 sets no cuDNN math type: on a GPU, TF32 is off only through the
+                # worker's NVIDIA_TF32_OVERRIDE=0 (pybench.worker.cuda_env).
+                "precision": "float32; no TF32 setting of its own (NVIDIA_TF32_OVERRIDE on CUDA)",
                 "device": self.device, "device_name": cpu_model()}
         note = support_note(versions["julia"])
         if note:

@@ -189,6 +189,10 @@ class TorchBackend(Backend):
                 "threads": torch.get_num_threads(),
                 "memory_format": str(self.memory_format).removeprefix("torch."),
                 "compiled": self.compile_step,
+                # float32 throughout: TF32 off for matmuls and cuDNN (set in __init__).
+                "precision": {"float32_matmul_precision": torch.get_float32_matmul_precision(),
+                              "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+                              "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32)},
                 # What reproducibility was asked for. CPU runs are deterministic as they are (the
                 # suite checks the same seed gives identical losses); on CUDA cuDNN's autotuner
                 # may pick other kernels per run, and deterministic algorithms are not requested.

@@ -29,7 +29,8 @@ from pybench.report.sources import combine, read_sources
 from pybench.report.tables import (
     MISSING, SUMMARY_FORMATS, markdown_table, one_line, short, summary_table,
 )
-from pybench.report.verdicts import headline_lines, timed_steps
+from pybench.report.headline import headline_lines
+from pybench.report.verdicts import timed_steps
 
 REPORT_FILE = "report.md"
 SUMMARY_CSV = "summary.csv"
@@ -57,8 +58,21 @@ class ModelRuns:
     """Everything the report says about one model: its runs and the loaded predictions."""
 
     name: str
+    # The runs the per-framework sections show: with several seeds or repeats, each source's
+    # first (seed, repeat); `all_runs` holds every one (the headline and seed tables use them).
     runs: list[dict] = field(default_factory=list)
+    all_runs: list[dict] = field(default_factory=list)
     predictions: dict[str, Predictions] = field(default_factory=dict)  # by framework
+
+    @property
+    def seeds(self) -> list:
+        return list(dict.fromkeys(r.get("seed") for r in self.all_runs))
+
+    @property
+    def shown(self) -> tuple | None:
+        """The (seed, repeat) the per-framework sections show, when the runs have several."""
+        tags = list(dict.fromkeys((r.get("seed"), r.get("repeat")) for r in self.all_runs))
+        return tags[0] if len(tags) > 1 else None
 
     @property
     def ok_runs(self) -> list[dict]:
@@ -135,8 +149,13 @@ def group_by_model(results: dict, run_dir: Path,
                    class_names: list[str]) -> dict[str, ModelRuns]:
     """Runs grouped by model, in stored order, with every listed prediction file loaded."""
     models: dict[str, ModelRuns] = {}
+    first: dict[tuple, tuple] = {}
     for run in results["runs"]:
         model = models.setdefault(run["model"], ModelRuns(run["model"]))
+        model.all_runs.append(run)
+        tag = (run.get("seed"), run.get("repeat"))
+        if first.setdefault((run["model"], run.get("source")), tag) != tag:
+            continue
         model.runs.append(run)
         if run["status"] != "ok":
             continue
@@ -339,6 +358,8 @@ def fidelity_lines(model: ModelRuns) -> list[str]:
         return [f"fewer than two ok runs ({names}): nothing to compare"]
     lines = [fingerprint_line(ok, "init_fingerprint", "initial weights"),
              fingerprint_line(ok, "data_fingerprint", "training data")]
+    if model.shown is not None:
+        lines.append(seeds_fingerprint_line(model))
     if len(model.predictions) >= 2:
         if metrics.labels_identical(model.predictions):
             lines.append("test labels: **identical** in every prediction file")
@@ -346,6 +367,21 @@ def fidelity_lines(model: ModelRuns) -> list[str]:
             lines.append("test labels: **DIFFER** between prediction files (red flag: agreement "
                          "and metrics are not comparable)")
     return lines
+
+
+def seeds_fingerprint_line(model: ModelRuns) -> str:
+    """With several seeds: whether, at each seed, every framework started from the same
+    weights (the pairing the accuracy verdict rests on)."""
+    by_seed: dict = {}
+    for run in model.all_runs:
+        if run["status"] == "ok":
+            by_seed.setdefault((run.get("source"), run.get("seed")), set()).add(
+                run.get("init_fingerprint"))
+    differ = [str(seed) for (_, seed), prints in by_seed.items() if len(prints) > 1 or None in prints]
+    if differ:
+        return f"initial weights per seed: **DIFFER** (red flag) at seed {', '.join(differ)}"
+    return (f"initial weights per seed: **identical** across frameworks at each of the "
+            f"{len(model.seeds)} seeds (the pairing of the accuracy verdict)")
 
 
 def fingerprint_line(runs: list[dict], key: str, what: str) -> str:
@@ -380,7 +416,9 @@ def summary_section(table: pd.DataFrame) -> str:
         "## Summary",
         "",
         "Step times exclude the first (compiling) step; `× fastest` is the median step time "
-        "relative to the fastest ok run of the same model. Memory in MB of 10^6 bytes. `% of "
+        "relative to the fastest ok run of the same model (and source); `busy machine` names "
+        "the runs during which other processes or the hypervisor took CPU time (their step "
+        "times are left out of the headline's verdict). Memory in MB of 10^6 bytes. `% of "
         "peak`: training FLOPs per step (3 × the forward FLOPs × the batch) over the median step "
         "time, as a share of the machine's peak: the highest float32 rate of a large matrix "
         "product that any framework reached on the same device (measured once per machine and "
@@ -395,8 +433,17 @@ def summary_section(table: pd.DataFrame) -> str:
 # --- per model ------------------------------------------------------------------------------
 
 
+def shown_note(model: ModelRuns) -> list[str]:
+    if model.shown is None:
+        return []
+    seed, repeat = model.shown
+    return [f"Seed {seed}{f' (repeat {repeat})' if repeat else ''}, the first of "
+            f"{len(model.seeds)} seed{'s' if len(model.seeds) > 1 else ''}: the headline and "
+            "Seeds aggregated cover every run.", ""]
+
+
 def model_section(model: ModelRuns, class_names: list[str], figures: Path | None) -> str:
-    lines = [f"## Model: {model.name}", ""]
+    lines = [f"## Model: {model.name}", "", *shown_note(model)]
     lines += [f"- {run['framework']}: **{run['status']}** — "
               f"{one_line(run.get('reason') or 'no reason recorded')}" for run in model.other_runs]
     without = [r["framework"] for r in model.ok_runs if r["framework"] not in model.predictions]
@@ -494,7 +541,8 @@ def training_section(models, figures: Path | None) -> str:
         if not ok:
             continue
         formats = {"accuracy %": percent, "epoch s": seconds}
-        lines += [f"### {model.name}", "", markdown_table(epoch_frame(ok), formats)]
+        lines += [f"### {model.name}", "", *shown_note(model),
+                  markdown_table(epoch_frame(ok), formats)]
         if figures is None:
             lines.append("")
             continue

@@ -39,7 +39,10 @@ def summary_table(results: dict) -> pd.DataFrame:
     if table.empty:
         return table
     ok_medians = table["step median ms"].where(table["status"] == "ok")
-    fastest = ok_medians.groupby(table["model"]).transform("min")
+    # Within each source: several results files are held against each other only through
+    # --baseline, never ranked as if each were a framework.
+    source = pd.Series([run.get("source") or "" for run in results.get("runs", [])])
+    fastest = ok_medians.groupby([source, table["model"]]).transform("min")
     table["× fastest"] = ok_medians / fastest
     table = table.sort_values(["model", "step median ms"], na_position="last", kind="stable")
     return table.reset_index(drop=True)
@@ -56,8 +59,8 @@ def device_peaks(runs: list[dict]) -> dict:
 
 
 def summary_row(run: dict, batch_size: int | None = None, peak: float | None = None) -> dict:
-    row = {"framework": run["framework"], "model": run["model"], "status": run["status"],
-           "reason": one_line(run.get("reason") or "")}
+    row = {"framework": run["framework"], "model": run["model"], "seed": run.get("seed"),
+           "status": run["status"], "reason": one_line(run.get("reason") or "")}
     if run["status"] != "ok":
         # A run that did not finish has no metrics worth showing, whatever fields it carries.
         return row
@@ -82,6 +85,7 @@ def summary_row(run: dict, batch_size: int | None = None, peak: float | None = N
         "params": run.get("n_params"),
         "MFLOPs/image": scaled(flops, 1e-6),
         "% of peak": scaled(share_of_peak(run, batch_size, peak), 100),
+        "busy machine": (run.get("machine_load") or {}).get("busy_reason"),
         "init fingerprint": short(run.get("init_fingerprint")),
         "data fingerprint": short(run.get("data_fingerprint")),
     })
@@ -89,14 +93,16 @@ def summary_row(run: dict, batch_size: int | None = None, peak: float | None = N
 
 
 SUMMARY_COLUMNS = [
-    "framework", "model", "status", "version", "test accuracy %", "step median ms", "step IQR ms",
+    "framework", "model", "seed", "status", "version", "test accuracy %", "step median ms", "step IQR ms",
     "step p90 ms", "× fastest", "images/s", "first step s", "epoch s (mean)", "time to target s",
     "target step", "kept epoch",
-    "peak memory MB", "memory kind", "params", "MFLOPs/image", "% of peak", "init fingerprint",
+    "peak memory MB", "memory kind", "params", "MFLOPs/image", "% of peak", "busy machine",
+    "init fingerprint",
     "data fingerprint", "reason",
 ]
 
 SUMMARY_FORMATS: dict[str, Formatter] = {
+    "seed": lambda v: f"{int(v)}",
     "test accuracy %": lambda v: f"{v:.2f}",
     "step median ms": lambda v: f"{v:.2f}",
     "step IQR ms": lambda v: f"{v:.2f}",

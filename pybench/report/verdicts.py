@@ -307,27 +307,3 @@ def group_by(items, key) -> dict:
     for item in items:
         groups.setdefault(key(item), []).append(item)
     return groups
-
-
-def headline_groups(results: dict) -> dict[tuple, list[dict]]:
-    """The runs compared with each other: per model, and per source when the results hold
-    several (sources are compared only through --baseline)."""
-    return group_by(results.get("runs", []), lambda r: (r.get("source"), r["model"]))
-
-
-def headline_lines(results: dict) -> list[str]:
-    """One Markdown bullet per model (and source): step-time ratios with intervals, accuracy
-    over seeds with paired differences, and the time to the target when one was set."""
-    target = (results.get("config") or {}).get("target_accuracy")
-    lines = []
-    for (source, model), runs in headline_groups(results).items():
-        name = f"**{model}**" + (f" [{source}]" if source else "")
-        if not any(r.get("status") == "ok" for r in runs):
-            lines.append(f"- {name}: no run finished.")
-            continue
-        if source:  # the bullet names the source: the frameworks by their own names
-            runs = [{**r, "framework": r.get("framework_name", r["framework"])} for r in runs]
-        sentences = [speed_sentence(runs), accuracy_sentence(accuracy_verdict(runs), runs),
-                     target_sentence(runs, target)]
-        lines.append(f"- {name}: " + " ".join(s for s in sentences if s))
-    return lines

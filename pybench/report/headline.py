@@ -1,0 +1,36 @@
+"""The headline: per model (and source, and swept configuration), the verdicts of
+`verdicts` in one Markdown bullet each. `compare` prints the same lines.
+"""
+
+from __future__ import annotations
+
+from pybench.report.significance import run_seed, swept_values
+from pybench.report.verdicts import (accuracy_sentence, accuracy_verdict, group_by,
+                                     speed_sentence, target_sentence)
+
+
+def headline_groups(results: dict) -> dict[tuple, list[dict]]:
+    """The runs compared with each other: per model, per source when the results hold several
+    (sources are compared only through --baseline), per configuration in a sweep; each run
+    carrying its seed."""
+    runs = [{**run, "seed": run_seed(run, results)} for run in results.get("runs", [])]
+    return group_by(runs, lambda r: (r.get("source"), r["model"], swept_values(r)))
+
+
+def headline_lines(results: dict) -> list[str]:
+    """One Markdown bullet per group: step-time ratios with intervals, accuracy over seeds with
+    paired differences, and the time to the target when one was set."""
+    target = (results.get("config") or {}).get("target_accuracy")
+    lines = []
+    for (source, model, configuration), runs in headline_groups(results).items():
+        name = (f"**{model}**" + (f" [{source}]" if source else "")
+                + (f" ({configuration})" if configuration else ""))
+        if not any(r.get("status") == "ok" for r in runs):
+            lines.append(f"- {name}: no run finished.")
+            continue
+        if source:  # the bullet names the source: the frameworks by their own names
+            runs = [{**r, "framework": r.get("framework_name", r["framework"])} for r in runs]
+        sentences = [speed_sentence(runs), accuracy_sentence(accuracy_verdict(runs), runs),
+                     target_sentence(runs, target)]
+        lines.append(f"- {name}: " + " ".join(s for s in sentences if s))
+    return lines
