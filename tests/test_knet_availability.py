@@ -50,7 +50,10 @@ def run_child(hide_juliacall: bool, env_overrides: dict[str, str]) -> dict:
 def no_julia_env(tmp_path) -> dict[str, str]:
     """An environment where no Julia can be found: empty PATH dir, no juliapkg project."""
     return {"PATH": str(tmp_path), "PYTHON_JULIAPKG_EXE": "",
-            "PYTHON_JULIAPKG_PROJECT": str(tmp_path / "jlproject")}
+            "PYTHON_JULIAPKG_PROJECT": str(tmp_path / "jlproject"),
+            "JULIA_DEPOT_PATH": str(tmp_path / "depot"),
+            # offline: juliapkg (where installed) could not install Julia on first use either
+            "PYTHON_JULIAPKG_OFFLINE": "yes"}
 
 
 def test_without_juliacall_knet_is_unavailable_with_the_fix(tmp_path):
@@ -159,3 +162,94 @@ def test_juliapkg_json_points_at_knet_models():
     assert spec["packages"]["KnetModels"]["uuid"] in project
     for name in ("Knet", "CUDA"):
         assert f'{name} = "{spec["packages"][name]["uuid"]}"' in project
+
+
+def knet_status(env: dict[str, str]) -> dict:
+    code = ("import json; from pybench.backends import knet_backend as kb; "
+            "a = kb.KnetBackend.availability(); exe, _ = kb.find_julia(); "
+            "print(json.dumps({'ok': a.ok, 'version': a.version, 'reason': a.reason, "
+            "'exe': exe}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def executable(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def fake_juliacall(site: Path, version: str | None) -> None:
+    (site / "juliacall").mkdir(parents=True, exist_ok=True)
+    (site / "juliacall" / "__init__.py").write_text("")
+    if version:  # the distribution's metadata, which the backend reads
+        info = site / f"juliacall-{version}.dist-info"
+        info.mkdir(exist_ok=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: juliacall\nVersion: {version}\n")
+
+
+def test_julia_is_found_where_juliacall_finds_it_juliaup_before_path(tmp_path):
+    # juliapkg's order: its override, its own install, juliaup's Julias (newest first), and
+    # `julia` on PATH only when juliaup is absent. pybench names the same one.
+    site, depot, bin_dir = tmp_path / "site", tmp_path / "depot", tmp_path / "bin"
+    fake_juliacall(site, None)
+    for version in ("1.9.2", "1.9.4"):
+        executable(depot / "juliaup" / f"julia-{version}" / "bin" / "julia",
+                   f"#!/bin/sh\necho 'julia version {version}'\n")
+    (depot / "juliaup" / "juliaup.json").write_text(json.dumps({"InstalledVersions": {
+        "1.9.2+0.x64.linux.gnu": {"Path": "julia-1.9.2"},
+        "1.9.4+0.x64.linux.gnu": {"Path": "julia-1.9.4"}}}))
+    executable(bin_dir / "julia", "#!/bin/sh\necho 'julia version 1.9.0'\n")
+    executable(bin_dir / "juliaup", "#!/bin/sh\nexit 0\n")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHON_JULIAPKG_EXE": "",
+           "PYTHON_JULIAPKG_PROJECT": str(tmp_path / "project"), "JULIA_DEPOT_PATH": str(depot),
+           "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    status = knet_status(env)
+    assert status["ok"] and status["exe"] == str(depot / "juliaup" / "julia-1.9.4" / "bin" / "julia")
+    # Without juliaup, the julia on PATH.
+    (bin_dir / "juliaup").unlink()
+    (depot / "juliaup" / "juliaup.json").unlink()
+    assert knet_status(env)["exe"] == str(bin_dir / "julia")
+
+
+def test_the_override_is_used_whatever_it_is(tmp_path):
+    # juliapkg runs PYTHON_JULIAPKG_EXE even when another Julia would fit: pybench must not
+    # report knet available through a Julia juliacall will not start.
+    site, bin_dir = tmp_path / "site", tmp_path / "bin"
+    fake_juliacall(site, None)
+    executable(bin_dir / "julia", "#!/bin/sh\necho 'julia version 1.9.4'\n")
+    old = executable(tmp_path / "old" / "julia", "#!/bin/sh\necho 'julia version 1.10.2'\n")
+    status = knet_status({"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHON_JULIAPKG_EXE": str(old),
+                          "PYTHON_JULIAPKG_PROJECT": str(tmp_path / "project"),
+                          "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])})
+    assert not status["ok"] and "1.10.2 (PYTHON_JULIAPKG_EXE)" in status["reason"]
+    assert str(bin_dir / "julia") not in status["reason"]
+
+
+def test_juliacall_09_accepts_only_julia_19(tmp_path):
+    # The [julia] extra's juliacall 0.9.28 needs Julia 1.9: an older Julia is refused with it,
+    # though Knet itself loads there (as CI's older juliacall shows).
+    env = fake_julia_env(tmp_path, "1.7.3")
+    fake_juliacall(tmp_path / "fake_site", "0.9.28")
+    status = knet_status(env)
+    assert not status["ok"] and "1.7.3" in status["reason"]
+
+
+def test_after_pip_install_knet_is_available_after_a_one_time_install(tmp_path):
+    # juliacall and juliapkg installed, no Julia anywhere yet, online: juliapkg installs Julia
+    # on the first use, so knet is available (and says what the first use will do).
+    site = tmp_path / "site"
+    fake_juliacall(site, "0.9.28")
+    (site / "juliapkg").mkdir()
+    (site / "juliapkg" / "__init__.py").write_text("")
+    env = {**no_julia_env(tmp_path), "PYTHON_JULIAPKG_OFFLINE": "",
+           "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    status = knet_status(env)
+    assert status["ok"] and "after a one-time install" in status["version"]
+    assert "needs network" in status["version"]
+    # Offline, nothing can be installed: unavailable, with the fix.
+    status = knet_status({**env, "PYTHON_JULIAPKG_OFFLINE": "yes"})
+    assert not status["ok"] and "no Julia 1.9 found" in status["reason"]

@@ -19,6 +19,7 @@ import pytest
 from pybench import models
 from pybench.backends import knet_backend
 from pybench.backends.contract import ModelInput, OptimizerConfig
+from pybench.backends.knet_backend import knet_gpu_verdict
 from pybench.errors import UnavailableError
 
 
@@ -37,12 +38,17 @@ class FakeData:
 class FakeJulia:
     """`seval(name)` returns a Python stand-in for the Julia function `name`, recording calls."""
 
-    def __init__(self, cuda_functional=False, on_device=True):
+    def __init__(self, cuda_functional=False, on_device=True, gpu_probe=None):
         self.sevals: list[str] = []
         self.calls: list[tuple] = []
+        probe = gpu_probe or {"functional": cuda_functional}
         self.functions = {
             "Dict{String,Any}": dict,
             "CUDA.functional()": cuda_functional,
+            "KnetModels.gpu_probe": self.record("gpu_probe", lambda max_capability: probe),
+            "KnetModels.package_versions": lambda: {"julia": "1.9.4", "Knet": "1.4.10",
+                                                    "CUDA": "3.13.1", "AutoGrad": "1.2.5"},
+            "Threads.nthreads()": 2,
             "KnetModels.array_type": self.record("array_type", lambda device, dtype:
                                                  ("atype", device, dtype)),
             "KnetModels.build_model": self.record("build_model", lambda *a, **k: ("net", a[4])),
@@ -164,8 +170,56 @@ def test_data_on_device_asks_knet_models(monkeypatch, answer):
 
 def test_cuda_without_a_usable_gpu_fails_clearly(fake_julia):
     backend = knet_backend.KnetBackend("cuda")
-    with pytest.raises(UnavailableError, match="CUDA.jl 3.13 sees no usable GPU"):
+    with pytest.raises(UnavailableError, match="CUDA.jl sees no usable GPU"):
         backend.init_state(model_input("float64"), OptimizerConfig())
+
+
+@pytest.mark.parametrize("probe, verdict", [
+    ({"functional": False}, "CUDA.jl sees no usable GPU (CUDA.functional() is false"),
+    ({"functional": True, "name": "NVIDIA H100 80GB HBM3", "capability": "9.0"},
+     "NVIDIA H100 80GB HBM3 has compute capability 9.0; CUDA.jl 3.13, the newest Knet 1.4.10 "
+     "accepts, targets up to 8.9: use --device cpu for knet, or a GPU up to the Ada generation"),
+    ({"functional": True, "name": "NVIDIA B200", "capability": "10.0"}, "compute capability 10.0"),
+    ({"functional": True, "name": "NVIDIA A100-SXM4-40GB", "capability": "8.0",
+      "smoke": "CUDNNError: CUDNN_STATUS_NOT_SUPPORTED"},
+     "a convolution, BatchNorm and gradient failed on NVIDIA A100-SXM4-40GB (compute capability "
+     "8.0): CUDNNError: CUDNN_STATUS_NOT_SUPPORTED"),
+    ({"functional": True, "name": "NVIDIA GeForce RTX 4090", "capability": "8.9", "smoke": ""},
+     None),
+    ({"functional": True, "name": "Tesla T4", "capability": "7.5", "smoke": ""}, None),
+])
+def test_whether_knet_can_use_a_gpu_is_decided_from_the_probe(probe, verdict):
+    answer = knet_gpu_verdict(probe)
+    assert answer == verdict if verdict is None else verdict in answer
+
+
+def test_a_gpu_knet_cannot_use_is_unavailable_before_anything_names_it(monkeypatch):
+    fake = FakeJulia(gpu_probe={"functional": True, "name": "NVIDIA H100", "capability": "9.0"})
+    knet_backend.jl_function.cache_clear()
+    monkeypatch.setattr(knet_backend, "julia_main", lambda: fake)
+    try:
+        backend = knet_backend.KnetBackend("cuda")
+        with pytest.raises(UnavailableError, match=r"^--device cuda: NVIDIA H100 has compute "
+                                                   r"capability 9\.0"):
+            backend.device_info()  # the worker's first question
+        # Nothing but the probe asked CUDA anything (CUDA.name before the check was the bug).
+        assert not [code for code in fake.sevals if code.startswith("CUDA.")]
+        assert len(fake.called("gpu_probe")) == 1
+    finally:
+        knet_backend.jl_function.cache_clear()
+
+
+def test_a_usable_gpu_is_named_and_recorded(monkeypatch):
+    fake = FakeJulia(gpu_probe={"functional": True, "name": "NVIDIA L4", "capability": "8.9",
+                                "smoke": ""})
+    knet_backend.jl_function.cache_clear()
+    monkeypatch.setattr(knet_backend, "julia_main", lambda: fake)
+    monkeypatch.setattr(knet_backend, "blas_threads", lambda: 1)
+    try:
+        info = knet_backend.KnetBackend("cuda").device_info()
+        assert info["device_name"] == "NVIDIA L4" and info["compute_capability"] == "8.9"
+    finally:
+        knet_backend.jl_function.cache_clear()
 
 
 def test_julia_gets_the_threads_torch_gets(monkeypatch):

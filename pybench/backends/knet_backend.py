@@ -70,18 +70,44 @@ def juliapkg_install_prefix() -> Path:
     return Path(project) / "pyjuliapkg" / "install"
 
 
+def julia_depot() -> Path:
+    """The first Julia depot (JULIA_DEPOT_PATH's first entry, else ~/.julia), as juliapkg reads it."""
+    first = os.environ.get("JULIA_DEPOT_PATH", "").split(os.pathsep)[0]
+    return Path(first or os.path.join(os.path.expanduser("~"), ".julia"))
+
+
+def juliaup_julias() -> list[str]:
+    """The Julia executables juliaup has installed (its juliaup.json in the depot), newest
+    first, as juliapkg lists them; [] without juliaup or with a file it cannot read."""
+    folder = julia_depot() / "juliaup"
+    try:
+        installed = json.loads((folder / "juliaup.json").read_text()).get("InstalledVersions", {})
+    except (OSError, ValueError, AttributeError):
+        return []
+    found = []
+    for version, info in installed.items():
+        if isinstance(info, dict) and "Path" in info:
+            numbers = minor_version(version.replace("~", ".").split("+")[0]) or (0, 0)
+            found.append((numbers, version, str((folder / info["Path"] / "bin" / "julia").resolve())))
+    return [exe for _, _, exe in sorted(found, reverse=True)]
+
+
 def julia_candidates() -> list[tuple[str, str]]:
-    """(where it came from, path) for every Julia executable juliapkg could use, in its order."""
+    """(where it came from, path) for every Julia executable juliapkg could use, in juliapkg's
+    own order (juliapkg/find_julia.py), so that pybench names the Julia juliacall will run:
+    PYTHON_JULIAPKG_EXE, the Julia juliapkg installed into its project, the Julias juliaup
+    installed, then `julia` on PATH (which juliapkg consults only when juliaup is absent)."""
     found = []
     exe = os.environ.get("PYTHON_JULIAPKG_EXE")
     if exe:
         found.append(("PYTHON_JULIAPKG_EXE", exe))
-    on_path = shutil.which("julia")
-    if on_path:
-        found.append(("PATH", on_path))
     installed = shutil.which(str(juliapkg_install_prefix() / "bin" / "julia"))
     if installed:
         found.append(("juliapkg install", installed))
+    found += [("juliaup", path) for path in juliaup_julias() if shutil.which(path)]
+    on_path = shutil.which("julia")
+    if on_path and not shutil.which("juliaup"):
+        found.append(("PATH", on_path))
     return found
 
 
@@ -95,9 +121,17 @@ def minor_version(version: str) -> tuple[int, int] | None:
 
 
 def knet_runs_on(version: str) -> bool:
-    """Whether Knet 1.4.10 loads on this Julia version (see JULIA_MINORS)."""
+    """Whether Knet 1.4.10 loads on this Julia version through the installed juliacall: 1.5-1.9
+    (JULIA_MINORS) with an older juliacall set up by hand (as CI's), only 1.9 with juliacall
+    0.9.x (the [julia] extra's 0.9.28 accepts nothing else)."""
     minor = minor_version(version)
-    return minor is not None and JULIA_MINORS[0] <= minor <= JULIA_MINORS[1]
+    low = (1, 9) if juliacall_is_09() else JULIA_MINORS[0]
+    return minor is not None and low <= minor <= JULIA_MINORS[1]
+
+
+def juliacall_is_09() -> bool:
+    """Whether the installed juliacall is 0.9.x or newer (the extra's), by its metadata."""
+    return (minor_version(juliacall_version()) or (0, 0)) >= (0, 9)
 
 
 def support_note(julia: str) -> str:
@@ -128,7 +162,18 @@ def find_julia() -> tuple[str | None, str]:
         if version and knet_runs_on(version):
             return exe, version
         seen.append(f"{exe} ({source}) is {version or 'not runnable'}")
-    return None, "; ".join(seen) or "no Julia executable (PYTHON_JULIAPKG_EXE, PATH, juliapkg)"
+        if source == "PYTHON_JULIAPKG_EXE":  # juliapkg uses it whatever it is: so must we
+            break
+    return None, "; ".join(seen) or ("no Julia executable (PYTHON_JULIAPKG_EXE, juliapkg's "
+                                     "install, juliaup, PATH)")
+
+
+def juliapkg_can_install() -> bool:
+    """Whether juliapkg is here and allowed online, so that the first `import juliacall`
+    installs Julia 1.9 itself (juliapkg's own decision; pybench only reports it)."""
+    offline = os.environ.get("PYTHON_JULIAPKG_OFFLINE", "").lower() in ("yes", "true", "1")
+    return (not offline and not os.environ.get("PYTHON_JULIAPKG_EXE")
+            and importlib.util.find_spec("juliapkg") is not None)
 
 
 def juliapkg_will_install() -> bool:
@@ -144,6 +189,38 @@ def juliapkg_will_install() -> bool:
         return not deps.can_skip_resolve()
     except Exception:
         return True
+
+
+# --- whether Knet can use this GPU --------------------------------------------------------------
+
+# CUDA.jl 3.13 (the newest Knet 1.4.10 accepts) ships CUDA toolkits up to 11.7, which cannot
+# target compute capability 9.0 (Hopper) or newer, and `CUDA.functional()` does not check that:
+# such a GPU fails at the first kernel. Ada (8.9) is the newest generation it can run.
+MAX_CUDA_CAPABILITY = "8.9"
+GPU_FIX = "use --device cpu for knet, or a GPU up to the Ada generation (compute capability 8.9)"
+
+
+def knet_gpu_verdict(probe: dict) -> str | None:
+    """None when Knet can use the GPU `KnetModels.gpu_probe` described, else the one-line
+    reason naming the GPU, its compute capability and what to do."""
+    if not probe.get("functional"):
+        return ("CUDA.jl sees no usable GPU (CUDA.functional() is false: no driver, or one "
+                "too old for CUDA.jl 3.13's CUDA 11 toolkits)")
+    name, capability = probe.get("name", "the GPU"), str(probe.get("capability", "?"))
+    if capability_tuple(capability) > capability_tuple(MAX_CUDA_CAPABILITY):
+        return (f"{name} has compute capability {capability}; CUDA.jl 3.13, the newest "
+                f"Knet 1.4.10 accepts, targets up to {MAX_CUDA_CAPABILITY}: {GPU_FIX}")
+    if probe.get("smoke"):
+        return (f"a convolution, BatchNorm and gradient failed on {name} (compute capability "
+                f"{capability}): {probe['smoke']}")
+    return None
+
+
+def capability_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        return (99,)  # unreadable: treated as newer than anything supported
 
 
 # --- loading Julia, once per process ------------------------------------------------------------
@@ -260,6 +337,12 @@ class KnetBackend(Backend):
         if importlib.util.find_spec("juliacall") is None:
             return Availability(False, reason=f"juliacall is not installed: {FIX}")
         exe, found = find_julia()
+        if exe is None and juliapkg_can_install():
+            # Right after `pip install -e '.[julia]'`: no Julia yet, and juliapkg installs
+            # one on the first use (julia_main prints a line when it does).
+            return Availability(True, version=(
+                f"Knet 1.4.10 (juliacall) after a one-time install: juliapkg installs Julia "
+                f"{JULIA_VERSION}, Knet and CUDA.jl on first use (minutes, needs network)"))
         if exe is None:
             return Availability(False, reason=f"no Julia {JULIA_VERSION} found ({found}): {FIX_NO_JULIA}")
         if not knet_models_path().is_dir():
@@ -286,6 +369,7 @@ class KnetBackend(Backend):
     def __init__(self, device: str):
         super().__init__(device)
         self._atypes: dict[str, Any] = {}  # dtype name -> Julia array type on this device
+        self._gpu: dict | None = None  # KnetModels.gpu_probe's answer, on CUDA
         # The dtype of the latest init_state (the canonical weights'); put_data follows it.
         self.dtype: str | None = None
 
@@ -295,15 +379,28 @@ class KnetBackend(Backend):
         cannot use the GPU."""
         name = dtype_name(dtype or self.dtype or "float32")
         if name not in self._atypes:
-            if self.device == "cuda" and not julia_main().seval("CUDA.functional()"):
-                raise UnavailableError("--device cuda: CUDA.jl 3.13 sees no usable GPU "
-                                       "(driver too old or GPU newer than CUDA.jl 3.x supports)")
+            if self.device == "cuda":
+                self.gpu()
             self._atypes[name] = jl_function("KnetModels.array_type")(self.device, name)
         return self._atypes[name]
 
+    def gpu(self) -> dict:
+        """The GPU as `KnetModels.gpu_probe` found it, asked once and before anything else
+        touches CUDA; `UnavailableError` with `knet_gpu_verdict`'s reason if Knet cannot use
+        it (the run is then `unavailable`, not a Julia error or a crash at the first kernel)."""
+        if self._gpu is None:
+            probe = jl_function("KnetModels.gpu_probe")(MAX_CUDA_CAPABILITY)
+            self._gpu = {str(k): probe[k] for k in probe.keys()}
+        reason = knet_gpu_verdict(self._gpu)
+        if reason:
+            raise UnavailableError(f"--device cuda: {reason}")
+        return self._gpu
+
     def device_info(self) -> dict[str, Any]:
         """Versions as Julia reports them (read from the loaded packages, not assumed), and
-        `support_note` when this is not the supported Julia 1.9 configuration."""
+        `support_note` when this is not the supported Julia 1.9 configuration. On CUDA the GPU
+        probe comes first: a GPU Knet cannot use makes the run `unavailable` right here."""
+        gpu = self.gpu() if self.device == "cuda" else None
         versions = {str(k): str(v) for k, v in
                     jl_function("KnetModels.package_versions")().items()}
         info = {"framework_version": f"Knet {versions['Knet']}", "knet": versions["Knet"],
@@ -318,8 +415,8 @@ class KnetBackend(Backend):
         note = support_note(versions["julia"])
         if note:
             info["support_note"] = note
-        if self.device == "cuda":
-            info["device_name"] = str(julia_main().seval("CUDA.name(CUDA.device())"))
+        if gpu is not None:
+            info.update(device_name=str(gpu["name"]), compute_capability=str(gpu["capability"]))
         return info
 
     def synchronize(self) -> None:

@@ -19,3 +19,34 @@ end
 package_versions() = Dict("julia" => string(VERSION), "Knet" => loaded_version(Knet),
                           "AutoGrad" => loaded_version(Knet.AutoGrad),
                           "CUDA" => loaded_version(CUDA))
+
+"""
+    gpu_probe(max_capability::AbstractString) -> Dict{String,Any}
+
+What pybench needs to decide whether Knet can use the GPU, asked in an order that touches CUDA
+only as far as is safe: `functional` first (`CUDA.functional()`: a driver and a toolkit CUDA.jl
+can use); only then the device's `name` and `capability` ("9.0"); and only for a capability up
+to `max_capability` (what CUDA.jl 3.x's toolkits target) `smoke`: "" when a tiny convolution,
+BatchNorm and gradient ran on the GPU, else the error. pybench's `knet_gpu_verdict` turns this
+into "usable" or a one-line reason; on a machine without a GPU it is `functional => false`.
+"""
+function gpu_probe(max_capability::AbstractString)
+    CUDA.functional() || return Dict{String,Any}("functional" => false)
+    device = CUDA.device()
+    capability = CUDA.capability(device)
+    info = Dict{String,Any}("functional" => true, "name" => CUDA.name(device),
+                            "capability" => "$(capability.major).$(capability.minor)")
+    capability > VersionNumber(max_capability) && return info
+    info["smoke"] = try
+        w = Param(CuArray(randn(Float32, 3, 3, 1, 2)))
+        bn = Param(CuArray(bnparams(Float32, 2)))
+        x = CuArray(randn(Float32, 8, 8, 1, 4))
+        J = @diff sum(batchnorm(conv4(w, x; padding=1, mode=1), bnmoments(), bn))
+        g = grad(J, w)
+        CUDA.synchronize()
+        g === nothing ? "no gradient reached the convolution's weights" : ""
+    catch e
+        first(split(sprint(showerror, e), '\n'))
+    end
+    return info
+end

@@ -193,6 +193,18 @@ models_under_test() = [
         end
     end
 
+    @testset "the GPU probe asks CUDA only as far as it may" begin
+        probe = gpu_probe("8.9")
+        @test probe["functional"] == CUDA.functional()
+        if CUDA.functional()
+            @test haskey(probe, "name") && occursin(r"^\d+\.\d+$", probe["capability"])
+            # a capability above the ceiling gets no smoke test (it would crash, not fail)
+            @test !haskey(gpu_probe("0.1"), "smoke")
+        else
+            @test keys(probe) == Set(["functional"])  # nothing else touched CUDA
+        end
+    end
+
     @testset "parity with PyTorch logits" begin
         path = get(ENV, "KNETMODELS_PARITY_NPZ", "")
         if isempty(path)
