@@ -23,7 +23,7 @@ from pybench.backends.contract import ModelInput
 from pybench.datasets import batch_order
 from pybench.training import TrainConfig, initial_weights, run_learning_rates
 
-EVAL_IMAGES = 1000  # the evaluation pass: this many test images, in one `predict` call
+EVAL_IMAGES = 1000  # the evaluation pass: this many test images, in batches as compare's
 EVAL_REPEATS = 5
 
 
@@ -65,9 +65,13 @@ def time_steps(backend, dataset, cfg: TrainConfig, steps: int, warmup: int) -> d
 
     test = dataset.normalized("test")[:EVAL_IMAGES]
     eval_data = backend.put_data(test, dataset.test.labels[:EVAL_IMAGES])
-    first_eval_s = timed(lambda: backend.predict(holder["state"], eval_data, EVAL_IMAGES), sync)
-    eval_s = [timed(lambda: backend.predict(holder["state"], eval_data, EVAL_IMAGES), sync)
-              for _ in range(EVAL_REPEATS)]
+    batch = cfg.eval_batch_size  # as compare evaluates
+
+    def evaluate():
+        return backend.predict(holder["state"], eval_data, batch)
+
+    first_eval_s = timed(evaluate, sync)
+    eval_s = [timed(evaluate, sync) for _ in range(EVAL_REPEATS)]
     return {"first_step_s": first_step_s, "step_s": step_s, "first_eval_s": first_eval_s,
             "eval_s": eval_s, "eval_images": len(test),
             "final_loss": backend.to_float(step(1 + warmup + steps))}

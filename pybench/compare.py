@@ -301,12 +301,15 @@ def console_table(document: dict, several: bool) -> str:
     table = seed_groups(document)
     if table.empty:
         return "no run finished"
-    # The headline's statistic: the median over a framework's runs of each run's median step.
-    medians = {}
+    # The headline's statistic: the median over a framework's runs of each run's median step,
+    # from the runs measured on a quiet machine (all of them when none was).
+    medians, busy = {}, {}
     for run in document["runs"]:
         if run.get("status") == "ok" and (run.get("step_time_ms") or {}).get("median"):
-            medians.setdefault((run["framework"], run["model"]), []).append(
+            which = busy if (run.get("machine_load") or {}).get("busy") else medians
+            which.setdefault((run["framework"], run["model"]), []).append(
                 run["step_time_ms"]["median"])
+    medians = {key: medians.get(key) or busy[key] for key in {**busy, **medians}}
     table["step median ms"] = [float(np.median(medians.get((f, m), [np.nan])))
                                for f, m in zip(table["framework"], table["model"])]
     table["× fastest"] = table["step median ms"] / table.groupby("model")[

@@ -274,11 +274,12 @@ class TorchBackend(Backend):
         state.module.eval()
         try:
             n = data.images.shape[0]
-            chunks = []
-            for start in range(0, n, batch_size):
-                x = data.images[start:start + batch_size].to(self.torch_device)
-                chunks.append(state.module(x).cpu())
-            return torch.cat(chunks).numpy()
+            # No autograd graph (evaluation keeps no activations for a backward pass), and the
+            # logits stay on the device until the end: one copy to the host, as JAX makes.
+            with torch.no_grad():
+                chunks = [state.module(data.images[start:start + batch_size].to(self.torch_device))
+                          for start in range(0, n, batch_size)]
+                return torch.cat(chunks).cpu().numpy()
         finally:
             state.module.train()
 
