@@ -225,7 +225,7 @@ def test_the_override_is_used_whatever_it_is(tmp_path):
     status = knet_status({"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHON_JULIAPKG_EXE": str(old),
                           "PYTHON_JULIAPKG_PROJECT": str(tmp_path / "project"),
                           "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])})
-    assert not status["ok"] and "1.10.2 (PYTHON_JULIAPKG_EXE)" in status["reason"]
+    assert not status["ok"] and "(PYTHON_JULIAPKG_EXE) is 1.10.2" in status["reason"]
     assert str(bin_dir / "julia") not in status["reason"]
 
 

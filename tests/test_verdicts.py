@@ -193,3 +193,14 @@ def snapshots_around(spin: bool) -> tuple[dict, dict]:
     if spinner is not None:
         spinner.wait()
     return before, after
+
+
+def test_seeds_that_did_not_finish_everywhere_are_not_compared():
+    runs = [{"framework": "torch", "status": "ok", "seed": s, "test_accuracy": 0.98}
+            for s in (0, 1, 2)]
+    runs += [{"framework": "jax", "status": "ok", "seed": 0, "test_accuracy": 0.97},
+             {"framework": "jax", "status": "failed", "seed": 1},
+             {"framework": "jax", "status": "failed", "seed": 2}]
+    text = accuracy_sentence(accuracy_verdict(runs), runs)
+    assert text == ("Accuracy: not compared: 1 of the 3 seeds finished in every framework, and "
+                    "a verdict needs two.")

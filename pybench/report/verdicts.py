@@ -112,6 +112,10 @@ def accuracy_sentence(verdict: AccuracyVerdict, runs: list[dict]) -> str:
                   if r.get("status") == "ok" and r.get("test_accuracy") is not None}
         if not scored:
             return ""
+        tried = {r.get("seed") for r in runs}
+        if len(tried) > 1 and len(scored) > 1:  # seeds given, but too few finished everywhere
+            return (f"Accuracy: not compared: {verdict.seeds} of the {len(tried)} seeds "
+                    f"finished in every framework, and a verdict needs two.")
         figures = ", ".join(f"{f} {100 * a:.2f}%" for f, a in scored.items())
         if len(scored) < 2:
             return f"Accuracy: {figures}."
