@@ -229,7 +229,7 @@ def pytest_terminal_summary(terminalreporter):
 def print_step_variants(terminalreporter, results: dict) -> None:
     """Each framework's step variants: median step time and ratio to the default step."""
     for framework, rows in results.items():
-        terminalreporter.section(f"{framework} step variants (LeNet-5, MNIST, batch 32, median step)")
+        terminalreporter.section(f"{framework} step variants (MNIST, batch 32, median step)")
         terminalreporter.write_line(f"{'variant':72} {'median ms':>9} {'ratio':>6}")
         for row in sorted(rows, key=lambda r: r["median_ms"]):
             extra = f"  (compile {row['compile_s']:.1f} s apart)" if "compile_s" in row else ""

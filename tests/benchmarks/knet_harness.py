@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 from pybench import models
@@ -23,38 +24,9 @@ from pybench.training import TrainConfig, train_and_evaluate
 
 OPTIMIZER = OptimizerConfig(name="sgd", lr=0.01, momentum=0.9)
 
-# A user's LeNet-5 in Knet: weights as Params (biases reshaped for broadcasting), one optimizer
-# per Param, `@diff` of the loss, `update!`; seconds per step, read after each step (the CPU
-# needs no synchronisation), and each step's loss (the step-variant search checks the first).
-MINIMAL_KNET_LOOP = """
-function minimal_knet_loop(images, labels, positions, weights, steps, batch, lr, momentum)
-    # Julia arrays of concrete types first (the arguments arrive as numpy-backed PyArrays).
-    x = Array{Float32}(images); y = Vector{Int}(labels); order = Vector{Int}(positions)
-    names = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight",
-             "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
-    w = [Array{Float32}(weights[k]) for k in names]
-    w[2] = reshape(w[2], 1, 1, :, 1); w[4] = reshape(w[4], 1, 1, :, 1)
-    ps = [Param(a) for a in w]
-    for p in ps; p.opt = Momentum(lr=lr, gamma=momentum); end
-    net(x) = begin
-        x = pool(relu.(conv4(ps[1], x; padding=2, mode=1) .+ ps[2]))
-        x = pool(relu.(conv4(ps[3], x; mode=1) .+ ps[4]))
-        x = relu.(ps[5] * mat(x) .+ ps[6])
-        x = relu.(ps[7] * x .+ ps[8])
-        ps[9] * x .+ ps[10]
-    end
-    times, losses = Float64[], Float64[]
-    for i in 1:steps
-        t0 = time_ns()
-        idx = order[(i - 1) * batch + 1:i * batch]
-        J = @diff nll(net(x[:, :, :, idx]), y[idx])
-        for p in ps; update!(p, grad(J, p)); end
-        push!(times, (time_ns() - t0) / 1e9)
-        push!(losses, value(J))
-    end
-    return times, losses
-end
-"""
+# A user's LeNet-5 in plain Knet (Params, `@diff`, one Momentum per Param, the loop inside Julia),
+# shared with the step-variant search.
+KNET_PLAIN = Path(__file__).resolve().parents[2] / "tools" / "knet_plain.jl"
 
 
 def main(steps: int, rounds: int, batch: int) -> dict:
@@ -66,8 +38,8 @@ def main(steps: int, rounds: int, batch: int) -> dict:
                       optimizer=OPTIMIZER, seed=0)
     backend = get_backend("knet", "cpu")
     jl = julia_main()
-    jl.seval(MINIMAL_KNET_LOOP)
-    minimal_loop = jl.seval("minimal_knet_loop")
+    jl.seval(f"include({json.dumps(str(KNET_PLAIN))})")
+    minimal_loop = jl.seval("plain_lenet5_loop")
     images = knet_layout.images_to_knet(x)
     weights = julia_dict(knet_layout.weights_to_knet(params))
     minimal_ms: list[float] = []
