@@ -297,7 +297,8 @@ def parse_arguments(argv: list[str] | None):
 
 
 def cmd_list(args) -> int:
-    from pybench.backends import FRAMEWORK_DESCRIPTIONS, VARIANT_DESCRIPTIONS, availability
+    from pybench.backends import (FRAMEWORK_DESCRIPTIONS, VARIANT_DESCRIPTIONS, availability,
+                                  gpu_support)
     from pybench.datasets import DATASETS
     from pybench.models import MODEL_DESCRIPTIONS
 
@@ -312,6 +313,8 @@ def cmd_list(args) -> int:
         status = availability(name)
         state = f"available ({status.version})" if status.ok else f"unavailable: {status.reason}"
         print(f"  {name:10} {text}: {state}")
+        if status.ok:
+            print(f"  {'':10} GPU: {gpu_support(name)}")
     print("variants (opt-in, each reported as a framework of its own):")
     for name, text in VARIANT_DESCRIPTIONS.items():
         print(f"  {name:14} {text}")

@@ -52,3 +52,46 @@ def test_the_run_records_what_it_ran_with(monkeypatch):
 def test_a_negative_gpu_is_a_one_line_error(cli_error):
     cli_error("compare", "digits", "--frameworks", "torch", "--gpu", "-1",
               fragments=("'-1' must not be negative",))
+
+
+# --- `pybench list`'s GPU line: each framework's CUDA build and whether it can use the GPU ---
+
+def test_torch_names_its_build_and_why_it_cannot_use_a_gpu(monkeypatch):
+    import torch
+
+    from pybench.backends import torch_backend
+    from pybench.backends.torch_backend import TorchBackend
+
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert TorchBackend.gpu_support().startswith("CPU-only build")
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(TorchBackend, "cuda_usable", classmethod(lambda cls: False))
+    monkeypatch.setattr(torch_backend, "machine_has_cuda_gpu", lambda: False)
+    assert TorchBackend.gpu_support() == "CUDA 13.0 build, no NVIDIA GPU here"
+    # A GPU and a driver too old for the wheel: the case where torch would silently be CPU-only.
+    monkeypatch.setattr(torch_backend, "machine_has_cuda_gpu", lambda: True)
+    monkeypatch.setattr(torch_backend, "nvidia_gpus", lambda: (["NVIDIA A100"], "525.60"))
+    line = TorchBackend.gpu_support()
+    assert "cannot use this GPU (driver 525.60)" in line and "README, Install" in line
+
+
+def test_jax_reads_its_cuda_plugin_without_starting_xla(monkeypatch):
+    from pybench.backends import jax_backend
+    from pybench.backends.jax_backend import JaxBackend
+
+    monkeypatch.setattr(jax_backend, "installed_version", lambda name: None)
+    assert "pip install -U 'jax[cuda12]'" in JaxBackend.gpu_support()
+    monkeypatch.setattr(jax_backend, "installed_version",
+                        lambda name: "0.10.2" if name == "jax-cuda12-plugin" else None)
+    monkeypatch.setattr(jax_backend, "machine_has_cuda_gpu", lambda: False)
+    assert JaxBackend.gpu_support() == "CUDA build (jax-cuda12-plugin 0.10.2), no NVIDIA GPU here"
+
+
+def test_list_shows_a_gpu_line_for_each_available_framework(run_cli):
+    from pybench.backends import availability
+
+    lines = run_cli("list").stdout.splitlines()
+    for name in ("torch", "jax", "knet"):
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith(name))
+        if availability(name).ok:
+            assert lines[at + 1].strip().startswith("GPU: "), lines[at:at + 2]

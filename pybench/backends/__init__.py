@@ -55,6 +55,14 @@ def availability(name: str) -> Availability:
         return Availability(False, reason=f"{type(exc).__name__}: {exc}")
 
 
+def gpu_support(name: str) -> str:
+    """`name`'s CUDA build and whether it can use a GPU here (one line); never raises."""
+    try:
+        return get_backend_class(name).gpu_support()
+    except Exception as exc:
+        return f"unknown ({type(exc).__name__}: {exc})"
+
+
 def get_backend(name: str, device: str) -> Backend:
     """A ready backend for `name` on `device` ("auto", "cpu" or "cuda")."""
     cls = get_backend_class(name)

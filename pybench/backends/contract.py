@@ -98,6 +98,12 @@ class Backend(ABC):
     def cuda_usable(cls) -> bool:
         """Whether this framework sees a working CUDA device here; must not raise."""
 
+    @classmethod
+    @abstractmethod
+    def gpu_support(cls) -> str:
+        """One line for `pybench list`: which CUDA build is installed and whether it can use a
+        GPU here, or what to install. Like `availability`, it must not start a device."""
+
     def __init__(self, device: str):
         self.device = device  # "cpu" or "cuda"; "auto" is resolved before a backend is made
 

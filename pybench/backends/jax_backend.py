@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.metadata
 import os
 import time
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from pybench.machine import cpu_model
+from pybench.machine import cpu_model, machine_has_cuda_gpu
 from pybench.backends.contract import Arrays, Availability, Backend, ModelInput, OptimizerConfig
 from pybench.errors import PybenchError
 from pybench.models import BN_EPS, BN_MOMENTUM, RESNETS, layers, resnet_blocks
@@ -126,6 +127,16 @@ def batch_norm(layer, params, buffers, new_buffers, x, train, layout: str):
     scale = params[f"{layer.name}.weight"] * lax.rsqrt(var + BN_EPS)
     shift = params[f"{layer.name}.bias"] - mean * scale
     return x * per_channel(scale, layout) + per_channel(shift, layout)
+
+
+CUDA_PLUGINS = ("jax-cuda13-plugin", "jax-cuda12-plugin")  # what `jax[cudaNN]` installs
+
+
+def installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def relu(x):
@@ -389,6 +400,18 @@ class JaxBackend(Backend):
             return any(d.platform in ("gpu", "cuda") for d in jax.devices())
         except Exception:
             return False
+
+    @classmethod
+    def gpu_support(cls) -> str:
+        # jax.devices() would start XLA's GPU client (and take most of the GPU's memory) in the
+        # parent process: the installed CUDA plugin is read from the package metadata instead.
+        plugins = [name for name in CUDA_PLUGINS if installed_version(name)]
+        if not plugins:
+            return "CPU-only build: pip install -U 'jax[cuda12]' to use a GPU"
+        build = f"CUDA build ({plugins[0]} {installed_version(plugins[0])})"
+        if not machine_has_cuda_gpu():
+            return f"{build}, no NVIDIA GPU here"
+        return f"{build}; an NVIDIA GPU is present (the worker checks that JAX can use it)"
 
     def __init__(self, device: str):
         super().__init__(device)

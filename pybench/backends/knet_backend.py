@@ -31,7 +31,7 @@ import numpy as np
 
 from pybench import models
 from pybench.backends import knet_layout
-from pybench.machine import cpu_model
+from pybench.machine import cpu_model, machine_has_cuda_gpu
 from pybench.backends.contract import Availability, Backend, ModelInput, OptimizerConfig
 from pybench.errors import UnavailableError
 
@@ -365,6 +365,15 @@ class KnetBackend(Backend):
                     or shutil.which("nvidia-smi") is not None)
         except Exception:
             return False
+
+    @classmethod
+    def gpu_support(cls) -> str:
+        # Starting Julia to ask CUDA.jl is the worker's job (its probe decides before anything
+        # touches CUDA); here only what is known without it.
+        if not machine_has_cuda_gpu():
+            return "CUDA.jl 3 (CUDA 11 toolkits), no NVIDIA GPU here"
+        return ("CUDA.jl 3 (CUDA 11 toolkits); an NVIDIA GPU is present: the worker's probe "
+                f"checks it (compute capability up to {MAX_CUDA_CAPABILITY})")
 
     def __init__(self, device: str):
         super().__init__(device)

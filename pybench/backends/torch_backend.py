@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pybench import models
-from pybench.machine import cpu_model
+from pybench.machine import cpu_model, machine_has_cuda_gpu, nvidia_gpus
 from pybench.backends.contract import Availability, Backend, ModelInput, OptimizerConfig
 
 
@@ -159,6 +159,20 @@ class TorchBackend(Backend):
             return torch.cuda.is_available()
         except Exception:
             return False
+
+    @classmethod
+    def gpu_support(cls) -> str:
+        # torch.cuda.is_available() asks the driver for a device count: no CUDA context.
+        build = torch.version.cuda
+        if build is None:
+            return "CPU-only build: install a CUDA build of torch to use a GPU"
+        if cls.cuda_usable():
+            return f"CUDA {build} build, GPU usable ({torch.cuda.get_device_name(0)})"
+        if not machine_has_cuda_gpu():
+            return f"CUDA {build} build, no NVIDIA GPU here"
+        driver = nvidia_gpus()[1] or "unknown version"
+        return (f"CUDA {build} build, but it cannot use this GPU (driver {driver}): install a "
+                f"driver for CUDA {build}, or a torch build for an older CUDA (README, Install)")
 
     def __init__(self, device: str):
         super().__init__(device)
