@@ -197,6 +197,20 @@ def pytest_addoption(parser):
                     help="untimed steps after the first (compiling) one (default 3)")
 
 
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run where torch can use a GPU and skip with the reason everywhere else."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    from pybench.backends import gpu_support
+    from pybench.backends.torch_backend import TorchBackend
+
+    if not TorchBackend.cuda_usable():
+        skip = pytest.mark.skip(reason=f"needs a GPU torch can use; here torch: {gpu_support('torch')}")
+        for item in gpu_items:
+            item.add_marker(skip)
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     """The saved JSON says what ran: CPU model, cores, GPUs and driver, framework versions."""
     from pybench.machine import framework_versions
