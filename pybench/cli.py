@@ -15,6 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from pybench.backends.contract import DEFAULT_LR, OPTIMIZERS
 from pybench.errors import Interrupted, PybenchError
 from pybench.recipes import RECIPES, recipe_help
 
@@ -22,7 +23,6 @@ from pybench.recipes import RECIPES, recipe_help
 # framework (seeds 0-2, torch 2.14.1 / jax 0.10.2: 98.15-98.53% and 97.73-98.48%; Knet 1.4.10
 # 97.98% at seed 0); larger batches at this budget land near 97.5%. `--recipe mnist-fast`
 # (pybench/recipes.py) is the one that reaches 99%.
-DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3}
 DEFAULT_BATCH_SIZE = 32
 
 
@@ -117,7 +117,7 @@ def add_training_arguments(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--frameworks", type=comma_list, default=("torch", "jax", "knet"),
                    help="comma-separated: torch,jax,knet (default: all three)")
     p.add_argument("--batch-size", type=positive_int, default=batch_size)
-    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd",
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
                    help="PyTorch's SGD, Adam or AdamW (decoupled weight decay)")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="learning rate, the peak of a schedule (default: 0.01 for sgd, 0.001 "

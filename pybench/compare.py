@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pybench import __version__
 from pybench.backends import availability, check_framework
 from pybench.errors import Interrupted, PybenchError, UnavailableError
 from pybench.models import check_model
 from pybench.machine import machine_has_cuda_gpu, machine_info, nvidia_gpus
-from pybench.results import SCHEMA, write_results
+from pybench.results import SCHEMA, code_info, write_results
 from pybench.training import TrainConfig
 from pybench.worker import cuda_env, job_for, run_in_worker
 
@@ -160,7 +159,7 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
     train = asdict(cfg.train)
     train.pop("model")
     document = {
-        "schema": SCHEMA, "pybench_version": __version__,
+        "schema": SCHEMA, **code_info(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command or "", "machine": machine_info(),
         "config": {"dataset": cfg.dataset, "dataset_options": options,

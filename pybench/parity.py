@@ -21,7 +21,7 @@ import pandas as pd
 from pybench import models
 from pybench.compare import check_gpu, check_requested_frameworks, make_out_dir, resolve_device
 from pybench.errors import Interrupted, PybenchError
-from pybench.results import write_json
+from pybench.results import code_info, write_json
 from pybench.training import TrainConfig, run_learning_rates
 from pybench.worker import job_for, run_in_worker
 
@@ -148,7 +148,7 @@ def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
 def parity_document(cfg: ParityConfig, device: str, dataset, rows: list[dict],
                     interrupted: Interrupted | None = None) -> dict:
     """parity.json: the settings, the tolerances, one row per (model, framework), the verdict."""
-    document = {"device": device, "steps": cfg.steps, "trajectory_dtype": cfg.dtype,
+    document = {**code_info(), "device": device, "steps": cfg.steps, "trajectory_dtype": cfg.dtype,
                 "dataset": dataset.name,
                 "data_fingerprint": dataset.fingerprint,
                 "tolerances": {"logit_atol": LOGIT_ATOL, "loss_rtol": LOSS_RTOL,

@@ -6,9 +6,11 @@ after every finished run, so an interrupted comparison keeps everything that had
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -25,6 +27,30 @@ CSV_COLUMNS = [
     "steps", "peak_memory_bytes", "memory_kind", "n_params", "flops_per_image",
     "init_fingerprint", "data_fingerprint", "data_on_device",
 ]
+
+
+def code_info() -> dict:
+    """What code ran: pybench's installed version (package metadata), and when pybench runs from
+    a git checkout its commit and whether the tree had uncommitted changes (None otherwise), so
+    that two results files can tell whether the code differed."""
+    try:
+        version = importlib.metadata.version("pybench")
+    except importlib.metadata.PackageNotFoundError:
+        from pybench import __version__ as version
+    source = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(source), *args], capture_output=True,
+                                  text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"pybench_version": version, "commit": commit,
+            "dirty": None if status is None else bool(status)}
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -34,13 +34,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from pybench import __version__
 from pybench.backends import FRAMEWORK_DESCRIPTIONS
 from pybench.backends.contract import OptimizerConfig
-from pybench.cli import DEFAULT_LR  # an optimizer's learning rate when SWEEP.toml lists no lrs
+from pybench.backends.contract import DEFAULT_LR  # a rate when SWEEP.toml lists no lrs
 from pybench.errors import Interrupted, PybenchError
 from pybench.models import MODEL_DESCRIPTIONS
-from pybench.results import SCHEMA, write_results
+from pybench.results import SCHEMA, code_info, write_results
 from pybench.training import TrainConfig
 
 
@@ -330,7 +329,7 @@ def run_sweep(sweep_path: Path, executor, out: Path | None = None, resume: bool 
         device = executor.resolve_device(sweep.device)
         make_out_dir(out_dir)
         document = {
-            "schema": SCHEMA, "pybench_version": __version__,
+            "schema": SCHEMA, **code_info(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": command or "", "machine": machine_info(),
             "config": shared_config(sweep, device, executor.name),

@@ -33,6 +33,11 @@ import numpy as np
 
 Arrays = dict[str, np.ndarray]
 
+# Every optimizer a backend must implement, with the learning rate used when none is given (for
+# the command line, a sweep and OptimizerConfig alike).
+DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3}
+OPTIMIZERS = tuple(DEFAULT_LR)
+
 
 @dataclass(frozen=True)
 class OptimizerConfig:
@@ -49,13 +54,19 @@ class OptimizerConfig:
     """
 
     name: str = "sgd"
-    lr: float = 0.01
+    lr: float | None = None  # None: DEFAULT_LR[name]
     momentum: float = 0.9
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     nesterov: bool = False
     label_smoothing: float = 0.0
+
+    def __post_init__(self):
+        if self.name not in DEFAULT_LR:
+            raise ValueError(f"unknown optimizer {self.name!r}: choose {', '.join(OPTIMIZERS)}")
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.name])
 
 
 @dataclass(frozen=True)

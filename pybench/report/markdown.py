@@ -195,6 +195,9 @@ def image(name: str, alt: str) -> str:
 def header_section(results: dict) -> str:
     dataset = results.get("dataset") or {}
     version = results.get("pybench_version", MISSING)
+    if results.get("commit"):
+        version += f", commit {results['commit'][:10]}"
+        version += " with uncommitted changes" if results.get("dirty") else ""
     several = bool(results.get("sources"))
     lines = [
         "## Run",
