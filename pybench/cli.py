@@ -297,8 +297,7 @@ def parse_arguments(argv: list[str] | None):
 
 
 def cmd_list(args) -> int:
-    from pybench.backends import (FRAMEWORK_DESCRIPTIONS, VARIANT_DESCRIPTIONS, availability,
-                                  gpu_support)
+    from pybench.backends import FRAMEWORK_DESCRIPTIONS, VARIANT_DESCRIPTIONS, availability, gpu_support
     from pybench.datasets import DATASETS
     from pybench.models import MODEL_DESCRIPTIONS
 
@@ -408,9 +407,7 @@ def cmd_parity(args) -> int:
 def cmd_sweep(args) -> int:
     from pybench.compare import command_line
     from pybench.executors import make_executor
-    from pybench.sweep import run_sweep, sweep_table
-
-    from pybench.sweep import default_out_dir
+    from pybench.sweep import default_out_dir, run_sweep, sweep_table
 
     executor = make_executor(args.executor, args.address)
     out = args.out or default_out_dir(args.sweep_file)  # named here, for an interrupted sweep

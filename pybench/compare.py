@@ -19,8 +19,8 @@ import numpy as np
 
 from pybench.backends import availability, check_framework
 from pybench.errors import Interrupted, PybenchError, UnavailableError
-from pybench.models import check_model
 from pybench.machine import machine_has_cuda_gpu, machine_info, nvidia_gpus
+from pybench.models import check_model
 from pybench.results import SCHEMA, code_info, write_results
 from pybench.training import TrainConfig
 from pybench.worker import cuda_env, job_for, run_in_worker
@@ -110,7 +110,7 @@ def forward_parity(runs: list[dict], out_dir: Path, reference: str = "torch") ->
     for runs_of_group in groups.values():
         ref = reference if reference in runs_of_group else sorted(runs_of_group)[0]
         ref_arrays = np.load(out_dir / runs_of_group[ref]["parity_arrays"])
-        for framework, run in runs_of_group.items():
+        for run in runs_of_group.values():
             arrays = np.load(out_dir / run["parity_arrays"])
             diffs = {mode: float(np.max(np.abs(arrays[f"{mode}_logits"]
                                                - ref_arrays[f"{mode}_logits"])))

@@ -18,8 +18,8 @@ import logging
 import os
 import socket
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from pybench.errors import PybenchError
 

@@ -213,8 +213,8 @@ def forward_flops(model: str, in_shape, num_classes: int) -> int:
     layers only: activations, pooling and BatchNorm add a few percent and are left out)."""
     _, h, w = in_shape
     by_name = {layer.name: layer for layer in layers(model, in_shape, num_classes)}
-    dense = sum(2 * l.in_features * l.out_features for l in by_name.values()
-                if isinstance(l, Dense))
+    dense = sum(2 * layer.in_features * layer.out_features for layer in by_name.values()
+                if isinstance(layer, Dense))
     if model == "lenet5":
         f1, h, w = _conv_flops(by_name["conv1"], h, w)
         f2, _, _ = _conv_flops(by_name["conv2"], h // 2, w // 2)

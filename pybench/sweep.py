@@ -35,13 +35,14 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from pybench.backends import FRAMEWORK_DESCRIPTIONS
-from pybench.backends.contract import OptimizerConfig
-from pybench.backends.contract import DEFAULT_LR  # a rate when SWEEP.toml lists no lrs
+from pybench.backends.contract import (
+    DEFAULT_LR,  # a rate when SWEEP.toml lists no lrs
+    OptimizerConfig,
+)
 from pybench.errors import Interrupted, PybenchError
 from pybench.models import MODEL_DESCRIPTIONS
 from pybench.results import SCHEMA, code_info, write_results
 from pybench.training import TrainConfig
-
 
 # Keys of SWEEP.toml: the swept lists, with the type of their items ...
 GRID_KEYS = {"frameworks": str, "models": str, "batch_sizes": int, "lrs": float,

@@ -50,10 +50,12 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, fields: dict) -> "TrainConfig":
+    def from_dict(cls, fields: dict) -> TrainConfig:
         """The inverse of `to_dict` (JSON turned the tuples into lists)."""
         fields = dict(fields)
-        as_tuples = lambda d: {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        def as_tuples(d: dict) -> dict:
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
         fields["optimizer"] = OptimizerConfig(**as_tuples(fields.get("optimizer", {})))
         fields["schedule"] = Schedule(**as_tuples(fields.get("schedule", {})))
         fields["augment"] = tuple(fields.get("augment", ()))

@@ -28,11 +28,10 @@ from pybench.backends.contract import ModelInput
 from pybench.datasets import batch_order, load_dataset, with_validation
 from pybench.errors import PybenchError, UnavailableError
 from pybench.peak import machine_peak
+from pybench.results import write_json, write_npz
+from pybench.training import Diverged, TrainConfig, initial_weights, run_learning_rates, train_and_evaluate
 
 MEMORY_LIMIT_ENV = "PYBENCH_WORKER_MEMORY_LIMIT"
-from pybench.results import write_json, write_npz
-from pybench.training import (Diverged, TrainConfig, initial_weights, run_learning_rates,
-                               train_and_evaluate)
 
 # Images in the forward-parity batch that `compare` checks before training.
 PARITY_BATCH = 32

@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 
 import pybench.datasets.digits as digits_module
-from pybench.datasets import (DATASETS, Split, add_dataset_arguments, balanced_order, batch_order, data_root,
-                              dataset_options, describe_dataset, load_dataset)
+from pybench.datasets import (
+    DATASETS,
+    Split,
+    add_dataset_arguments,
+    balanced_order,
+    batch_order,
+    data_root,
+    dataset_options,
+    describe_dataset,
+    load_dataset,
+)
 from pybench.datasets.core import build_dataset, channel_stats
 from pybench.errors import PybenchError
 

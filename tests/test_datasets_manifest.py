@@ -67,8 +67,8 @@ def png_bytes(value: int) -> bytes:
 
 
 def test_missing_image_names_manifest_row_and_image(tmp_path):
-    path = write_zip(tmp_path / "ghost.zip", {"meta/Data_Entry.csv": "Image Index,Finding Labels\n0.png,A\nghost.png,B\n",
-                                              "img/0.png": png_bytes(0)})
+    manifest = "Image Index,Finding Labels\n0.png,A\nghost.png,B\n"
+    path = write_zip(tmp_path / "ghost.zip", {"meta/Data_Entry.csv": manifest, "img/0.png": png_bytes(0)})
     with pytest.raises(PybenchError, match=r"ghost.zip:meta/Data_Entry.csv: row 2: image 'ghost.png' not found"):
         load_dataset(str(path), cache=False)
 

@@ -42,7 +42,8 @@ def test_without_a_gpu_it_says_so_runs_nothing_and_exits_2(tmp_path):
 
 
 def test_a_step_fails_on_its_exit_status_and_names_its_last_line(tmp_path):
-    step = gpu_check.Step("boom", [sys.executable, "-c", "print('loading'); print('CUDA error: no kernel image'); raise SystemExit(3)"], 60)
+    script = "print('loading'); print('CUDA error: no kernel image'); raise SystemExit(3)"
+    step = gpu_check.Step("boom", [sys.executable, "-c", script], 60)
     outcome = gpu_check.run_step(step, tmp_path)
     assert outcome.status == "failed"
     assert outcome.detail == "exit status 3: CUDA error: no kernel image"

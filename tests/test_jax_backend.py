@@ -110,10 +110,10 @@ def synthetic(in_shape, n, seed=0):
     return images, labels
 
 
-def make_state(backend, model, in_shape, optimizer=OptimizerConfig(), seed=0):
+def make_state(backend, model, in_shape, optimizer=None, seed=0):
     params, buffers = init_weights(model, in_shape, NUM_CLASSES, seed)
     state = backend.init_state(ModelInput(model, in_shape, NUM_CLASSES, params, buffers),
-                               optimizer)
+                               optimizer or OptimizerConfig())
     return state, params, buffers
 
 

@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from needs import missing
+
 from pybench import models
-from pybench.backends import get_backend
-from pybench.backends import knet_layout
+from pybench.backends import get_backend, knet_layout
 from pybench.backends.contract import ModelInput, OptimizerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,7 +167,7 @@ def test_parity_file_holds_what_julia_reads(tmp_path):
         for opt in TRAJ_OPTIMIZERS:
             losses = f[f"resnet8/traj/{opt}/losses"]
             assert losses.shape == (TRAJ_STEPS,) and np.all(np.isfinite(losses))
-            assert "resnet8/traj/{opt}/final/buffer/bn1.running_var".format(opt=opt) in f.files
+            assert f"resnet8/traj/{opt}/final/buffer/bn1.running_var" in f.files
         # Weight decay reaches the reference: Adam's hyperparameters carry it.
         assert f["lenet5/traj/adam/hyper"][2] == 5e-4
 
@@ -197,7 +196,7 @@ def test_knet_models_pass_against_real_knet_with_pytorch_parity(tmp_path):
     assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-6000:]}\n{out.stderr[-4000:]}"
     rows = read_report(report)
     FIGURES.extend(rows)
-    for model, in_shape, classes in PARITY_MODELS:
+    for model, _, _ in PARITY_MODELS:
         checks = {r["check"]: r for r in rows if r["model"] == model}
         expected = set(EXPECTED_CHECKS)
         if model != "lenet5":

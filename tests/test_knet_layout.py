@@ -8,10 +8,10 @@ as (W, H, C, N) views, column-major `mat` matching torch's flatten, 1-based labe
 
 from __future__ import annotations
 
+import knet_reference as knet
 import numpy as np
 import pytest
 
-import knet_reference as knet
 from pybench import models
 from pybench.backends import knet_layout
 

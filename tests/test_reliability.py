@@ -13,8 +13,8 @@ import time
 import numpy as np
 import psutil
 import pytest
-
 from conftest import REPO_ROOT, command_line, start_pybench
+
 from pybench.backends import availability
 from pybench.results import strict
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from needs import missing
+from test_report import make_binary_run, make_digits_run, not_run, ok_run, write_run_dir
+
 from pybench.report import write_report
 from pybench.report.significance import EFFECT_FLOOR, step_change
-from test_report import make_binary_run, make_digits_run, not_run, ok_run, write_run_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import command_line, start_pybench
+
 from pybench.executors import RayExecutor
 from pybench.sweep import Sweep, expand
 

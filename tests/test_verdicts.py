@@ -14,8 +14,7 @@ import pytest
 
 from pybench.machine import load_snapshot, machine_load
 from pybench.report.headline import headline_lines
-from pybench.report.verdicts import (accuracy_sentence, accuracy_verdict, mean_interval,
-                                     speed_sentence, step_ratios)
+from pybench.report.verdicts import accuracy_sentence, accuracy_verdict, mean_interval, speed_sentence, step_ratios
 
 SIMULATIONS = 2000
 

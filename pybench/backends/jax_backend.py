@@ -32,14 +32,15 @@ import importlib
 import importlib.metadata
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from pybench.machine import cpu_model, machine_has_cuda_gpu
 from pybench.backends.contract import Arrays, Availability, Backend, ModelInput, OptimizerConfig
 from pybench.errors import PybenchError
+from pybench.machine import cpu_model, machine_has_cuda_gpu
 from pybench.models import BN_EPS, BN_MOMENTUM, RESNETS, layers, resnet_blocks
 
 

@@ -31,9 +31,9 @@ import numpy as np
 
 from pybench import models
 from pybench.backends import knet_layout
-from pybench.machine import cpu_model, machine_has_cuda_gpu
 from pybench.backends.contract import Availability, Backend, ModelInput, OptimizerConfig
 from pybench.errors import UnavailableError
+from pybench.machine import cpu_model, machine_has_cuda_gpu
 
 JULIA_VERSION = "1.9"  # the supported configuration: juliacall 0.9.28 accepts ~1.9 only
 # Julia minor versions Knet 1.4.10 loads on: 1.5 (with CUDA.jl 2.4.3, the last release for it) to
@@ -142,7 +142,7 @@ def support_note(julia: str) -> str:
             f"Julia {JULIA_VERSION} + juliacall 0.9.28 configuration")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def julia_version(exe: str) -> str | None:
     """`julia --version` of `exe` ("1.9.4"), or None if it does not run."""
     try:
@@ -225,7 +225,7 @@ def capability_tuple(text: str) -> tuple[int, ...]:
 
 # --- loading Julia, once per process ------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def julia_main():
     """juliacall's Main with KnetModels loaded. The only place juliacall is imported."""
     if juliapkg_will_install():
@@ -263,7 +263,7 @@ def julia_threads_wanted() -> int:
         return os.cpu_count() or 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def jl_function(name: str):
     """A Julia function (or type) by qualified name (avoids juliacall's `_b` spelling of `!`).
 

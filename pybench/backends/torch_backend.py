@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pybench import models
-from pybench.machine import cpu_model, machine_has_cuda_gpu, nvidia_gpus
 from pybench.backends.contract import Availability, Backend, ModelInput, OptimizerConfig
+from pybench.machine import cpu_model, machine_has_cuda_gpu, nvidia_gpus
 
 
 class LeNet5(nn.Module):

@@ -34,7 +34,8 @@ def mnist_source(root: Path, progress: bool) -> Source:
 def path_source(spec: str, options: LoadOptions, progress: bool) -> Source:
     path = Path(spec).expanduser()
     if not path.exists():
-        raise PybenchError(f"no such dataset or path {spec!r}: use one of {', '.join(n for n in DATASETS if n != 'PATH')}, "
+        known = ", ".join(n for n in DATASETS if n != "PATH")
+        raise PybenchError(f"no such dataset or path {spec!r}: use one of {known}, "
                            f"or a folder, .zip, .csv or .npz path")
     suffix = path.suffix.lower()
     if path.is_dir():

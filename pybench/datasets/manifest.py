@@ -164,7 +164,8 @@ def choose_zip_manifest(members: list[str], requested: str | None, archive: Path
         return hits[0]
     if len(csvs) != 1:
         listed = ", ".join(csvs) if csvs else "none"
-        raise PybenchError(f"{archive}: pass --manifest NAME to choose the CSV manifest; CSV files in the archive: {listed}")
+        raise PybenchError(f"{archive}: pass --manifest NAME to choose the CSV manifest; "
+                           f"CSV files in the archive: {listed}")
     return csvs[0]
 
 

@@ -58,7 +58,8 @@ def mnist_files(root: Path) -> list[Path]:
 def check_decompressed_sha256(data: bytes, expected: str, name: str) -> None:
     got = hashlib.sha256(data).hexdigest()
     if got != expected:
-        raise PybenchError(f"{name}: checksum mismatch (sha256 of the decompressed bytes: expected {expected}, got {got})")
+        raise PybenchError(f"{name}: checksum mismatch (sha256 of the decompressed bytes: "
+                           f"expected {expected}, got {got})")
 
 
 def fetch_to(url: str, target: Path, progress: bool) -> Path:

@@ -3,10 +3,11 @@
 `pytest --benchmark-only --benchmark-json=b.json` (or `--benchmark-autosave`, which saves under
 `.benchmarks/<machine>/NNNN_*.json`) stores each framework benchmark's statistics, its raw
 rounds (`stats.data`, seconds: always with --benchmark-json, with --benchmark-save-data for saved
-runs; without them the report has no step-time plot) and pybench's `extra_info` (tests/benchmarks/test_bench_frameworks.py). Each training
-benchmark becomes one ok run (its rounds are the step times; its eval pass beside it), so the
-summary table, the speed ratios and the step-time plots come out as for `compare`. Benchmarks
-without pybench's `extra_info` (dataset loading, harness overhead) are not framework runs and are
+runs; without them the report has no step-time plot) and pybench's `extra_info`
+(tests/benchmarks/test_bench_frameworks.py). Each training benchmark becomes one ok run (its
+rounds are the step times; its eval pass beside it), so the summary table, the speed ratios and
+the step-time plots come out as for `compare`. Benchmarks without pybench's `extra_info`
+(dataset loading, harness overhead) are not framework runs and are
 left out, and the report says how many.
 """
 

@@ -5,8 +5,7 @@
 from __future__ import annotations
 
 from pybench.report.significance import run_seed, swept_values
-from pybench.report.verdicts import (accuracy_sentence, accuracy_verdict, group_by,
-                                     speed_sentence, target_sentence)
+from pybench.report.verdicts import accuracy_sentence, accuracy_verdict, group_by, speed_sentence, target_sentence
 
 
 def headline_groups(results: dict) -> dict[tuple, list[dict]]:

@@ -17,19 +17,31 @@ import numpy as np
 import pandas as pd
 
 from pybench.errors import PybenchError
+
 # Imported as `draw`: `plots` is write_report's on/off flag, as the CLI's --no-plots names it.
 from pybench.report import metrics
 from pybench.report import plots as draw
+from pybench.report.headline import headline_lines
 from pybench.report.html import write_html
-from pybench.report.loading import (RESULTS_FILE, Predictions, benchmark_source,
-                                    load_predictions, load_results)
-from pybench.report.significance import (ALPHA, EFFECT_FLOOR, baseline_table, p_value,
-                                         best_configurations, is_sweep, seed_groups)
+from pybench.report.loading import RESULTS_FILE, Predictions, benchmark_source, load_predictions, load_results
+from pybench.report.significance import (
+    ALPHA,
+    EFFECT_FLOOR,
+    baseline_table,
+    best_configurations,
+    is_sweep,
+    p_value,
+    seed_groups,
+)
 from pybench.report.sources import combine, read_sources
 from pybench.report.tables import (
-    MISSING, SUMMARY_FORMATS, markdown_table, one_line, short, summary_table,
+    MISSING,
+    SUMMARY_FORMATS,
+    markdown_table,
+    one_line,
+    short,
+    summary_table,
 )
-from pybench.report.headline import headline_lines
 from pybench.report.verdicts import timed_steps
 
 REPORT_FILE = "report.md"
@@ -204,7 +216,8 @@ def header_section(results: dict) -> str:
         "",
         f"- **Command:** `{results.get('command', MISSING)}`",
         f"- **Created:** {results.get('created', MISSING)} (pybench {version})",
-        f"- **Machine:** {'see Sources (one per results file)' if several else machine_line(results.get('machine') or {})}",
+        "- **Machine:** " + ("see Sources (one per results file)" if several
+                             else machine_line(results.get("machine") or {})),
         f"- **Dataset:** {dataset_line(dataset)}",
         "",
         "### Configuration" + (" (of the first source)" if several else ""),

@@ -13,7 +13,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 from sklearn.metrics import (
-    confusion_matrix, precision_recall_fscore_support, roc_auc_score, roc_curve,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
 )
 
 from pybench.report.loading import Predictions

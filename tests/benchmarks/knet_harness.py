@@ -14,7 +14,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from pybench import models
 from pybench.backends import get_backend, knet_layout
 from pybench.backends.contract import OptimizerConfig

@@ -23,9 +23,9 @@ import itertools
 import os
 
 import pytest
-
 from measured import record_measured_times
 from needs import missing
+
 from pybench.backends import availability
 from pybench.backends.contract import OptimizerConfig
 from pybench.training import TrainConfig
@@ -56,7 +56,7 @@ def dataset_spec() -> tuple[str, dict]:
     return ("mnist", {"data_dir": data_dir}) if data_dir else ("digits", {})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def measure(framework: str, model: str, batch: int, device: str, steps: int, warmup: int) -> dict:
     """One worker's record for this case; the train and eval benchmarks share it."""
     dataset, options = dataset_spec()

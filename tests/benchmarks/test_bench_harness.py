@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from measured import record_measured_times
 from needs import missing
+
 from pybench import models
 from pybench.backends import availability, get_backend
 from pybench.backends.contract import OptimizerConfig
