@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import sys
 from pathlib import Path
 
 SIZES = {"cpu": 1024, "cuda": 4096}  # n of the product: seconds on 2 CPU cores, ms on a GPU
@@ -33,11 +35,10 @@ def cache_path(framework: str, device: str, device_name: str) -> Path:
 def machine_peak(backend, device_name: str) -> dict:
     """{"peak_flops_per_s", "peak_matmul_n", "peak_measured"}: from the cache, else measured."""
     path = cache_path(backend.name, backend.device, device_name)
-    try:
-        return {**json.loads(path.read_text()), "peak_measured": "cached"}
-    except (OSError, ValueError):
-        pass
     n = SIZES.get(backend.device, SIZES["cpu"])
+    cached = read_cached_peak(path, n)
+    if cached is not None:
+        return {**cached, "peak_measured": "cached"}
     seconds = min(backend.matmul_seconds(n) for _ in range(REPEATS))
     peak = {"peak_flops_per_s": 2 * n ** 3 / seconds, "peak_matmul_n": n}
     try:
@@ -46,6 +47,41 @@ def machine_peak(backend, device_name: str) -> dict:
     except OSError:  # a read-only cache only costs the measurement next time
         pass
     return {**peak, "peak_measured": "now"}
+
+
+def read_cached_peak(path: Path, n: int) -> dict | None:
+    """The cached peak if `path` holds a valid entry for a product of size `n`; None if there is
+    none, and None with one warning line if the entry is damaged or foreign (it is then measured
+    again and rewritten: a bad entry must never reach a run's record)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    problem = None
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        entry, problem = None, "not JSON"
+    if problem is None:
+        problem = peak_entry_problem(entry, n)
+    if problem is None:
+        return {"peak_flops_per_s": float(entry["peak_flops_per_s"]), "peak_matmul_n": n}
+    print(f"pybench: warning: {path}: damaged peak-rate cache entry ({problem}); measuring again",
+          file=sys.stderr)
+    return None
+
+
+def peak_entry_problem(entry, n: int) -> str | None:
+    """What is wrong with a cached peak entry, or None."""
+    if not isinstance(entry, dict):
+        return f"a {type(entry).__name__}, not an object"
+    rate, size = entry.get("peak_flops_per_s"), entry.get("peak_matmul_n")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) \
+            or rate <= 0:
+        return f"peak_flops_per_s is {rate!r}, not a positive number"
+    if size != n or isinstance(size, bool):
+        return f"peak_matmul_n is {size!r}, not {n}"
+    return None
 
 
 def share_of_peak(run: dict, batch_size: int | None, peak: float | None = None) -> float | None:

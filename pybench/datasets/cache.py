@@ -4,7 +4,9 @@ The key is a sha256 of the SOURCE, not of the decoded data (that would need deco
 path, size and mtime (or, for files under SMALL_FILE_BYTES, its content hash, which survives a
 copy that resets mtimes), plus every option that changes the arrays and a format version. The file
 holds the arrays and the derived facts (mean, std, fingerprint) so a hit is one np.load
-(allow_pickle=False); zip CRCs catch a damaged cache file, which is then ignored and rewritten.
+(allow_pickle=False); zip CRCs catch a damaged cache file, and every entry is checked as it is
+read (the splits, labels, classes and normalisation it claims): a damaged or foreign entry is
+decoded again from the source and rewritten, with one warning line, never used.
 
 Cache folder: $PYBENCH_CACHE_DIR, else ~/.cache/pybench/cache. Never inside the data folder:
 data folders are often shared between users or machines, and a root user could write into one
@@ -16,7 +18,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -55,18 +59,58 @@ def cache_path(root: Path, source: Source, options: LoadOptions) -> Path:
 
 
 def read_cached(path: Path) -> Dataset | None:
-    """The cached Dataset, or None if absent or unreadable."""
+    """The cached Dataset; None if absent, and None with one warning line on stderr if the entry
+    is unreadable, damaged or not a dataset (the caller then decodes the source again)."""
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
             meta = json.loads(str(stored["meta"]))
             splits = {name: Split(stored[f"{name}_images"], stored[f"{name}_labels"]) for name in meta["splits"]}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        problem = entry_problem(meta, splits)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
+        problem = f"unreadable: {type(exc).__name__}: {exc}"
+    if problem is not None:
+        print(f"pybench: warning: {path}: damaged dataset cache entry ({problem}); decoding the "
+              "source again", file=sys.stderr)
         return None
     return Dataset(name=meta["name"], classes=meta["classes"], train=splits["train"], test=splits["test"],
                    val=splits.get("val"), mean=tuple(meta["mean"]), std=tuple(meta["std"]),
                    fingerprint=meta["fingerprint"], source=meta["source"])
+
+
+def entry_problem(meta: dict, splits: dict[str, Split]) -> str | None:
+    """What is wrong with a cache entry's contents, or None: every split uint8 (N, C, H, W) with
+    one integer label per image in range of the classes, train and test present, one mean and one
+    non-negative std per channel, and text where text is expected."""
+    if not {"train", "test"} <= set(splits):
+        return f"splits {sorted(splits)}, without train and test"
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        return f"classes {classes!r}"
+    shape = None
+    for name, split in splits.items():
+        images, labels = split.images, split.labels
+        if images.dtype != np.uint8 or images.ndim != 4:
+            return f"{name} images {images.dtype} {images.shape}, not uint8 (N, C, H, W)"
+        if shape is not None and images.shape[1:] != shape:
+            return f"{name} images {images.shape[1:]}, train's {shape}"
+        shape = images.shape[1:]
+        if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
+            return f"{name} labels {labels.dtype} {labels.shape} for {len(images)} images"
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+            return f"{name} labels outside 0..{len(classes) - 1}"
+    for key in ("mean", "std"):
+        values = meta.get(key)
+        if (not isinstance(values, list) or len(values) != shape[0]
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)):
+            return f"{key} {values!r} for {shape[0]} channels"
+    if not all(v >= 0 for v in meta["std"]):
+        return f"std {meta['std']!r} (a standard deviation is never negative)"
+    for key in ("name", "fingerprint", "source"):
+        if not isinstance(meta.get(key), str):
+            return f"{key} {meta.get(key)!r}"
+    return None
 
 
 def write_cached(path: Path, dataset: Dataset) -> None:
