@@ -343,6 +343,20 @@ def test_wrong_schema(tmp_path, change, words):
     assert_one_line_error(run_dir, "results.json", words)
 
 
+@pytest.mark.parametrize("field, value, words", [
+    ("peak_flops_per_s", "garbage", "runs[0].peak_flops_per_s is 'garbage', not a number"),
+    ("test_accuracy", True, "runs[0].test_accuracy is True, not a number"),
+    ("step_time_ms", {"median": "fast"}, "runs[0].step_time_ms.median is 'fast', not a number"),
+    ("step_time_ms", [1.0], "runs[0].step_time_ms must be an object"),
+])
+def test_a_run_field_that_is_not_a_number_is_one_line(tmp_path, field, value, words):
+    run_dir = make_binary_run(tmp_path / "run")
+    results = json.loads((run_dir / "results.json").read_text())
+    results["runs"][0][field] = value
+    (run_dir / "results.json").write_text(json.dumps(results))
+    assert_one_line_error(run_dir, "results.json", words)
+
+
 def test_listed_predictions_missing(tmp_path):
     run_dir = make_binary_run(tmp_path / "run")
     (run_dir / "predictions" / "jax-resnet18.npz").unlink()

@@ -20,6 +20,12 @@ from pybench.report.benchmark_json import load_benchmark_json, newest_saved_run
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
 REQUIRED_RUN_KEYS = ("framework", "model", "status")
+# Run fields the report computes with: a number or null when present (a string there would
+# otherwise surface as a TypeError deep inside a table or a plot).
+NUMERIC_RUN_KEYS = ("test_accuracy", "val_accuracy", "first_step_s", "images_per_s",
+                    "time_to_target_s", "peak_memory_bytes", "peak_flops_per_s", "n_params",
+                    "flops_per_image", "steps", "epochs_run")
+NUMERIC_STEP_TIME_KEYS = ("median", "iqr", "p90", "mean")
 
 
 @dataclass(frozen=True)
@@ -89,9 +95,28 @@ def check_results(results: object, path: Path) -> None:
         missing = [key for key in REQUIRED_RUN_KEYS if not run.get(key)]
         if missing:
             raise PybenchError(f"{path}: runs[{index}] lacks {', '.join(missing)}")
+        check_numbers(run, path, index)
     for section in ("machine", "config", "dataset"):
         if not isinstance(results.get(section, {}), dict):
             raise PybenchError(f"{path}: '{section}' must be an object")
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_numbers(run: dict, path: Path, index: int) -> None:
+    """Raise a one-line PybenchError naming the first numeric field of `run` that is not a number
+    (or null)."""
+    fields = {key: run[key] for key in NUMERIC_RUN_KEYS if key in run}
+    stats = run.get("step_time_ms")
+    if stats is not None and not isinstance(stats, dict):
+        raise PybenchError(f"{path}: runs[{index}].step_time_ms must be an object, not {stats!r}")
+    fields.update({f"step_time_ms.{key}": (stats or {})[key] for key in NUMERIC_STEP_TIME_KEYS
+                   if key in (stats or {})})
+    for key, value in fields.items():
+        if value is not None and not is_number(value):
+            raise PybenchError(f"{path}: runs[{index}].{key} is {value!r}, not a number")
 
 
 def load_predictions(run_dir: str | Path, run: dict) -> Predictions | None:
