@@ -15,8 +15,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from pybench.backends import FRAMEWORK_NAMES
 from pybench.backends.contract import DEFAULT_LR, OPTIMIZERS
 from pybench.errors import Interrupted, PybenchError
+from pybench.models import MODEL_NAMES
 from pybench.recipes import RECIPES, recipe_help
 
 # Defaults chosen so that LeNet-5 reaches about 98% test accuracy on MNIST in one epoch in every
@@ -114,8 +116,8 @@ def seed_list(text: str) -> tuple[int, ...]:
 def add_training_arguments(p: argparse.ArgumentParser, batch_size: int) -> None:
     from pybench.schedules import SCHEDULES
 
-    p.add_argument("--frameworks", type=comma_list, default=("torch", "jax", "knet"),
-                   help="comma-separated: torch,jax,knet (default: all three)")
+    p.add_argument("--frameworks", type=comma_list, default=FRAMEWORK_NAMES,
+                   help=f"comma-separated: {','.join(FRAMEWORK_NAMES)} (default: all)")
     p.add_argument("--batch-size", type=positive_int, default=batch_size)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
                    help="PyTorch's SGD, Adam or AdamW (decoupled weight decay)")
@@ -170,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="train every framework and model; store results")
     compare.add_argument("dataset", help="mnist, digits, or a folder / .zip / .csv / .npz path")
     compare.add_argument("--models", type=comma_list, default=("lenet5",),
-                         help="comma-separated: lenet5,resnet8,resnet20,resnet18")
+                         help=f"comma-separated: {','.join(MODEL_NAMES)}")
     compare.add_argument("--epochs", type=positive_int, default=1)
     compare.add_argument("--max-steps", type=positive_int, default=None,
                          help="stop every run after this many steps")
@@ -187,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--eval-every", type=positive_int, default=None,
                          help="steps between test evaluations while --target-accuracy is not "
                               "reached (default: a tenth of an epoch)")
+    compare.add_argument("--throughput-block", type=non_negative_int, default=None,
+                         help="time every other block of N steps as a whole, with one "
+                              "synchronisation, for a throughput figure beside the per-step "
+                              "times (default: 50 on CUDA, off on the CPU; 0: off)")
     compare.add_argument("--compile", action="store_true",
                          help="also run torch with its training step under torch.compile, "
                               "reported as the framework torch.compile (its compilation in "
@@ -208,8 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parity = sub.add_parser("parity", help="prove every framework computes the same thing")
     parity.add_argument("--models", type=comma_list,
-                        default=("lenet5", "resnet8", "resnet20", "resnet18"),
-                        help="comma-separated (default: all four)")
+                        default=MODEL_NAMES, help="comma-separated (default: all)")
     parity.add_argument("--steps", type=positive_int, default=10,
                         help="SGD steps of the trajectory check (default 10)")
     parity.add_argument("--dtype", choices=("float64", "float32"), default="float64",
@@ -279,7 +284,8 @@ def train_config(args, model: str = "lenet5"):
                                "between 0 and 1, e.g. 0.98")
         extra = dict(epochs=args.epochs, max_steps=args.max_steps, patience=args.patience,
                      target_accuracy=args.target_accuracy, balance=args.balance,
-                     augment=check_augmentations(args.augment), eval_every=args.eval_every)
+                     augment=check_augmentations(args.augment), eval_every=args.eval_every,
+                     throughput_block=args.throughput_block)
     return TrainConfig(model=model, batch_size=args.batch_size, optimizer=optimizer,
                        seed=args.seed if args.seed is not None else 0, schedule=schedule,
                        **extra)

@@ -295,7 +295,10 @@ def console_table(document: dict, several: bool) -> str:
     from pybench.report.tables import summary_table
 
     if not several:
-        table = summary_table(document)[CONSOLE_COLUMNS].round(3).round({"images/s": 0})
+        table = summary_table(document)
+        # The throughput over blocks of steps, where it was measured (by default on CUDA).
+        blocks = ["block images/s"] if table["block images/s"].notna().any() else []
+        table = table[CONSOLE_COLUMNS + blocks].round(3).round({"images/s": 0, **dict.fromkeys(blocks, 0)})
         return table.to_string(index=False)
     table = seed_groups(document)
     if table.empty:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import psutil
 
+from pybench.backends import FRAMEWORKS
+
 
 def cpu_model() -> str:
     try:
@@ -56,8 +58,7 @@ def machine_has_cuda_gpu() -> bool:
 
 # Installed distributions that make up each framework, read from package metadata (nothing is
 # imported, so no device starts).
-FRAMEWORK_DISTRIBUTIONS = {"torch": ("torch", "torchvision"), "jax": ("jax", "jaxlib", "optax"),
-                           "knet": ("juliacall",)}
+FRAMEWORK_DISTRIBUTIONS = {name: f.distributions for name, f in FRAMEWORKS.items()}
 
 
 def framework_versions() -> dict[str, dict[str, str | None]]:

@@ -34,7 +34,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from pybench.backends import FRAMEWORK_DESCRIPTIONS
+from pybench.backends import FRAMEWORK_DESCRIPTIONS, FRAMEWORK_NAMES
 from pybench.backends.contract import (
     DEFAULT_LR,  # a rate when SWEEP.toml lists no lrs
     OptimizerConfig,
@@ -65,7 +65,7 @@ class Sweep:
     """A parsed SWEEP.toml: the grid and the shared settings."""
 
     dataset: str
-    frameworks: tuple[str, ...] = ("torch", "jax", "knet")
+    frameworks: tuple[str, ...] = FRAMEWORK_NAMES
     models: tuple[str, ...] = ("lenet5",)
     batch_sizes: tuple[int, ...] = (32,)
     optimizers: tuple[str, ...] = ("sgd",)

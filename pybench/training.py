@@ -23,7 +23,7 @@ from pybench.backends.contract import Backend, ModelInput, OptimizerConfig
 from pybench.datasets import Dataset, augmented_train, balanced_order, batch_order
 from pybench.machine import load_snapshot, machine_load
 from pybench.schedules import Schedule, learning_rates
-from pybench.timing import SyncClock, step_time_stats
+from pybench.timing import BLOCK_STEPS_ON_CUDA, StepTimer, SyncClock, step_time_stats
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,10 @@ class TrainConfig:
     # Steps between test evaluations while looking for target_accuracy (None: a tenth of an
     # epoch); evaluation is never inside a timed step.
     eval_every: int | None = None
+    # Steps per throughput block (pybench.timing.StepTimer): every other block of this many
+    # steps is timed as a whole, with one synchronisation; None: BLOCK_STEPS_ON_CUDA on a GPU,
+    # none on the CPU; 0: every step timed alone.
+    throughput_block: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,6 +118,13 @@ def target_eval_every(cfg: TrainConfig, steps_per_epoch: int) -> int | None:
     return cfg.eval_every or max(1, steps_per_epoch // 10)
 
 
+def throughput_block(cfg: TrainConfig, device: str) -> int:
+    """Steps per throughput block for a run on `device` (0: none)."""
+    if cfg.throughput_block is not None:
+        return cfg.throughput_block
+    return BLOCK_STEPS_ON_CUDA if device == "cuda" else 0
+
+
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == labels))
 
@@ -153,8 +164,8 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     lrs = run_learning_rates(cfg, steps_per_epoch, total_steps)
     eval_every = target_eval_every(cfg, steps_per_epoch)
     clock = SyncClock(backend.synchronize)
+    timer = StepTimer(clock, throughput_block(cfg, backend.device))
 
-    step_times: list[float] = []
     losses: list[float] = []
     epoch_s: list[float] = []
     epoch_accuracy: list[float] = []
@@ -183,28 +194,37 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         steps = min(steps_per_epoch, total_steps - done)
         order = backend.put_order(epoch_order(cfg, epoch, train_labels), lrs[done:done + steps])
         epoch_losses = []
-        last = clock.now()
+        epoch_began = timer.total
+        shown, check_due, eval_due = 0, False, False
+        timer.start()
         for step in range(steps):
             state, loss = backend.train_step(state, train, order, step, cfg.batch_size)
-            now = clock.now()
-            step_times.append(now - last)
             epoch_losses.append(loss)
-            last = now
-            if (step + 1) % refresh == 0:  # a few bar updates an epoch: microseconds each
-                bar.update(refresh)
+            synchronised = timer.step_done(step, last_of_epoch=step + 1 == steps)
+            check_due |= (step + 1) % refresh == 0
+            # The epoch's end is evaluated below anyway.
+            eval_due |= bool(eval_every and time_to_target is None
+                             and (done + step + 1) % eval_every == 0 and step + 1 < steps)
+            if not synchronised:
+                # Inside a throughput block nothing may wait for the device: the bar, the loss
+                # check and an evaluation wait for the block's end.
+                continue
+            if check_due:  # a few bar updates an epoch: microseconds each
+                bar.update(step + 1 - shown)
+                shown, check_due = step + 1, False
                 # A diverged loss stops the run within 1/20 of an epoch. Reading the scalar costs
                 # microseconds (the clock's synchronisation already waited for it), 20 times an
                 # epoch; it falls in the next step's interval.
                 check_finite(backend, losses, epoch_losses, done)
-            if (eval_every and time_to_target is None and (done + step + 1) % eval_every == 0
-                    and step + 1 < steps):  # the epoch's end is evaluated below anyway
+            if eval_due and step + 1 < steps:
+                eval_due = False
                 if accuracy(backend.predict(state, test, cfg.eval_batch_size),
                             dataset.test.labels) >= cfg.target_accuracy:
-                    time_to_target, time_to_target_step = sum(step_times), done + step + 1
-                last = clock.now()  # the evaluation stays out of the next step's time
-        bar.update(steps % refresh)
+                    time_to_target, time_to_target_step = timer.total, done + step + 1
+                timer.start()  # the evaluation stays out of the next step's time
+        bar.update(steps - shown)
         done += steps
-        epoch_s.append(sum(step_times[-steps:]))
+        epoch_s.append(timer.total - epoch_began)
         check_finite(backend, losses, epoch_losses, done - steps)
         losses.extend(backend.to_float(v) for v in epoch_losses)
 
@@ -213,7 +233,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{epoch_accuracy[-1]:.4f}")
         if (time_to_target is None and cfg.target_accuracy is not None
                 and epoch_accuracy[-1] >= cfg.target_accuracy):
-            time_to_target, time_to_target_step = sum(step_times), done
+            time_to_target, time_to_target_step = timer.total, done
         if val is not None:
             val_accuracy.append(accuracy(backend.predict(state, val, cfg.eval_batch_size),
                                          dataset.val.labels))
@@ -237,6 +257,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         kept_epoch = len(epoch_s) or None
 
     device_peak = backend.peak_memory_bytes()
+    step_times = timer.step_times
     steady = step_times[1:]
     record = {
         "test_accuracy": (accuracy(test_logits, dataset.test.labels)
@@ -246,16 +267,21 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         "epoch_val_accuracy": val_accuracy,
         "epoch_s": epoch_s,
         "epochs_run": len(epoch_s),
-        "steps": len(step_times),
+        "steps": done,
         "step_time_ms": step_time_stats(steady),
         "machine_load": load,
         "first_step_s": step_times[0] if step_times else None,
         "images_per_s": (cfg.batch_size * len(steady) / sum(steady)) if steady else None,
+        # Throughput over whole blocks of steps with one synchronisation each (see StepTimer):
+        # the host queues work ahead of the device, as real training does.
+        "block_steps": timer.block,
+        "block_times_ms": [t * 1e3 for t in timer.block_times],
+        "block_images_per_s": timer.block_images_per_s(cfg.batch_size),
         "time_to_target_s": time_to_target,
         "time_to_target_step": time_to_target_step,
         "target_eval_every": eval_every,
         "kept_epoch": kept_epoch,
-        "learning_rates": lrs[:len(step_times)].tolist(),
+        "learning_rates": lrs[:done].tolist(),
         "augment_s": augment_s,
         "augment_fingerprints": augment_fingerprints,
         "peak_memory_bytes": device_peak if device_peak is not None else peak_rss_bytes(),

@@ -8,21 +8,35 @@ imports a backend until `get_backend_class` is called, normally inside a worker 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 from pybench.backends.contract import Availability, Backend
 from pybench.errors import PybenchError, UnavailableError
 
-FRAMEWORKS = {
-    "torch": ("pybench.backends.torch_backend", "TorchBackend"),
-    "jax": ("pybench.backends.jax_backend", "JaxBackend"),
-    "knet": ("pybench.backends.knet_backend", "KnetBackend"),
-}
 
-FRAMEWORK_DESCRIPTIONS = {
-    "torch": "PyTorch (nn.Module, torch.optim)",
-    "jax": "JAX (pure functions, jit, optax)",
-    "knet": "Knet.jl through juliacall (Julia, CUDA.jl)",
+@dataclass(frozen=True)
+class Framework:
+    """One registered framework: where its backend lives and what identifies its install."""
+
+    module: str
+    backend_class: str
+    description: str
+    distributions: tuple[str, ...]  # installed distributions whose versions every result records
+
+
+# The one list of frameworks: the command line's and a sweep's defaults, `list`, the recorded
+# versions and the conformance tests all derive from it, so a new backend registered here is
+# never silently left out.
+FRAMEWORKS = {
+    "torch": Framework("pybench.backends.torch_backend", "TorchBackend",
+                       "PyTorch (nn.Module, torch.optim)", ("torch", "torchvision")),
+    "jax": Framework("pybench.backends.jax_backend", "JaxBackend",
+                     "JAX (pure functions, jit, optax)", ("jax", "jaxlib", "optax")),
+    "knet": Framework("pybench.backends.knet_backend", "KnetBackend",
+                      "Knet.jl through juliacall (Julia, CUDA.jl)", ("juliacall",)),
 }
+FRAMEWORK_NAMES = tuple(FRAMEWORKS)
+FRAMEWORK_DESCRIPTIONS = {name: f.description for name, f in FRAMEWORKS.items()}
 
 # Opt-in ways of running a framework other than its default: each runs and reports as a framework
 # of its own name (its own row everywhere, never mixed with the default's figures). name ->
@@ -43,7 +57,8 @@ def check_framework(name: str) -> None:
 
 def get_backend_class(name: str) -> type[Backend]:
     check_framework(name)
-    module_name, class_name = FRAMEWORKS[VARIANTS[name][0] if name in VARIANTS else name]
+    framework = FRAMEWORKS[VARIANTS[name][0] if name in VARIANTS else name]
+    module_name, class_name = framework.module, framework.backend_class
     return getattr(importlib.import_module(module_name), class_name)
 
 

@@ -75,6 +75,7 @@ def summary_row(run: dict, batch_size: int | None = None, peak: float | None = N
         "step IQR ms": steps.get("iqr"),
         "step p90 ms": steps.get("p90"),
         "images/s": run.get("images_per_s"),
+        "block images/s": run.get("block_images_per_s"),
         "first step s": run.get("first_step_s"),
         "epoch s (mean)": float(np.mean(epochs)) if epochs else None,
         "time to target s": run.get("time_to_target_s"),
@@ -94,7 +95,7 @@ def summary_row(run: dict, batch_size: int | None = None, peak: float | None = N
 
 SUMMARY_COLUMNS = [
     "framework", "model", "seed", "status", "version", "test accuracy %", "step median ms", "step IQR ms",
-    "step p90 ms", "× fastest", "images/s", "first step s", "epoch s (mean)", "time to target s",
+    "step p90 ms", "× fastest", "images/s", "block images/s", "first step s", "epoch s (mean)", "time to target s",
     "target step", "kept epoch",
     "peak memory MB", "memory kind", "params", "MFLOPs/image", "% of peak", "busy machine",
     "init fingerprint",
@@ -109,6 +110,7 @@ SUMMARY_FORMATS: dict[str, Formatter] = {
     "step p90 ms": lambda v: f"{v:.2f}",
     "× fastest": lambda v: f"{v:.2f}",
     "images/s": lambda v: f"{v:,.0f}",
+    "block images/s": lambda v: f"{v:,.0f}",
     "first step s": lambda v: f"{v:.2f}",
     "epoch s (mean)": lambda v: f"{v:.1f}",
     "time to target s": lambda v: f"{v:.1f}",
