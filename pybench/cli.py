@@ -22,9 +22,8 @@ from pybench.models import MODEL_NAMES
 from pybench.recipes import RECIPES, recipe_help
 
 # Defaults chosen so that LeNet-5 reaches about 98% test accuracy on MNIST in one epoch in every
-# framework (seeds 0-2, torch 2.14.1 / jax 0.10.2: 98.15-98.53% and 97.73-98.48%; Knet 1.4.10
-# 97.98% at seed 0); larger batches at this budget land near 97.5%. `--recipe mnist-fast`
-# (pybench/recipes.py) is the one that reaches 99%.
+# framework (the seeds measured: README, Commands); larger batches at this budget land lower.
+# `--recipe mnist-fast` (pybench/recipes.py) is the one that reaches 99%.
 DEFAULT_BATCH_SIZE = 32
 
 

@@ -84,8 +84,8 @@ def framework_versions() -> dict[str, dict[str, str | None]]:
 # A run's step times are marked as measured on a busy machine when, while it trained, other
 # processes used more than a quarter of a core on average, or the hypervisor stole more than 5%
 # of the machine's CPU time. Either is enough to move a step time by more than the differences
-# pybench reports: one other process keeping a core busy took torch's LeNet-5 step from about
-# 2 ms to a 96 ms median on a 2-core machine (its OpenMP threads wait for the preempted one).
+# pybench reports: one other process keeping a core busy makes a framework's threads wait for
+# the preempted one at every parallel region (the measurement: README, Statistics).
 BUSY_OTHER_CORES = 0.25
 BUSY_STEAL_SHARE = 0.05
 _BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq")  # guest time is counted in user

@@ -37,8 +37,8 @@ class TrainConfig:
     target_accuracy: float | None = None
     patience: int | None = None  # epochs without a better validation accuracy before stopping
     balance: bool = False  # class-balanced sampling (with replacement) instead of a permutation
-    # Evaluation batches of 100: on the CPU a batch of 1000 spills the caches (ResNet-8 on 1,000
-    # MNIST images: torch 3.2x and JAX 1.9x slower than in batches of 100; README, Timing).
+    # Evaluation batches of 100: on the CPU a batch of 1000 spills the caches and every
+    # framework's evaluation slows down (the figures: README, Timing).
     eval_batch_size: int = 100
     schedule: Schedule = field(default_factory=Schedule)  # the learning rate of every step
     augment: tuple[str, ...] = ()  # see pybench.datasets.augment

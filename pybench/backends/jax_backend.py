@@ -65,10 +65,9 @@ optax = _LazyModule("optax")
 #
 # NCHW (PyTorch's) or NHWC activations: the layout changes where the channel axis is, never a
 # number beyond float rounding (the forward parity and float64 trajectories hold in both). XLA's
-# CPU convolutions work in NHWC, so NCHW activations cost transposes around every convolution:
-# on a 2-core CPU the LeNet-5 step is 19% faster in NHWC (median 5.29 against 6.56 ms, 12
-# interleaved rounds; tests/benchmarks/test_bench_step_variants.py re-checks it). GPUs keep NCHW,
-# the layout these runs were verified with, until a GPU measurement says otherwise.
+# CPU convolutions work in NHWC, so NCHW activations cost transposes around every convolution
+# (measured with tools/step_search.py; README, Performance). GPUs keep NCHW, the layout these
+# runs were verified with, until a GPU measurement says otherwise.
 
 NCHW, NHWC = "NCHW", "NHWC"
 LAYOUTS = {"cpu": NHWC, "cuda": NCHW}
@@ -328,8 +327,8 @@ def make_program(model: ModelInput, config: OptimizerConfig, donate: bool,
         functools.partial(train_step_fn, apply, optimizer, config.label_smoothing),
         # On a GPU the step's outputs replace params, buffers and optimizer state in place
         # instead of holding two copies of the model and its optimizer state. On the CPU
-        # donation made the LeNet-5 step slower (7.8 ms against 5.9 ms, jax 0.10.2, 2 cores),
-        # so it is used on accelerators only.
+        # donation made the step slower (README, Performance), so it is used on accelerators
+        # only.
         donate_argnums=(0, 1, 2) if donate else (),
         static_argnames="batch_size",
     )
@@ -515,7 +514,8 @@ class JaxBackend(Backend):
                 state.params, state.buffers, state.opt_state, data.images, data.labels,
                 # The step number as a Python int: jit's C++ dispatch passes it to the device
                 # in microseconds, where a jax.device_put per step (every step number of an
-                # epoch is new) cost 0.45-0.6 ms of a 5.5 ms LeNet-5 step on 2 CPU cores.
+                # epoch is new, so no cache of them hits) cost a tenth of a LeNet-5 step on the
+                # CPU (README, Performance).
                 order.device, order.lrs, step, batch_size=batch_size)
         state = TrainState(params, buffers, opt_state, state.program)
         self._pending["step"] = loss

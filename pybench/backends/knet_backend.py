@@ -243,9 +243,8 @@ def julia_main():
 
     jl.seval("using KnetModels, CUDA, Knet")
     # NNlib's CPU convolutions (Knet's conv4) split the batch over Julia's threads, one small
-    # gemm per sample; OpenBLAS's own threads beneath them only oversubscribe the cores.
-    # Measured on 2 cores, LeNet-5 on MNIST, batch 32 (tests/benchmarks/test_bench_step_variants.py,
-    # knet): 1 Julia thread 10.9 ms, 2 threads with 2 BLAS threads 12.1 ms, with 1 BLAS thread 8.6 ms.
+    # gemm per sample; OpenBLAS's own threads beneath them only oversubscribe the cores (the
+    # thread counts measured side by side: tools/step_search.py; README, Performance).
     jl.seval("import LinearAlgebra; Threads.nthreads() > 1 && LinearAlgebra.BLAS.set_num_threads(1)")
     return jl
 

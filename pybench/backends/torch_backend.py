@@ -179,11 +179,10 @@ class TorchBackend(Backend):
         self.torch_device = torch.device("cuda" if device == "cuda" else "cpu")
         self.dtype = torch.float32  # until init_state sees the canonical weights' dtype
         # Memory layout of conv weights and images (the tensors stay NCHW-shaped, only their
-        # strides change, so nothing else in pybench sees it). On the CPU channels_last makes
-        # the step faster: LeNet-5 at batch 32 4.02 against 4.78 ms median, ResNet-8 24.6 against
-        # 34.5 ms (torch 2.14.1, 2 cores, interleaved rounds; the variant benchmark re-checks it).
-        # GPUs keep the contiguous default, unmeasured here. Set before init_state and put_data
-        # to try the other.
+        # strides change, so nothing else in pybench sees it). On the CPU oneDNN's convolutions
+        # prefer channels_last, for LeNet-5 and the ResNets alike (tools/step_search.py; README,
+        # Performance). GPUs keep the contiguous default, unmeasured here. Set before
+        # init_state and put_data to try the other.
         self.memory_format = MEMORY_FORMATS.get(device, torch.contiguous_format)
         # The torch.compile variant (pybench.backends.VARIANTS): its first step, reported apart
         # as first_step_s, includes the compilation.
