@@ -285,7 +285,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         "augment_s": augment_s,
         "augment_fingerprints": augment_fingerprints,
         "peak_memory_bytes": device_peak if device_peak is not None else peak_rss_bytes(),
-        "memory_kind": "device" if device_peak is not None else "rss",
+        "memory_kind": backend.device_memory_kind if device_peak is not None else "rss",
         # Counted from what the framework holds, not from the description: a backend that built
         # a different model shows up here.
         "n_params": int(sum(v.size for v in backend.export_weights(state)[0].values())),

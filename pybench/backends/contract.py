@@ -96,6 +96,8 @@ class Backend(ABC):
     """One framework on one device. Instantiate through `pybench.backends.get_backend`."""
 
     name: ClassVar[str]
+    # What `peak_memory_bytes` measures on a device, recorded as the run's `memory_kind`.
+    device_memory_kind: ClassVar[str] = "device"
 
     @classmethod
     @abstractmethod

@@ -559,6 +559,8 @@ class JaxBackend(Backend):
         product(a, a).block_until_ready()
         return time.perf_counter() - start
 
+    device_memory_kind = "device (peak bytes in use)"
+
     def peak_memory_bytes(self) -> int | None:
         # GPU allocators report statistics (peak over the process's life on this device, which
         # a worker process dedicates to one backend); the CPU client reports none.

@@ -468,8 +468,9 @@ class KnetBackend(Backend):
         return bool(jl_function("KnetModels.on_device")(data))
 
     def put_order(self, order: np.ndarray, lrs: np.ndarray) -> Any:
+        # On the device of the data (positions index the device images there).
         return jl_function("KnetModels.put_order")(knet_layout.order_to_knet(order),
-                                                   np.asarray(lrs, np.float64))
+                                                   np.asarray(lrs, np.float64), self.atype())
 
     def train_step(self, state: Any, data: Any, order: Any, step: int, batch_size: int):
         state, loss = jl_function("KnetModels.train_step!")(state, data, order, step, batch_size)
@@ -495,6 +496,11 @@ class KnetBackend(Backend):
     def matmul_seconds(self, n: int) -> float:
         return float(jl_function("KnetModels.matmul_seconds")(n, self.atype("float32")))
 
+    # What KnetModels can measure on a GPU: the driver's memory in use by the process, sampled
+    # after each step, the pool's cached blocks included (see device_memory_peak in data.jl).
+    device_memory_kind = "device (in use per the driver, pool cache included, sampled per step)"
+
     def peak_memory_bytes(self) -> int | None:
-        # CUDA.jl 3 keeps no peak counter, and on the CPU the caller records process RSS.
-        return None
+        if self.device != "cuda":
+            return None  # on the CPU the caller records process RSS
+        return int(jl_function("KnetModels.device_memory_peak")())

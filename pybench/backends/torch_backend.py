@@ -326,6 +326,8 @@ class TorchBackend(Backend):
         self.synchronize()
         return time.perf_counter() - start
 
+    device_memory_kind = "device (peak of allocated tensors)"
+
     def peak_memory_bytes(self) -> int | None:
         if self.device == "cuda":
             return int(torch.cuda.max_memory_allocated(self.torch_device))

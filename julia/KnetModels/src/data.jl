@@ -14,10 +14,33 @@ GPU at load time.
 function array_type(device::AbstractString, ::Type{T}=Float32) where {T<:AbstractFloat}
     if device == "cuda"
         CUDA.functional() || error("device cuda requested but CUDA.functional() is false")
+        # Before pybench allocates anything: what the process's device memory is measured from.
+        DEVICE_BASELINE[] < 0 && (DEVICE_BASELINE[] = device_bytes_in_use())
         return CuArray{T}
     end
     return Array{T}
 end
+
+# Device memory, as the driver reports it (cuMemGetInfo: in use on the device). CUDA.jl 3 keeps
+# no peak counter, and its pool holds freed blocks for reuse while Julia's GC frees arrays
+# lazily, so what Knet occupies is what the driver sees: sampled after every training step (a
+# driver call of microseconds, no synchronisation), less what was in use before pybench's first
+# allocation. It includes the pool's cached blocks (torch's `max_memory_reserved` is the
+# comparable figure; torch reports `max_memory_allocated`, live tensors only), and another
+# process on the same GPU would count too: the worker has the GPU to itself.
+const DEVICE_BASELINE = Ref(-1)
+const DEVICE_PEAK = Ref(0)
+
+device_bytes_in_use() = Int(CUDA.total_memory() - CUDA.available_memory())
+
+"""Record the device memory in use after a step (nothing on the CPU)."""
+function note_device_memory!(atype::Type)
+    atype <: CuArray && (DEVICE_PEAK[] = max(DEVICE_PEAK[], device_bytes_in_use()))
+    return nothing
+end
+
+"""Peak device memory used by this process's pybench work, in bytes (0 before any CUDA step)."""
+device_memory_peak() = max(DEVICE_PEAK[] - max(DEVICE_BASELINE[], 0), 0)
 
 array_type(device::AbstractString, dtype::AbstractString) = array_type(device, element_type(dtype))
 
@@ -45,11 +68,16 @@ measures finished work. A no-op on the CPU.
 """
 synchronize_device(atype::Type) = (atype <: CuArray && CUDA.synchronize(); nothing)
 
-"""Images on the device, labels and sample orders on the host: Knet's `nll` indexes the labels
-with scalar CPU loops, and the batch positions index the device images from the host."""
-struct DeviceData{A}
-    images::A               # (W, H, C, N) in the state's element type, on the device
-    labels::Vector{Int}     # 1-based classes
+"""The integer array type on the device of `atype` (labels, sample positions): `CuArray{Int}`
+beside `CuArray{T}`, `Array{Int}` on the CPU."""
+index_type(atype::Type) = atype <: CuArray ? CuArray{Int} : Array{Int}
+
+"""Images and labels on the device: a training step gathers its batch there, with positions
+that are on the device too (`EpochPlan`), so nothing crosses between host and device to pick a
+batch, as in torch and JAX."""
+struct DeviceData{A,L}
+    images::A  # (W, H, C, N) in the state's element type, on the device
+    labels::L  # 1-based classes, on the same device
 end
 
 """
@@ -61,7 +89,8 @@ end
 uploads it; on the CPU the images stay in that host copy. Either way the images end up in
 `atype`, so the data is always "on the device" (see `on_device`).
 """
-put_data(images, labels, atype::Type) = DeviceData(to_device(images, atype), Vector{Int}(labels))
+put_data(images, labels, atype::Type) =
+    DeviceData(to_device(images, atype), convert(index_type(atype), Vector{Int}(labels)))
 
 """
     on_device(data) -> Bool
@@ -72,23 +101,27 @@ CPU, host memory is the device's).
 """
 on_device(data::DeviceData) = data.images isa CuArray || data.images isa Array
 
-"""One epoch's plan: 1-based sample positions and, when pybench schedules the learning rate,
-the rate of each step (`nothing`: the state's `lr` at every step). Both stay on the host (see
-`DeviceData`); a step reads its rate as a host scalar."""
-struct EpochPlan
-    order::Vector{Int}
+"""One epoch's plan: 1-based sample positions, on the device (a step slices its batch's
+positions there and gathers the images and labels with them), and, when pybench schedules the
+learning rate, the rate of each step (`nothing`: the state's `lr` at every step), on the host:
+a step passes its rate to the update kernels as a scalar argument, which is no copy."""
+struct EpochPlan{O}
+    order::O
     lrs::Union{Nothing,Vector{Float64}}
 end
 
 """
-    put_order(order, lrs=nothing) -> EpochPlan
+    put_order(order, lrs=nothing, atype=Array{Float32}) -> EpochPlan
 
-An epoch's 1-based sample positions and the learning rate of each of its steps.
+An epoch's 1-based sample positions, uploaded once to the device of `atype`, and the learning
+rate of each of its steps.
 """
-put_order(order, lrs=nothing) =
-    EpochPlan(Vector{Int}(order), lrs === nothing ? nothing : Vector{Float64}(lrs))
+put_order(order, lrs=nothing, atype::Type=Array{Float32}) =
+    EpochPlan(convert(index_type(atype), Vector{Int}(order)),
+              lrs === nothing ? nothing : Vector{Float64}(lrs))
 
-"""1-based positions of batch `step` (0-based, as pybench counts steps) in `order`."""
+"""1-based positions of batch `step` (0-based, as pybench counts steps) in `order`: a slice
+made where `order` lives."""
 function batch_positions(order::AbstractVector{Int}, step::Integer, batch_size::Integer)
     lo = step * batch_size + 1
     hi = min((step + 1) * batch_size, length(order))
@@ -96,7 +129,8 @@ function batch_positions(order::AbstractVector{Int}, step::Integer, batch_size::
     return order[lo:hi]
 end
 
-"""Images (W, H, C, B) and 1-based labels of the samples at `positions`."""
+"""Images (W, H, C, B) and 1-based labels of the samples at `positions`, gathered on the device
+(CUDA.jl indexes a CuArray with a CuArray of positions in a kernel)."""
 select_batch(data::DeviceData, positions) = (data.images[:, :, :, positions], data.labels[positions])
 
 """

@@ -105,14 +105,30 @@ end
 """
     batch_loss(model, x, labels; update_stats=false, label_smoothing=0)
 
-Mean cross-entropy of a batch: Knet's `nll` on (classes, N) scores, 1-based labels. With label
+Mean cross-entropy of a batch: `mean_nll` on (classes, N) scores, 1-based labels. With label
 smoothing s, PyTorch's (1 - s) * nll + s * (mean over samples and classes of -log p).
 """
 function batch_loss(model, x, labels; update_stats::Bool=false, label_smoothing=0)
     scores = model(x; training=true, update_stats=update_stats)
-    label_smoothing == 0 && return nll(scores, labels)
     logp = logsoftmax(scores; dims=1)
-    return (1 - label_smoothing) * nll(scores, labels) - label_smoothing * sum(logp) / length(logp)
+    nll_ = mean_nll(logp, labels)
+    label_smoothing == 0 && return nll_
+    return (1 - label_smoothing) * nll_ - label_smoothing * sum(logp) / length(logp)
+end
+
+"""
+    mean_nll(logp, labels)
+
+The mean over samples of -log p(label) for (classes, N) log-probabilities and 1-based labels,
+through a one-hot mask built where the labels live. Knet's `nll` gathers the label indices with
+host loops: on a GPU it would copy the labels to the host and upload the indices every step.
+The final `sum` still returns a host scalar: AutoGrad differentiates a scalar, and CUDA.jl's
+reduction to one reads it back (one 4- or 8-byte copy per step, as torch's `loss.item()` would be;
+README, On a GPU).
+"""
+function mean_nll(logp, labels)
+    mask = reshape(labels, 1, :) .== (1:size(logp, 1))  # (classes, N) Bool, on labels' device
+    return -sum(logp .* mask) / size(logp, 2)
 end
 
 """
@@ -165,8 +181,9 @@ end
 One optimizer step on the samples at positions order[step*batch_size+1 : (step+1)*batch_size]
 (`step` 0-based, as pybench counts) of the epoch plan (`put_order`), at the plan's learning rate
 for this step. BatchNorm running statistics move during the forward pass, as in PyTorch. The
-loss is the batch's mean cross-entropy before the update; Knet's `nll` already brings it to the
-host, so on the GPU this step is synchronous.
+loss is the batch's mean cross-entropy before the update. The batch is picked on the device
+(`select_batch`); the loss's last reduction returns a host scalar (see `mean_nll`), so on the GPU
+this step ends with one small read.
 """
 function train_step!(state::TrainState, data::DeviceData, plan::EpochPlan, step::Integer,
                       batch_size::Integer)
@@ -181,6 +198,7 @@ function train_step!(state::TrainState, data::DeviceData, plan::EpochPlan, step:
         g === nothing && continue  # AutoGrad returns nothing for a parameter the loss ignores
         apply_update!(state.rule, memory, value(p), AutoGrad.full(g), lr)
     end
+    note_device_memory!(state.atype)
     return state, T(value(tape))
 end
 
@@ -209,10 +227,10 @@ function predict(state::TrainState, data::DeviceData, batch_size::Integer)
     check_element_type(state, data)
     n = size(data.images, 4)
     T = element_type(state)
-    chunks = [Array{T}(state.model(data.images[:, :, :, i:min(i + batch_size - 1, n)];
-                                   training=false))
+    # The scores stay on the device until the end: one copy to the host, as torch and JAX make.
+    chunks = [state.model(data.images[:, :, :, i:min(i + batch_size - 1, n)]; training=false)
               for i in 1:batch_size:n]
-    return reduce(hcat, chunks)
+    return Array{T}(reduce(hcat, chunks))
 end
 
 """

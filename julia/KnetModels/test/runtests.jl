@@ -177,7 +177,9 @@ models_under_test() = [
                 state = init_state(build_model(kind, to_float64(w), to_float64(b), strides, atype),
                                    atype; optimizer="sgd", lr=0.01, momentum=0.9)
                 eval0 = forward(state, x; training=false)
-                _, loss = train_step!(state, put_data(x, y, atype), put_order(1:16), 0, 16)
+                # The order on the device too, as pybench puts it (put_order's atype).
+                _, loss = train_step!(state, put_data(x, y, atype), put_order(1:16, nothing, atype),
+                                      0, 16)
                 synchronize_device(atype)
                 (eval0, loss, export_weights(state)...)
             end
@@ -190,6 +192,39 @@ models_under_test() = [
             @test all(gpu_buffers[k] ≈ cpu_buffers[k] for k in keys(cpu_buffers))
         else
             @info "GPU Float64 testset skipped: CUDA.functional() is false"
+        end
+    end
+
+    @testset "the loss is Knet's nll, through a one-hot mask where the labels live" begin
+        for T in (Float32, Float64)
+            scores = randn(MersenneTwister(3), T, 10, 32)
+            labels = rand(MersenneTwister(4), 1:10, 32)
+            ours = KnetModels.mean_nll(logsoftmax(scores; dims=1), labels)
+            @test ours isa T
+            @test ours ≈ nll(scores, labels) rtol=(T == Float32 ? 1e-6 : 1e-14)
+        end
+    end
+
+    @testset "batches are picked where the data lives; device memory only on a GPU" begin
+        @test KnetModels.index_type(ATYPE) == Array{Int}
+        x, y = batch(1, 8)
+        data = put_data(x, y, ATYPE)
+        plan = put_order(8:-1:1, nothing, ATYPE)
+        @test data.labels isa Vector{Int} && plan.order isa Vector{Int}
+        images, labels = KnetModels.select_batch(data, KnetModels.batch_positions(plan.order, 1, 4))
+        @test labels == y[4:-1:1] && images == x[:, :, :, 4:-1:1]
+        w, b = random_weights(lenet5_shapes(1, 10))
+        state = init_state(build_model("lenet5", w, b, Int[], ATYPE), ATYPE; lr=0.01)
+        train_step!(state, data, plan, 0, 8)
+        @test device_memory_peak() == 0  # nothing is sampled on the CPU
+        if CUDA.functional()
+            gpu = array_type("cuda", Float32)
+            @test KnetModels.index_type(gpu) == CuArray{Int}
+            gdata = put_data(x, y, gpu)
+            @test gdata.labels isa CuArray{Int} && put_order(1:8, nothing, gpu).order isa CuArray{Int}
+            gstate = init_state(build_model("lenet5", w, b, Int[], gpu), gpu; lr=0.01)
+            train_step!(gstate, gdata, put_order(1:8, nothing, gpu), 0, 8)
+            @test device_memory_peak() > 0
         end
     end
 
