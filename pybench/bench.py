@@ -77,8 +77,11 @@ def time_steps(backend, dataset, cfg: TrainConfig, steps: int, warmup: int) -> d
             "final_loss": backend.to_float(step(1 + warmup + steps))}
 
 
-def run_bench_job(job: dict, dataset, cfg: TrainConfig) -> dict:
+def run_bench_job(job: dict) -> dict:
     """The worker's side of a "bench" job: device facts plus `time_steps`' figures."""
+    from pybench.worker import load_job_dataset, train_config
+
+    dataset, cfg = load_job_dataset(job), train_config(job)
     backend = get_backend(job["framework"], job["device"])
     record = {"device": backend.device, **backend.device_info(),
               "dtype": "float32", "batch_size": cfg.batch_size,

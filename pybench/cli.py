@@ -221,8 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "check is always float32)")
     parity.add_argument("--dataset", default="digits",
                         help="data for the batches (default: digits, offline)")
-    parity.add_argument("--out", type=Path, default=Path("parity"),
-                        help="folder for parity.json and the arrays (default ./parity)")
+    parity.add_argument("--out", type=Path, default=None,
+                        help="folder for parity.json and the arrays (default "
+                             "runs/<timestamp>-parity)")
     add_training_arguments(parity, batch_size=16)
     add_dataset_arguments(parity)
 
@@ -333,8 +334,9 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from pybench.compare import CompareConfig, command_line, run_compare, summary_text
+    from pybench.compare import CompareConfig, run_compare, summary_text
     from pybench.datasets import dataset_options
+    from pybench.runlife import command_line
 
     if args.seeds is not None and args.seed is not None:
         raise PybenchError(f"--seed {args.seed} and --seeds {','.join(map(str, args.seeds))}: "
@@ -392,26 +394,28 @@ def report_interrupted(args, out_dir: Path, exc: Interrupted) -> int:
 def cmd_parity(args) -> int:
     from pybench.datasets import dataset_options
     from pybench.parity import ParityConfig, parity_table, run_parity
+    from pybench.runlife import default_out_dir
 
     cfg = ParityConfig(models=args.models, frameworks=args.frameworks,
                        train=train_config(args), steps=args.steps, dtype=args.dtype,
                        device=args.device,
                        dataset=args.dataset, dataset_options=dataset_options(args),
-                       out=args.out, timeout=args.timeout, gpu=args.gpu)
+                       out=args.out or default_out_dir("parity"), timeout=args.timeout,
+                       gpu=args.gpu)
     try:
         document = run_parity(cfg)
     except Interrupted as exc:
-        print(f"pybench: {exc}: the finished checks are in {args.out / 'parity.json'} (the "
+        print(f"pybench: {exc}: the finished checks are in {cfg.out / 'parity.json'} (the "
               "stopped one is marked interrupted)", file=sys.stderr)
         return exc.exit_status
     print(parity_table(document).to_string(index=False))
-    print(f"parity: {'PASS' if document['ok'] else 'FAIL'} ({args.out / 'parity.json'})")
+    print(f"parity: {'PASS' if document['ok'] else 'FAIL'} ({cfg.out / 'parity.json'})")
     return 0 if document["ok"] else 1
 
 
 def cmd_sweep(args) -> int:
-    from pybench.compare import command_line
     from pybench.executors import make_executor
+    from pybench.runlife import command_line
     from pybench.sweep import default_out_dir, run_sweep, sweep_table
 
     executor = make_executor(args.executor, args.address)

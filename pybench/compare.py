@@ -8,22 +8,38 @@ run so nothing finished is lost.
 
 from __future__ import annotations
 
-import os
-import shlex
 import sys
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from pybench.backends import availability, check_framework
-from pybench.errors import Interrupted, PybenchError, UnavailableError
-from pybench.machine import machine_has_cuda_gpu, machine_info, nvidia_gpus
+from pybench import runlife
+from pybench.backends import get_backend
+from pybench.errors import Interrupted
 from pybench.models import check_model
-from pybench.results import SCHEMA, code_info, write_results
-from pybench.training import TrainConfig
-from pybench.worker import cuda_env, job_for, run_in_worker
+from pybench.peak import machine_peak
+from pybench.results import write_npz, write_results
+from pybench.runlife import (
+    as_interrupted,
+    check_gpu,
+    check_requested_frameworks,
+    dataset_summary,
+    make_out_dir,
+    reference_framework,
+    resolve_device,
+    results_header,
+)
+from pybench.training import TrainConfig, train_and_evaluate
+from pybench.worker import (
+    PARITY_BATCH,
+    forward_check,
+    gpu_settings,
+    job_for,
+    load_job_dataset,
+    run_in_worker,
+    train_config,
+)
 
 # The forward check's tolerance: float32 on CPU, as for `pybench parity`.
 FORWARD_TOLERANCE = 1e-4
@@ -48,67 +64,29 @@ class CompareConfig:
         return self.seeds or (self.train.seed,)
 
 
-def resolve_device(requested: str) -> str:
-    """One device for every framework: comparing torch on a GPU with JAX on the CPU is
-    meaningless, so "auto" means the GPU when the machine has one, for all of them."""
-    if requested == "auto":
-        return "cuda" if machine_has_cuda_gpu() else "cpu"
-    if requested == "cuda" and not machine_has_cuda_gpu():
-        raise PybenchError("--device cuda: no NVIDIA GPU with a driver on this machine "
-                           "(nvidia-smi finds none); use --device cpu")
-    if requested not in ("cpu", "cuda"):
-        raise PybenchError(f"--device {requested!r}: choose auto, cpu or cuda")
-    return requested
 
 
-def check_gpu(device: str, gpu: int) -> None:
-    """On CUDA, that `--gpu` names a GPU this process can see (one line if not)."""
-    if device != "cuda":
-        return
-    cuda_env(gpu, os.environ.get("CUDA_VISIBLE_DEVICES"))  # an index the variable holds
-    names = nvidia_gpus()[0]
-    if names and gpu >= len(names):
-        raise PybenchError(f"--gpu {gpu}: this machine has {len(names)} NVIDIA GPU"
-                           f"{'s' if len(names) != 1 else ''} (0-{len(names) - 1}: "
-                           f"{', '.join(names)})")
 
 
 def default_out_dir(dataset: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = Path(dataset).stem if dataset not in ("mnist", "digits") else dataset
-    return Path("runs") / f"{stamp}-{name}"
+    return runlife.default_out_dir(Path(dataset).stem if dataset not in ("mnist", "digits") else dataset)
 
 
-def make_out_dir(path: Path) -> Path:
-    """The results folder, created; one line naming it if it cannot be (under a file, no
-    permission)."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PybenchError(f"--out {path}: cannot create the results folder "
-                           f"({exc.strerror or type(exc).__name__})") from None
-    return path
 
 
-def dataset_summary(dataset) -> dict:
-    return {"name": dataset.name, "source": dataset.source, "fingerprint": dataset.fingerprint,
-            "classes": list(dataset.classes), "in_shape": list(dataset.in_shape),
-            "train_size": len(dataset.train.labels),
-            "val_size": len(dataset.val.labels) if dataset.val is not None else 0,
-            "test_size": len(dataset.test.labels),
-            "mean": [float(m) for m in dataset.mean], "std": [float(s) for s in dataset.std]}
 
 
-def forward_parity(runs: list[dict], out_dir: Path, reference: str = "torch") -> None:
-    """Add each ok run's forward-check figures against the reference framework's logits, run
-    against run of the same model, seed and repeat (the seed sets the initial weights)."""
+def forward_parity(runs: list[dict], out_dir: Path) -> None:
+    """Add each ok run's forward-check figures against the reference framework's logits
+    (`runlife.reference_framework`), run against run of the same model, seed and repeat (the
+    seed sets the initial weights)."""
     groups: dict[tuple, dict[str, dict]] = {}
     for run in runs:
         if run.get("status") == "ok":
             key = (run["model"], run.get("seed"), run.get("repeat"))
             groups.setdefault(key, {})[run["framework"]] = run
     for runs_of_group in groups.values():
-        ref = reference if reference in runs_of_group else sorted(runs_of_group)[0]
+        ref = reference_framework(runs_of_group)
         ref_arrays = np.load(out_dir / runs_of_group[ref]["parity_arrays"])
         for run in runs_of_group.values():
             arrays = np.load(out_dir / run["parity_arrays"])
@@ -122,18 +100,6 @@ def forward_parity(runs: list[dict], out_dir: Path, reference: str = "torch") ->
                              "ok": max(diffs.values()) <= FORWARD_TOLERANCE}
 
 
-def check_requested_frameworks(frameworks) -> dict[str, str]:
-    """Unavailable frameworks -> reason. All of them unavailable is an error (nothing to run)."""
-    unavailable = {}
-    for name in frameworks:
-        check_framework(name)
-        status = availability(name)
-        if not status.ok:
-            unavailable[name] = status.reason
-    if unavailable and len(unavailable) == len(frameworks):
-        raise UnavailableError("; ".join(f"{name} is unavailable: {reason}"
-                                         for name, reason in unavailable.items()))
-    return unavailable
 
 
 def run_compare(cfg: CompareConfig, command: str | None = None,
@@ -159,9 +125,7 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
     train = asdict(cfg.train)
     train.pop("model")
     document = {
-        "schema": SCHEMA, **code_info(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command or "", "machine": machine_info(),
+        **results_header(command),
         "config": {"dataset": cfg.dataset, "dataset_options": options,
                    "frameworks": list(cfg.frameworks), "models": list(cfg.models),
                    "device": device, "gpu": cfg.gpu if device == "cuda" else None,
@@ -227,12 +191,25 @@ def keep_interrupted(document: dict, out_dir: Path, framework: str, model: str,
                      exc: BaseException, tag: dict | None = None) -> None:
     """Record the run a signal stopped as `interrupted`, save the results, and raise
     `Interrupted` (the worker is already stopped: `run_in_worker` kills it on the way out)."""
-    interrupted = exc if isinstance(exc, Interrupted) else Interrupted("SIGINT", 130)
+    interrupted = as_interrupted(exc)
     document["runs"].append({"framework": framework, "model": model, "status": "interrupted",
                              "reason": f"{interrupted} during training", **(tag or {})})
     forward_parity(document["runs"], out_dir)
     write_results(out_dir, document)
     raise interrupted
+
+
+def run_train_job(job: dict) -> dict:
+    dataset = load_job_dataset(job)
+    cfg = train_config(job)
+    backend = get_backend(job["framework"], job["device"])
+    record = {"device": backend.device, **backend.device_info(), **gpu_settings(job)}
+    logits, _ = forward_check(backend, dataset, cfg, PARITY_BATCH)
+    write_npz(Path(job["parity_path"]), **logits)
+    run, predictions = train_and_evaluate(backend, dataset, cfg, progress=job.get("progress"))
+    write_npz(Path(job["predictions_path"]), **predictions)
+    # After training, so a first measurement never delays or disturbs the timed steps.
+    return {**record, **run, **machine_peak(backend, record.get("device_name", ""))}
 
 
 def run_one(cfg: CompareConfig, framework: str, model: str, device: str, out_dir: Path,
@@ -318,6 +295,3 @@ def console_table(document: dict, several: bool) -> str:
         "step median ms"].transform("min")
     return table[AGGREGATE_COLUMNS].round(3).to_string(index=False)
 
-
-def command_line() -> str:
-    return "python -m pybench " + shlex.join(sys.argv[1:])

@@ -38,7 +38,7 @@ class LocalExecutor:
         pass
 
     def resolve_device(self, requested: str) -> str:
-        from pybench.compare import resolve_device
+        from pybench.runlife import resolve_device
 
         return resolve_device(requested)
 

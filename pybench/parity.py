@@ -12,18 +12,30 @@ every step within `LOSS_RTOL`, and the final weights close. parity.json records 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pybench import models
-from pybench.compare import check_gpu, check_requested_frameworks, make_out_dir, resolve_device
+from pybench.backends import get_backend
+from pybench.backends.contract import ModelInput
+from pybench.datasets import batch_order
 from pybench.errors import Interrupted, PybenchError
-from pybench.results import code_info, write_json
-from pybench.training import TrainConfig, run_learning_rates
-from pybench.worker import job_for, run_in_worker
+from pybench.results import code_info, write_json, write_npz
+from pybench.runlife import (
+    as_interrupted,
+    check_gpu,
+    check_requested_frameworks,
+    default_out_dir,
+    make_out_dir,
+    reference_framework,
+    resolve_device,
+)
+from pybench.training import TrainConfig, initial_weights, run_learning_rates
+from pybench.worker import forward_check, gpu_settings, job_for, load_job_dataset, run_in_worker, train_config
 
 LOGIT_ATOL = 1e-4  # max abs difference of logits, float32 on CPU
 LOSS_RTOL = 1e-3  # relative difference of the loss at every step
@@ -40,7 +52,7 @@ class ParityConfig:
     device: str = "cpu"
     dataset: str = "digits"
     dataset_options: dict | None = None
-    out: Path = Path("parity")
+    out: Path | None = None  # None: runs/<timestamp>-parity, like every command's results
     timeout: float | None = None
     gpu: int = 0  # with --device cuda: the GPU every worker is pinned to
 
@@ -78,7 +90,7 @@ def check_model_parity(model: str, records: dict[str, dict], arrays: dict[str, d
                        expected_params: int) -> list[dict]:
     ok_frameworks = [f for f, r in records.items() if r["status"] == "ok"]
     rows = []
-    reference = "torch" if "torch" in ok_frameworks else (ok_frameworks or [None])[0]
+    reference = reference_framework(ok_frameworks)
     for framework, record in records.items():
         row = {"model": model, "framework": framework, "status": record["status"],
                "reason": record.get("reason", ""), "reference": reference}
@@ -95,11 +107,50 @@ def check_model_parity(model: str, records: dict[str, dict], arrays: dict[str, d
     return rows
 
 
+def run_parity_job(job: dict) -> dict:
+    """Everything parity compares: float32 logits of the canonical model on the first batch, then
+    `steps` optimizer steps on the same batches in `job["dtype"]` (float64 by default: see the
+    contract), with the losses and the final weights."""
+    dtype = np.dtype(job.get("dtype", "float64"))
+    if dtype == np.float64:
+        os.environ["JAX_ENABLE_X64"] = "1"  # read when JAX starts, which is below
+    dataset = load_job_dataset(job)
+    cfg = train_config(job)
+    backend = get_backend(job["framework"], job["device"])
+    arrays, state = forward_check(backend, dataset, cfg, cfg.batch_size)
+    exported, exported_buffers = backend.export_weights(state)
+    shapes = {k: list(v.shape) for k, v in {**exported, **exported_buffers}.items()}
+
+    params, buffers = initial_weights(cfg, dataset)
+    state = backend.init_state(
+        ModelInput(cfg.model, dataset.in_shape, dataset.num_classes,
+                   {k: v.astype(dtype) for k, v in params.items()},
+                   {k: v.astype(dtype) for k, v in buffers.items()}), cfg.optimizer)
+    data = backend.put_data(dataset.normalized("train").astype(dtype), dataset.train.labels)
+    # The trajectory follows the run's schedule over its `steps` steps.
+    steps_per_epoch = len(dataset.train.labels) // cfg.batch_size
+    order = backend.put_order(batch_order(cfg.seed, 0, len(dataset.train.labels)),
+                              run_learning_rates(cfg, steps_per_epoch, job["steps"]))
+    losses = []
+    for step in range(job["steps"]):
+        state, loss = backend.train_step(state, data, order, step, cfg.batch_size)
+        losses.append(backend.to_float(loss))
+    final, final_buffers = backend.export_weights(state)
+    arrays["losses"] = np.asarray(losses, np.float64)
+    arrays.update({f"final/{k}": v for k, v in {**final, **final_buffers}.items()})
+    write_npz(Path(job["arrays_path"]), **arrays)
+    return {"device": backend.device, **backend.device_info(), **gpu_settings(job),
+            "shapes": shapes,
+            "n_params": int(sum(v.size for v in exported.values())), "dtype": dtype.name}
+
+
 def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
     from pybench.datasets import load_dataset  # parent loads once: fills the cache, fails early
 
     device = resolve_device(cfg.device)
     check_gpu(device, cfg.gpu)
+    if cfg.out is None:
+        cfg = replace(cfg, out=default_out_dir("parity"))
     make_out_dir(cfg.out)  # before any work: a folder that cannot be made fails now, not at the end
     unavailable = check_requested_frameworks(cfg.frameworks)
     dataset = load_dataset(cfg.dataset, progress=False, **(cfg.dataset_options or {}))
@@ -128,7 +179,7 @@ def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
             except (KeyboardInterrupt, Interrupted) as exc:
                 # The worker is stopped (run_in_worker kills it on the way out): keep what
                 # finished, this model's checks so far included, and say which one stopped.
-                interrupted = exc if isinstance(exc, Interrupted) else Interrupted("SIGINT", 130)
+                interrupted = as_interrupted(exc)
                 records[framework] = {"status": "interrupted",
                                       "reason": f"{interrupted} during the check"}
                 expected = models.n_params(model, dataset.in_shape, dataset.num_classes)

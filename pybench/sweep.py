@@ -26,7 +26,6 @@ import itertools
 import json
 import sys
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -34,6 +33,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from pybench import runlife
 from pybench.backends import FRAMEWORK_DESCRIPTIONS, FRAMEWORK_NAMES
 from pybench.backends.contract import (
     DEFAULT_LR,  # a rate when SWEEP.toml lists no lrs
@@ -41,7 +41,8 @@ from pybench.backends.contract import (
 )
 from pybench.errors import Interrupted, PybenchError
 from pybench.models import MODEL_DESCRIPTIONS
-from pybench.results import SCHEMA, code_info, write_results
+from pybench.results import write_results
+from pybench.runlife import as_interrupted
 from pybench.training import TrainConfig
 
 # Keys of SWEEP.toml: the swept lists, with the type of their items ...
@@ -239,8 +240,7 @@ def with_identity(record: dict, run: SweepRun) -> dict:
 # ---------------------------------------------------------------- the sweep
 
 def default_out_dir(sweep_path: Path) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-sweep-{Path(sweep_path).stem}"
+    return runlife.default_out_dir(f"sweep-{Path(sweep_path).stem}")
 
 
 def shared_config(sweep: Sweep, device: str, executor: str) -> dict:
@@ -313,9 +313,8 @@ def check_forward(records: list[dict], out_dir: Path) -> None:
 def run_sweep(sweep_path: Path, executor, out: Path | None = None, resume: bool = False,
               command: str | None = None, progress: bool = True) -> tuple[Path, dict]:
     """Run every combination of SWEEP.toml with `executor`; return the folder and the document."""
-    from pybench.compare import check_requested_frameworks, dataset_summary, make_out_dir
     from pybench.datasets import load_dataset, with_validation
-    from pybench.machine import machine_info
+    from pybench.runlife import check_requested_frameworks, dataset_summary, make_out_dir, results_header
 
     sweep = load_sweep(sweep_path)
     runs = expand(sweep)
@@ -330,9 +329,7 @@ def run_sweep(sweep_path: Path, executor, out: Path | None = None, resume: bool 
         device = executor.resolve_device(sweep.device)
         make_out_dir(out_dir)
         document = {
-            "schema": SCHEMA, **code_info(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": command or "", "machine": machine_info(),
+            **results_header(command),
             "config": shared_config(sweep, device, executor.name),
             "dataset": dataset_summary(dataset), "runs": ordered_runs(runs, records),
         }
@@ -349,7 +346,7 @@ def keep_interrupted(exc: BaseException, unfinished: list[SweepRun], records: di
     executor trains one at a time, in order; Ray had every unfinished run submitted), the
     results saved, and `Interrupted` raised. Runs never started are left out: `--resume` runs
     them, and the interrupted ones, again."""
-    interrupted = exc if isinstance(exc, Interrupted) else Interrupted("SIGINT", 130)
+    interrupted = as_interrupted(exc)
     stopped = unfinished if executor == "ray" else unfinished[:1]
     for run in stopped:
         records[run.key] = with_identity({"status": "interrupted",

@@ -9,6 +9,7 @@ crashes or runs past its timeout becomes a `failed` record with the reason; the 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -23,13 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pybench.backends import get_backend
 from pybench.backends.contract import ModelInput
 from pybench.datasets import batch_order, load_dataset, with_validation
 from pybench.errors import PybenchError, UnavailableError
-from pybench.peak import machine_peak
-from pybench.results import write_json, write_npz
-from pybench.training import Diverged, TrainConfig, initial_weights, run_learning_rates, train_and_evaluate
+from pybench.results import write_json
+from pybench.training import Diverged, TrainConfig, initial_weights
 
 MEMORY_LIMIT_ENV = "PYBENCH_WORKER_MEMORY_LIMIT"
 
@@ -64,17 +63,6 @@ def forward_check(backend, dataset, cfg: TrainConfig, n_images: int):
     return logits, state
 
 
-def run_train_job(job: dict) -> dict:
-    dataset = load_job_dataset(job)
-    cfg = train_config(job)
-    backend = get_backend(job["framework"], job["device"])
-    record = {"device": backend.device, **backend.device_info(), **gpu_settings(job)}
-    logits, _ = forward_check(backend, dataset, cfg, PARITY_BATCH)
-    write_npz(Path(job["parity_path"]), **logits)
-    run, predictions = train_and_evaluate(backend, dataset, cfg, progress=job.get("progress"))
-    write_npz(Path(job["predictions_path"]), **predictions)
-    # After training, so a first measurement never delays or disturbs the timed steps.
-    return {**record, **run, **machine_peak(backend, record.get("device_name", ""))}
 
 
 def gpu_settings(job: dict) -> dict:
@@ -87,57 +75,26 @@ def gpu_settings(job: dict) -> dict:
             "tf32_override": os.environ.get("NVIDIA_TF32_OVERRIDE")}
 
 
-def run_parity_job(job: dict) -> dict:
-    """Everything parity compares: float32 logits of the canonical model on the first batch, then
-    `steps` optimizer steps on the same batches in `job["dtype"]` (float64 by default: see the
-    contract), with the losses and the final weights."""
-    dtype = np.dtype(job.get("dtype", "float64"))
-    if dtype == np.float64:
-        os.environ["JAX_ENABLE_X64"] = "1"  # read when JAX starts, which is below
-    dataset = load_job_dataset(job)
-    cfg = train_config(job)
-    backend = get_backend(job["framework"], job["device"])
-    arrays, state = forward_check(backend, dataset, cfg, cfg.batch_size)
-    exported, exported_buffers = backend.export_weights(state)
-    shapes = {k: list(v.shape) for k, v in {**exported, **exported_buffers}.items()}
-
-    params, buffers = initial_weights(cfg, dataset)
-    state = backend.init_state(
-        ModelInput(cfg.model, dataset.in_shape, dataset.num_classes,
-                   {k: v.astype(dtype) for k, v in params.items()},
-                   {k: v.astype(dtype) for k, v in buffers.items()}), cfg.optimizer)
-    data = backend.put_data(dataset.normalized("train").astype(dtype), dataset.train.labels)
-    # The trajectory follows the run's schedule over its `steps` steps.
-    steps_per_epoch = len(dataset.train.labels) // cfg.batch_size
-    order = backend.put_order(batch_order(cfg.seed, 0, len(dataset.train.labels)),
-                              run_learning_rates(cfg, steps_per_epoch, job["steps"]))
-    losses = []
-    for step in range(job["steps"]):
-        state, loss = backend.train_step(state, data, order, step, cfg.batch_size)
-        losses.append(backend.to_float(loss))
-    final, final_buffers = backend.export_weights(state)
-    arrays["losses"] = np.asarray(losses, np.float64)
-    arrays.update({f"final/{k}": v for k, v in {**final, **final_buffers}.items()})
-    write_npz(Path(job["arrays_path"]), **arrays)
-    return {"device": backend.device, **backend.device_info(), **gpu_settings(job),
-            "shapes": shapes,
-            "n_params": int(sum(v.size for v in exported.values())), "dtype": dtype.name}
 
 
-def run_bench_job(job: dict) -> dict:
-    """Step and evaluation times measured in this process (pybench.bench)."""
-    from pybench import bench
-    return bench.run_bench_job(job, load_job_dataset(job), train_config(job))
 
 
-JOB_KINDS = {"train": run_train_job, "parity": run_parity_job, "bench": run_bench_job}
+# Each kind of job lives with its command; the worker only finds it (imported on demand, so a
+# worker loads only the command it serves and no command module imports another).
+JOB_KINDS = {"train": "pybench.compare:run_train_job", "parity": "pybench.parity:run_parity_job",
+             "bench": "pybench.bench:run_bench_job"}
+
+
+def job_function(kind: str):
+    module, name = JOB_KINDS[kind].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def run_job(job: dict) -> dict:
     """Run one job; any failure becomes a record with a status and a one-line reason."""
     base = {"framework": job["framework"], "model": job["model"]}
     try:
-        return {**base, "status": "ok", "reason": "", **JOB_KINDS[job["kind"]](job)}
+        return {**base, "status": "ok", "reason": "", **job_function(job["kind"])(job)}
     except Diverged as exc:  # a result, not an error: the losses up to it are kept
         return {**base, "status": "diverged", "reason": str(exc),
                 "diverged_at_step": exc.step, "losses": exc.losses}

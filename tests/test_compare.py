@@ -187,7 +187,7 @@ def test_the_parent_starts_no_device_when_checking_frameworks():
     import subprocess
 
     code = (
-        "from pybench.compare import check_requested_frameworks\n"
+        "from pybench.runlife import check_requested_frameworks\n"
         "check_requested_frameworks(('torch', 'jax', 'knet'))\n"
         "import sys, torch, jax._src.xla_bridge as xb\n"
         "assert not xb._backends, xb._backends\n"

@@ -76,7 +76,7 @@ def test_framework_step(benchmark, case, request):
     config = request.config
     device = config.getoption("--pybench-device")
     if device == "auto":
-        from pybench.compare import resolve_device
+        from pybench.runlife import resolve_device
         device = resolve_device("auto")
     record = measure(framework, model, batch, device, config.getoption("--pybench-steps"),
                      config.getoption("--pybench-warmup"))
