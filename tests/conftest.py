@@ -197,8 +197,15 @@ def pytest_addoption(parser):
                     help="untimed steps after the first (compiling) one (default 3)")
 
 
+BENCHMARKS_DIR = Path(__file__).parent / "benchmarks"
+
+
 def pytest_collection_modifyitems(config, items):
-    """`gpu` tests run where torch can use a GPU and skip with the reason everywhere else."""
+    """Every benchmark is `slow` (the fast tier, `-m "not slow"`, leaves them out); `gpu` tests
+    run where torch can use a GPU and skip with the reason everywhere else."""
+    for item in items:
+        if BENCHMARKS_DIR in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.slow)
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_items:
         return

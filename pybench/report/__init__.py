@@ -9,7 +9,8 @@ import a framework. One module per responsibility, as in pytest-benchmark:
 - `plots`: PNG figures (matplotlib, Agg)
 - `sources`: several results files combined into one document
 - `significance`: seeds pooled, and a baseline held against with Mann-Whitney U (scipy)
-- `markdown`: the report's sections and `write_report`
+- `building`: everything a report needs, loaded and checked before any file is written
+- `markdown`: the report's sections and `write_report` (rendering what `building` returns)
 - `html`: `report.html`, the same Markdown as one self-contained page (Jinja2)
 
 Usage::

@@ -1,29 +1,26 @@
-"""Assemble `report.md` and `report.html` from stored runs: headline, header, sources, fidelity,
+"""Render `report.md` and `report.html` from stored runs: headline, header, sources, fidelity,
 summary, seeds, baseline, per-model metrics, curves.
 
-`write_report` is the entry point. It loads and checks everything first (results and every
-prediction file), so an invalid run directory raises a one-line PybenchError before any file is
-written; then each section is a small function returning a markdown string.
+`write_report` is the entry point. `pybench.report.building` loads and checks everything first
+(results and every prediction file), so an invalid run directory raises a one-line PybenchError
+before any file is written; here each section is a small function returning a markdown string.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pybench.errors import PybenchError
-
 # Imported as `draw`: `plots` is write_report's on/off flag, as the CLI's --no-plots names it.
 from pybench.report import metrics
 from pybench.report import plots as draw
+from pybench.report.building import ModelRuns, build_report, classes_for
 from pybench.report.headline import headline_lines
 from pybench.report.html import write_html
-from pybench.report.loading import RESULTS_FILE, Predictions, benchmark_source, load_predictions, load_results
+from pybench.report.loading import Predictions
 from pybench.report.significance import (
     ALPHA,
     EFFECT_FLOOR,
@@ -33,14 +30,12 @@ from pybench.report.significance import (
     p_value,
     seed_groups,
 )
-from pybench.report.sources import combine, read_sources
 from pybench.report.tables import (
     MISSING,
     SUMMARY_FORMATS,
     markdown_table,
     one_line,
     short,
-    summary_table,
 )
 from pybench.report.verdicts import timed_steps
 
@@ -65,36 +60,6 @@ def scientific(value: float) -> str:
     return f"{value:.2e}"
 
 
-@dataclass
-class ModelRuns:
-    """Everything the report says about one model: its runs and the loaded predictions."""
-
-    name: str
-    # The runs the per-framework sections show: with several seeds or repeats, each source's
-    # first (seed, repeat); `all_runs` holds every one (the headline and seed tables use them).
-    runs: list[dict] = field(default_factory=list)
-    all_runs: list[dict] = field(default_factory=list)
-    predictions: dict[str, Predictions] = field(default_factory=dict)  # by framework
-
-    @property
-    def seeds(self) -> list:
-        return list(dict.fromkeys(r.get("seed") for r in self.all_runs))
-
-    @property
-    def shown(self) -> tuple | None:
-        """The (seed, repeat) the per-framework sections show, when the runs have several."""
-        tags = list(dict.fromkeys((r.get("seed"), r.get("repeat")) for r in self.all_runs))
-        return tags[0] if len(tags) > 1 else None
-
-    @property
-    def ok_runs(self) -> list[dict]:
-        return [run for run in self.runs if run["status"] == "ok"]
-
-    @property
-    def other_runs(self) -> list[dict]:
-        return [run for run in self.runs if run["status"] != "ok"]
-
-
 def write_report(sources: str | Path | list, out_dir: str | Path | None = None,
                  plots: bool = True, baseline: str | Path | None = None) -> Path:
     """Write `report.md` and `report.html` (and PNG figures beside them unless `plots` is
@@ -105,16 +70,12 @@ def write_report(sources: str | Path | list, out_dir: str | Path | None = None,
     goes into the single source's folder unless `out_dir` is given (several sources: a new
     runs/<timestamp>-report/); figure links are relative, so the folder can be moved whole.
     """
-    paths = [Path(sources)] if isinstance(sources, (str, Path)) else [Path(p) for p in sources]
-    results = combine(read_sources(paths))
-    baseline_results = load_results(baseline) if baseline is not None else None
-    run_dir, default_out = folders(paths)
-    class_names = [str(c) for c in (results.get("dataset") or {}).get("classes") or []]
-    models = group_by_model(results, run_dir, class_names)
-    out = Path(out_dir) if out_dir is not None else default_out
+    inputs = build_report(sources, baseline)  # everything checked before a file is written
+    results, models, class_names, table = (inputs.results, inputs.models, inputs.class_names,
+                                           inputs.table)
+    out = Path(out_dir) if out_dir is not None else inputs.default_out
     out.mkdir(parents=True, exist_ok=True)
 
-    table = summary_table(results)
     table.to_csv(out / SUMMARY_CSV, index=False)
     figures = out if plots else None
     headline = headline_section(results)
@@ -124,7 +85,7 @@ def write_report(sources: str | Path | list, out_dir: str | Path | None = None,
         fidelity_section(models.values()),
         summary_section(table),
         seeds_section(results),
-        baseline_section(results, baseline_results, baseline),
+        baseline_section(results, inputs.baseline, baseline),
         *(model_section(m, classes_for(m, class_names), figures) for m in models.values()),
         training_section(models.values(), figures),
     ]
@@ -136,19 +97,6 @@ def write_report(sources: str | Path | list, out_dir: str | Path | None = None,
     return path
 
 
-def folders(paths: list[Path]) -> tuple[Path, Path]:
-    """(the folder relative file names start from, the default output folder)."""
-    if len(paths) > 1:  # runs carry absolute prediction paths (sources.labelled)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        return Path.cwd(), Path("runs") / f"{stamp}-report"
-    source = paths[0]
-    # A results file (pytest-benchmark's JSON): its folder holds the files it names, and the
-    # report goes beside it, not over it.
-    run_dir = source.parent if source.is_file() else source
-    default_out = source.with_name(f"{source.stem}-report") if source.is_file() else source
-    if benchmark_source(source) is not None and source.is_dir():
-        default_out = source / "report"
-    return run_dir, default_out
 
 
 def report_title(results: dict) -> str:
@@ -157,39 +105,8 @@ def report_title(results: dict) -> str:
     return f"pybench report: {name}"
 
 
-def group_by_model(results: dict, run_dir: Path,
-                   class_names: list[str]) -> dict[str, ModelRuns]:
-    """Runs grouped by model, in stored order, with every listed prediction file loaded."""
-    models: dict[str, ModelRuns] = {}
-    first: dict[tuple, tuple] = {}
-    for run in results["runs"]:
-        model = models.setdefault(run["model"], ModelRuns(run["model"]))
-        model.all_runs.append(run)
-        tag = (run.get("seed"), run.get("repeat"))
-        if first.setdefault((run["model"], run.get("source")), tag) != tag:
-            continue
-        model.runs.append(run)
-        if run["status"] != "ok":
-            continue
-        predictions = load_predictions(run_dir, run)
-        if predictions is None:
-            continue
-        n_classes = predictions.logits.shape[1]
-        if class_names and n_classes != len(class_names):
-            raise PybenchError(
-                f"{run_dir / run['predictions']}: {n_classes} logit columns but "
-                f"{RESULTS_FILE} lists {len(class_names)} classes"
-            )
-        model.predictions[run["framework"]] = predictions
-    return models
 
 
-def classes_for(model: ModelRuns, class_names: list[str]) -> list[str]:
-    """The dataset's class names, or 0..K-1 when the record does not list them."""
-    if class_names:
-        return class_names
-    widths = {p.logits.shape[1] for p in model.predictions.values()}
-    return [str(k) for k in range(max(widths, default=0))]
 
 
 def file_stem(name: str) -> str:
