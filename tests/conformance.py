@@ -1,0 +1,129 @@
+"""The contract's promises, exercised on one backend in a process of its own (knet must not share
+a process with torch): `python tests/conformance.py FRAMEWORK OUT.npz`.
+
+It records what tests/test_conformance.py compares across every registered framework: the
+exported initial weights (names, shapes, values), float32 eval- and train-mode logits on a fixed
+batch and whether a train-mode forward left the state alone, predictions against the eval
+forward, float64 trajectories (losses and final weights) of three steps for each optimizer
+formula, and how bad input fails. The checks that need no other framework are made here and
+stored as `facts`; the comparisons with torch's figures are made by the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+# float64 trajectories below: JAX reads this when it starts (the backend imports it lazily).
+os.environ.setdefault("JAX_ENABLE_X64", "1")
+
+from pybench import models  # noqa: E402
+from pybench.backends import get_backend  # noqa: E402
+from pybench.backends.contract import ModelInput, OptimizerConfig  # noqa: E402
+
+MODELS = ("lenet5", "resnet8")
+SHAPE, CLASSES, N = (1, 28, 28), 10, 24
+BATCH, STEPS = 8, 3
+# One formula each: SGD with momentum, Nesterov with weight decay, Adam with weight decay as L2,
+# AdamW's decoupled decay, and label smoothing in the loss.
+OPTIMIZERS = {
+    "sgd": OptimizerConfig("sgd", lr=0.05, momentum=0.9),
+    "nesterov_wd": OptimizerConfig("sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-3),
+    "adam_wd": OptimizerConfig("adam", lr=1e-3, weight_decay=5e-3),
+    "adamw": OptimizerConfig("adamw", lr=1e-3, weight_decay=5e-2),
+    "smoothing": OptimizerConfig("sgd", lr=0.05, momentum=0.9, label_smoothing=0.1),
+}
+
+
+def inputs(dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((N, *SHAPE)).astype(dtype)
+    return images, rng.integers(0, CLASSES, N), rng.permutation(N)
+
+
+def model_input(model: str, dtype) -> ModelInput:
+    params, buffers = models.init_weights(model, SHAPE, CLASSES, 0)
+    cast = lambda arrays: {k: v.astype(dtype) for k, v in arrays.items()}  # noqa: E731
+    return ModelInput(model, SHAPE, CLASSES, cast(params), cast(buffers))
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def raises(call) -> str | None:
+    """The exception's type name if `call` raised, else None."""
+    try:
+        call()
+    except Exception as exc:  # any error will do: what matters is that bad input is refused
+        return type(exc).__name__
+    return None
+
+
+def float32_checks(backend, model: str, arrays: dict, facts: dict) -> None:
+    mi = model_input(model, np.float32)
+    state = backend.init_state(mi, OptimizerConfig())
+    params, buffers = backend.export_weights(state)
+    facts[f"{model}/export_is_canonical"] = same(params, mi.params) and same(buffers, mi.buffers)
+    facts[f"{model}/export_shapes"] = (
+        {k: v.shape for k, v in params.items()} == models.param_shapes(model, SHAPE, CLASSES)
+        and {k: v.shape for k, v in buffers.items()} == models.buffer_shapes(model, SHAPE, CLASSES))
+    images, labels, _ = inputs(np.float32)
+    arrays[f"{model}/eval_logits"] = backend.forward(state, images[:BATCH], train=False)
+    arrays[f"{model}/train_logits"] = backend.forward(state, images[:BATCH], train=True)
+    after = backend.export_weights(state)
+    facts[f"{model}/forward_leaves_state"] = same(after[0], params) and same(after[1], buffers)
+    data = backend.put_data(images, labels)
+    facts[f"{model}/data_on_device"] = bool(backend.data_on_device(data))
+    predicted = backend.predict(state, data, 16)  # 16 and a last batch of 8
+    facts[f"{model}/predict_shape"] = list(predicted.shape) == [N, CLASSES]
+    facts[f"{model}/predict_is_eval_forward"] = bool(np.allclose(
+        predicted[:BATCH], arrays[f"{model}/eval_logits"], atol=1e-5))
+
+
+def trajectory(backend, model: str, name: str, optimizer: OptimizerConfig, arrays: dict) -> None:
+    state = backend.init_state(model_input(model, np.float64), optimizer)
+    images, labels, order = inputs(np.float64)
+    data = backend.put_data(images, labels)
+    plan = backend.put_order(order, np.full(N // BATCH, optimizer.lr))
+    losses = []
+    for step in range(STEPS):
+        state, loss = backend.train_step(state, data, plan, step, BATCH)
+        losses.append(backend.to_float(loss))
+    backend.synchronize()
+    params, buffers = backend.export_weights(state)
+    arrays[f"{model}/{name}/losses"] = np.asarray(losses)
+    for key, value in {**params, **buffers}.items():
+        arrays[f"{model}/{name}/final/{key}"] = value
+
+
+def error_checks(backend, facts: dict) -> None:
+    state = backend.init_state(model_input("lenet5", np.float32), OptimizerConfig())
+    images, labels, order = inputs(np.float32)
+    data = backend.put_data(images, labels)
+    plan = backend.put_order(order, np.full(N // BATCH, 0.01))
+    facts["errors/step_past_the_order"] = raises(
+        lambda: (backend.train_step(state, data, plan, N // BATCH + 5, BATCH), backend.synchronize()))
+    facts["errors/images_not_4d"] = raises(lambda: backend.put_data(images[:, 0], labels))
+
+
+def main(framework: str, out: str) -> None:
+    backend = get_backend(framework, "cpu")
+    arrays: dict[str, np.ndarray] = {}
+    info = backend.device_info()
+    facts: dict = {"device_info": bool(info.get("framework_version") and info.get("device_name")),
+                   "peak_memory_on_cpu": backend.peak_memory_bytes()}
+    for model in MODELS:
+        float32_checks(backend, model, arrays, facts)
+    for model in MODELS:
+        for name, optimizer in OPTIMIZERS.items():
+            trajectory(backend, model, name, optimizer, arrays)
+    error_checks(backend, facts)
+    np.savez(out, facts=np.array(json.dumps(facts)), **arrays)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
