@@ -57,7 +57,7 @@ def test_data_too_large_for_the_device_trains_the_same_from_the_host(framework, 
     on_device = backend.put_data(images, labels)
     device_state, device_losses = train(backend, on_device, backend.put_order(order, np.full(5, 0.05)))
 
-    monkeypatch.setattr(backend, "_fits_on_device", lambda nbytes: False)
+    monkeypatch.setattr(backend, "fits_on_device", lambda nbytes: False)
     on_host = backend.put_data(images, labels)
     assert backend.data_on_device(on_device) and not backend.data_on_device(on_host)
     host_state, host_losses = train(backend, on_host, backend.put_order(order, np.full(5, 0.05)))
@@ -65,3 +65,11 @@ def test_data_too_large_for_the_device_trains_the_same_from_the_host(framework, 
     np.testing.assert_allclose(host_losses, device_losses, rtol=1e-6)
     np.testing.assert_allclose(backend.predict(host_state, on_host, 16),
                                backend.predict(device_state, on_device, 16), atol=1e-5)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_device_fit_rule_is_the_contracts(framework, monkeypatch):
+    backend = backend_for(framework)
+    assert backend.fits_on_device(10**15)  # the CPU: no limit to keep to
+    monkeypatch.setattr(backend, "free_device_bytes", lambda: 1000)
+    assert backend.fits_on_device(499) and not backend.fits_on_device(500)

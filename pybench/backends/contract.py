@@ -138,6 +138,21 @@ class Backend(ABC):
         """Move normalised (N, C, H, W) images (in the state's dtype) and 0-based int64 labels
         to the device."""
 
+    # put_data keeps the data on the device when it takes under this share of the device's free
+    # memory: the rest stays free for the model, its activations and the framework's workspace.
+    DEVICE_DATA_SHARE = 0.5
+
+    def fits_on_device(self, nbytes: int) -> bool:
+        """put_data's rule, the same for every backend: the data goes to the device when it
+        takes under DEVICE_DATA_SHARE of the free device memory (always on the CPU)."""
+        free = self.free_device_bytes()
+        return free is None or nbytes < free * self.DEVICE_DATA_SHARE
+
+    def free_device_bytes(self) -> int | None:
+        """Free device memory as the framework sees it; None where there is no limit to keep
+        to (the CPU, or a framework that cannot tell)."""
+        return None
+
     def data_on_device(self, data: Any) -> bool:
         """Whether `put_data` kept the data on the device (False: batches are copied per step,
         which then counts in the step time). Backends return handles with an `on_device`

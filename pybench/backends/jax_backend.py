@@ -473,18 +473,17 @@ class JaxBackend(Backend):
         opt_state = self._put(program.optimizer.init(params))
         return TrainState(params, buffers, opt_state, program)
 
-    def _fits_on_device(self, nbytes: int) -> bool:
+    def free_device_bytes(self) -> int | None:
         stats = self._device.memory_stats()  # None on the CPU client
         if not stats or "bytes_limit" not in stats:
-            return True
-        free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
-        return nbytes < free // 2  # leave half for activations, the model and XLA's workspace
+            return None
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
 
     def put_data(self, images: np.ndarray, labels: np.ndarray) -> DeviceData | HostData:
         images = to_layout(np.asarray(images, self.dtype), self.layout)
         # Labels as int32: int32 indexes any dataset that fits a device.
         labels = np.asarray(labels, np.int32)
-        if not self._fits_on_device(images.nbytes + labels.nbytes):
+        if not self.fits_on_device(images.nbytes + labels.nbytes):
             return HostData(images, labels)
         data = DeviceData(self._put(images), self._put(labels))
         self._pending["data"] = data

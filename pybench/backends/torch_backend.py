@@ -242,16 +242,15 @@ class TorchBackend(Backend):
         return TorchState(module, make_optimizer(module.parameters(), optimizer),
                           optimizer.label_smoothing, train_module)
 
-    def _fits_on_device(self, nbytes: int) -> bool:
+    def free_device_bytes(self) -> int | None:
         if self.device != "cuda":
-            return True
-        free, _ = torch.cuda.mem_get_info(self.torch_device)
-        return nbytes < free // 2  # leave half for activations and the model
+            return None
+        return int(torch.cuda.mem_get_info(self.torch_device)[0])
 
     def put_data(self, images: np.ndarray, labels: np.ndarray) -> TorchData:
         x, y = torch.from_numpy(images), torch.from_numpy(labels)
         x = x.contiguous(memory_format=self.memory_format)
-        if self._fits_on_device(images.nbytes + labels.nbytes):
+        if self.fits_on_device(images.nbytes + labels.nbytes):
             return TorchData(x.to(self.torch_device), y.to(self.torch_device), True)
         # Pinned host memory lets each batch's copy to the GPU run asynchronously.
         pinned = self.device == "cuda"
