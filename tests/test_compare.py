@@ -137,6 +137,7 @@ def test_timed_out_worker_is_recorded_and_the_others_go_on(run_cli, tmp_path):
         ("torch", "failed", "timed out after 0.5 s"), ("jax", "failed", "timed out after 0.5 s")]
 
 
+@pytest.mark.slow
 def test_digits_resnet8_records_time_to_target_and_max_steps(run_cli, tmp_path):
     out = tmp_path / "run"
     result = run_cli("compare", "digits", "--frameworks", "torch", "--models", "lenet5",
@@ -226,6 +227,7 @@ def test_compile_without_torch_is_a_one_line_error(cli_error):
               fragments=("--compile runs torch.compile beside torch",))
 
 
+@pytest.mark.slow
 def test_several_seeds_pair_the_frameworks_and_the_headline_gives_intervals(run_cli, tmp_path):
     out = tmp_path / "run"
     result = run_cli("compare", "digits", "--frameworks", "torch,jax", "--seeds", "0,1,2",

@@ -22,6 +22,8 @@ from pybench.parity import LOGIT_ATOL
 # (torch against JAX and Knet: 1e-14 and better, README, Fidelity), with room for summation order.
 FLOAT64_RTOL = FLOAT64_ATOL = 1e-9
 
+pytestmark = pytest.mark.slow  # a worker per framework, Knet's with Julia: about 1.5 minutes
+
 WORKER = Path(__file__).with_name("conformance.py")
 REFERENCE = "torch"
 

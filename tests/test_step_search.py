@@ -64,6 +64,7 @@ def test_bad_input_is_one_line_and_status_2(args, fragment):
     assert fragment in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_a_short_resnet_search_measures_every_torch_variant_from_the_same_first_loss(
         data_dir, tmp_path):
     out = tmp_path / "search.json"

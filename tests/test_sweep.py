@@ -20,6 +20,8 @@ from conftest import command_line, start_pybench
 from pybench.executors import RayExecutor
 from pybench.sweep import Sweep, expand
 
+pytestmark = pytest.mark.slow  # real workers and a real local Ray
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # 2 frameworks x 2 seeds, 20 steps each: the grid of the issue, small enough for CI.

@@ -55,6 +55,7 @@ def test_blocks_are_on_by_default_on_cuda_only():
     assert throughput_block(TrainConfig(throughput_block=0), "cuda") == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_a_run_with_blocks_records_both_figures_and_loses_no_step(framework, isolated_cache):
     pytest.importorskip(framework, reason=f"{framework} is not installed")
