@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# Imported as `draw`: `plots` is write_report's on/off flag, as the CLI's --no-plots names it.
-from pybench.report import metrics
-from pybench.report import plots as draw
+# The submodules themselves, not the package (whose __init__ imports this module); `plots` as
+# `draw`, since `plots` is write_report's on/off flag, as the CLI's --no-plots names it.
+import pybench.report.metrics as metrics
+import pybench.report.plots as draw
 from pybench.report.building import ModelRuns, build_report, classes_for
 from pybench.report.headline import headline_lines
 from pybench.report.html import write_html
