@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 import shutil
 import subprocess
 from pathlib import Path
 
 import psutil
-
-from pybench.backends import FRAMEWORKS
 
 
 def cpu_model() -> str:
@@ -55,28 +52,6 @@ def machine_has_cuda_gpu() -> bool:
     """Whether an NVIDIA GPU with a driver is present, asked without importing a framework."""
     return bool(nvidia_gpus()[0]) or Path("/proc/driver/nvidia/version").exists()
 
-
-# Installed distributions that make up each framework, read from package metadata (nothing is
-# imported, so no device starts).
-FRAMEWORK_DISTRIBUTIONS = {name: f.distributions for name, f in FRAMEWORKS.items()}
-
-
-def framework_versions() -> dict[str, dict[str, str | None]]:
-    """Per framework, the version of each of its distributions (None when not installed), and
-    for knet also what the backend's availability check found (the Julia and Knet versions)."""
-    from pybench.backends import availability
-
-    versions: dict[str, dict[str, str | None]] = {}
-    for framework, distributions in FRAMEWORK_DISTRIBUTIONS.items():
-        versions[framework] = {}
-        for name in distributions:
-            try:
-                versions[framework][name] = importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                versions[framework][name] = None
-    knet = availability("knet")
-    versions["knet"]["backend"] = knet.version if knet.ok else f"unavailable: {knet.reason}"
-    return versions
 
 
 # --- How busy the machine was while a run trained -------------------------------------------

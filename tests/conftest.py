@@ -220,7 +220,7 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     """The saved JSON says what ran: CPU model, cores, GPUs and driver, framework versions."""
-    from pybench.machine import framework_versions
+    from pybench.backends import framework_versions
     from pybench.machine import machine_info as pybench_machine_info
 
     machine_info["pybench"] = {**pybench_machine_info(), "frameworks": framework_versions()}

@@ -8,6 +8,7 @@ imports a backend until `get_backend_class` is called, normally inside a worker 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from dataclasses import dataclass
 
 from pybench.backends.contract import Availability, Backend
@@ -68,6 +69,23 @@ def availability(name: str) -> Availability:
         return get_backend_class(name).availability()
     except Exception as exc:  # a broken install must show up as a reason, not a crash
         return Availability(False, reason=f"{type(exc).__name__}: {exc}")
+
+
+def framework_versions() -> dict[str, dict[str, str | None]]:
+    """Per framework, the installed version of each of its distributions (package metadata:
+    nothing is imported, no device starts; None when not installed) and what its availability
+    check found (`backend`: e.g. the Julia and Knet versions behind juliacall)."""
+    versions: dict[str, dict[str, str | None]] = {}
+    for name, framework in FRAMEWORKS.items():
+        versions[name] = {}
+        for distribution in framework.distributions:
+            try:
+                versions[name][distribution] = importlib.metadata.version(distribution)
+            except importlib.metadata.PackageNotFoundError:
+                versions[name][distribution] = None
+        status = availability(name)
+        versions[name]["backend"] = status.version if status.ok else f"unavailable: {status.reason}"
+    return versions
 
 
 def gpu_support(name: str) -> str:
