@@ -2,7 +2,7 @@
 
 No Julia runs here: `julia_main` is replaced by an object whose `seval` hands back Python
 stand-ins for the KnetModels functions. What this pins is what Python decides and sends: the
-array type follows the canonical weights' dtype (chosen in init_state, then used by put_data),
+state's array type follows the canonical weights' dtype and the data's the images' dtype,
 float64 weights reach Julia as float64 views, Julia functions are looked up once (not on every
 step), and `data_on_device` asks KnetModels rather than reading an attribute of a Julia object.
 Whether the Julia side then computes correctly is for julia/KnetModels/test/runtests.jl.
@@ -100,22 +100,24 @@ def test_array_type_follows_the_weights_dtype(fake_julia, dtype):
     weights, buffers, atype = args[1], args[2], args[4]
     assert atype == ("atype", "cpu", dtype)
     assert all(a.dtype == np.dtype(dtype) for a in {**weights, **buffers}.values())
-    # Data uploaded afterwards lands in the state's array type, whatever the images' dtype.
-    images = np.zeros((4, 3, 8, 8), np.float32)
+    # Data of the state's dtype lands in the state's array type, as a view of the images.
+    images = np.zeros((4, 3, 8, 8), dtype)
     data = backend.put_data(images, np.arange(4))
     assert data.atype == ("atype", "cpu", dtype)
     assert data.images.shape == (8, 8, 3, 4) and np.shares_memory(data.images, images)
     np.testing.assert_array_equal(data.labels, [1, 2, 3, 4])
 
 
-def test_the_latest_init_state_decides_as_in_the_parity_job(fake_julia):
-    """The parity job builds a float32 state for the logits, then a float64 one to train."""
+def test_the_images_dtype_decides_whatever_init_state_came_last(fake_julia):
+    """The parity job builds a float32 state for the logits, then a float64 one to train: the
+    data follows the images it is given, not the order of those calls."""
     backend = knet_backend.KnetBackend("cpu")
     first = backend.init_state(model_input("float32"), OptimizerConfig())
     second = backend.init_state(model_input("float64"), OptimizerConfig())
     assert first.atype[2] == "float32" and second.atype[2] == "float64"
     data = backend.put_data(np.zeros((2, 3, 8, 8), np.float64), np.zeros(2, np.int64))
     assert data.atype[2] == "float64" and data.images.dtype == np.float64
+    assert backend.put_data(np.zeros((2, 3, 8, 8), np.float32), np.zeros(2)).atype[2] == "float32"
     # One array type per dtype, each made once.
     assert [a for a, _ in fake_julia.called("array_type")] == [("cpu", "float32"),
                                                                 ("cpu", "float64")]

@@ -135,8 +135,10 @@ class Backend(ABC):
 
     @abstractmethod
     def put_data(self, images: np.ndarray, labels: np.ndarray) -> Any:
-        """Move normalised (N, C, H, W) images (in the state's dtype) and 0-based int64 labels
-        to the device."""
+        """Move normalised (N, C, H, W) images and 0-based int64 labels to the device. The data
+        keeps the images' float dtype, whatever `init_state` came before: the caller passes
+        images of the state's dtype (float32 runs; the parity job's float64 trajectory), and a
+        step on data of another dtype than its state's is refused."""
 
     # put_data keeps the data on the device when it takes under this share of the device's free
     # memory: the rest stays free for the model, its activations and the framework's workspace.

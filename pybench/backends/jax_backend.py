@@ -132,6 +132,13 @@ def batch_norm(layer, params, buffers, new_buffers, x, train, layout: str):
 CUDA_PLUGINS = ("jax-cuda13-plugin", "jax-cuda12-plugin")  # what `jax[cudaNN]` installs
 
 
+def float_dtype(images: np.ndarray) -> np.dtype:
+    """The images' dtype when it is float32 or float64 (what the contract computes in), else
+    float32."""
+    dtype = np.asarray(images).dtype
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
+
+
 def installed_version(distribution: str) -> str | None:
     try:
         return importlib.metadata.version(distribution)
@@ -292,7 +299,7 @@ def train_step_fn(apply, optimizer, label_smoothing, params, buffers, opt_state,
     # indices that jnp.take's default ("fill") adds to the gather.
     x = jnp.take(images, batch, axis=0, mode="clip")
     y = jnp.take(labels, batch, axis=0, mode="clip")
-    lr = lax.dynamic_index_in_dim(lrs, step, keepdims=False)
+    lr = lax.dynamic_index_in_dim(lrs, step, keepdims=False).astype(x.dtype)
     return batch_step_fn(apply, optimizer, label_smoothing, params, buffers, opt_state, x, y, lr)
 
 
@@ -480,7 +487,7 @@ class JaxBackend(Backend):
         return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
 
     def put_data(self, images: np.ndarray, labels: np.ndarray) -> DeviceData | HostData:
-        images = to_layout(np.asarray(images, self.dtype), self.layout)
+        images = to_layout(np.asarray(images, float_dtype(images)), self.layout)
         # Labels as int32: int32 indexes any dataset that fits a device.
         labels = np.asarray(labels, np.int32)
         if not self.fits_on_device(images.nbytes + labels.nbytes):
@@ -491,7 +498,9 @@ class JaxBackend(Backend):
 
     def put_order(self, order: np.ndarray, lrs: np.ndarray) -> EpochOrder:
         host = np.asarray(order, np.int32)
-        host_lrs = np.asarray(lrs, self.dtype)
+        # float64 on the host; on the device as JAX keeps floats (float32 unless x64 is on). A
+        # step casts its rate to the weights' dtype, whatever the order was made after.
+        host_lrs = np.asarray(lrs, np.float64)
         plan = EpochOrder(self._put(host), host, self._put(host_lrs), host_lrs)
         self._pending["order"] = plan.device, plan.lrs
         return plan
@@ -503,11 +512,15 @@ class JaxBackend(Backend):
         if step < 0 or (step + 1) * batch_size > order.host.shape[0]:
             raise PybenchError(f"step {step} of batch size {batch_size} runs past an epoch of "
                                f"{order.host.shape[0]} samples")
+        dtype = state.params[state.program.param_names[0]].dtype
+        if data.images.dtype != dtype:
+            raise PybenchError(f"the data is {data.images.dtype} but the model computes in {dtype}: "
+                               "put_data images of the state's dtype")
         if isinstance(data, HostData):
             idx = order.host[step * batch_size:(step + 1) * batch_size]
             params, buffers, opt_state, loss = state.program.train_batch(
                 state.params, state.buffers, state.opt_state, self._put(data.images[idx]),
-                self._put(data.labels[idx]), order.host_lrs[step])
+                self._put(data.labels[idx]), np.asarray(order.host_lrs[step], dtype))
         else:
             params, buffers, opt_state, loss = state.program.train_step(
                 state.params, state.buffers, state.opt_state, data.images, data.labels,

@@ -453,11 +453,12 @@ class KnetBackend(Backend):
         return state
 
     def put_data(self, images: np.ndarray, labels: np.ndarray) -> Any:
-        """Images in the dtype of the latest `init_state` (before any: the images' own float
-        dtype). Julia's `to_device` makes a host `Array{T}` copy of the numpy view (contiguous
-        Julia memory, converted to T) and then uploads it: an extra host copy of the dataset,
-        which is fine because it happens once, before and outside every timed step."""
-        dtype = self.dtype or knet_layout.float_dtype(np.asarray(images)).name
+        """Images in their own float dtype (the contract's rule; KnetModels refuses a step on
+        data of another dtype than the state's). Julia's `to_device` makes a host `Array{T}`
+        copy of the numpy view (contiguous Julia memory, converted to T) and then uploads it:
+        an extra host copy of the dataset, which is fine because it happens once, before and
+        outside every timed step."""
+        dtype = knet_layout.float_dtype(np.asarray(images)).name
         return jl_function("KnetModels.put_data")(
             knet_layout.images_to_knet(images), knet_layout.labels_to_knet(labels),
             self.atype(dtype))
