@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,55 @@ import pandas as pd
 
 SCHEMA = 1
 
+
+@dataclass
+class TrainingRecord:
+    """What one training run measured: the fields of a `runs` entry in results.json that
+    `pybench.training` fills, each once, typed (the worker adds who ran it: RUN_IDENTITY; the
+    README's Results section says what each means)."""
+
+    test_accuracy: float | None
+    val_accuracy: float | None
+    epoch_accuracy: list[float]
+    epoch_val_accuracy: list[float]
+    epoch_s: list[float]
+    epochs_run: int
+    steps: int
+    step_time_ms: dict  # pybench.timing.step_time_stats: median, iqr, p90, mean, n
+    machine_load: dict  # pybench.machine.machine_load
+    first_step_s: float | None
+    images_per_s: float | None
+    block_steps: int
+    block_times_ms: list[float]
+    block_images_per_s: float | None
+    time_to_target_s: float | None
+    time_to_target_step: int | None
+    target_eval_every: int | None
+    kept_epoch: int | None
+    learning_rates: list[float]
+    augment_s: list[float]
+    augment_fingerprints: list[str]
+    peak_memory_bytes: int
+    memory_kind: str
+    n_params: int
+    flops_per_image: int
+    init_fingerprint: str
+    data_fingerprint: str
+    data_on_device: bool
+    step_times_ms: list[float]
+    losses: list[float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Who ran a run and how it ended: what the worker and the command add to a TrainingRecord.
+RUN_IDENTITY = ["framework", "model", "status", "reason", "device", "device_name",
+                "framework_version"]
+
 # The columns of runs.csv: the scalar facts of each run (raw per-step lists stay in the JSON).
 CSV_COLUMNS = [
-    "framework", "model", "status", "reason", "device", "device_name", "framework_version",
-    "test_accuracy", "val_accuracy", "step_time_ms.median", "step_time_ms.iqr",
+    *RUN_IDENTITY, "test_accuracy", "val_accuracy", "step_time_ms.median", "step_time_ms.iqr",
     "step_time_ms.p90", "first_step_s", "images_per_s", "time_to_target_s", "epochs_run",
     "steps", "peak_memory_bytes", "memory_kind", "n_params", "flops_per_image",
     "init_fingerprint", "data_fingerprint", "data_on_device",

@@ -22,6 +22,7 @@ from pybench import models
 from pybench.backends.contract import Backend, ModelInput, OptimizerConfig
 from pybench.datasets import Dataset, augmented_train, balanced_order, batch_order
 from pybench.machine import load_snapshot, machine_load
+from pybench.results import TrainingRecord
 from pybench.schedules import Schedule, learning_rates
 from pybench.timing import BLOCK_STEPS_ON_CUDA, StepTimer, SyncClock, step_time_stats
 
@@ -148,7 +149,8 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
                        progress: bool = False) -> tuple[dict, dict]:
     """Train `cfg.model` on `dataset` with `backend`; return (run record, test predictions).
 
-    The run record holds the fields of a `runs` entry in results.json; the predictions are the
+    The run record is a `TrainingRecord` (pybench.results) as a dict: the fields of a `runs`
+    entry in results.json that training measures; the predictions are the
     final model's eval-mode test logits and labels, which reports turn into per-class metrics.
     """
     params, buffers = initial_weights(cfg, dataset)
@@ -259,44 +261,43 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     device_peak = backend.peak_memory_bytes()
     step_times = timer.step_times
     steady = step_times[1:]
-    record = {
-        "test_accuracy": (accuracy(test_logits, dataset.test.labels)
-                          if test_logits is not None else None),
-        "val_accuracy": val_accuracy[-1] if val_accuracy else None,
-        "epoch_accuracy": epoch_accuracy,
-        "epoch_val_accuracy": val_accuracy,
-        "epoch_s": epoch_s,
-        "epochs_run": len(epoch_s),
-        "steps": done,
-        "step_time_ms": step_time_stats(steady),
-        "machine_load": load,
-        "first_step_s": step_times[0] if step_times else None,
-        "images_per_s": (cfg.batch_size * len(steady) / sum(steady)) if steady else None,
+    record = TrainingRecord(
+        test_accuracy=(accuracy(test_logits, dataset.test.labels)
+                       if test_logits is not None else None),
+        val_accuracy=val_accuracy[-1] if val_accuracy else None,
+        epoch_accuracy=epoch_accuracy,
+        epoch_val_accuracy=val_accuracy,
+        epoch_s=epoch_s,
+        epochs_run=len(epoch_s),
+        steps=done,
+        step_time_ms=step_time_stats(steady),
+        machine_load=load,
+        first_step_s=step_times[0] if step_times else None,
+        images_per_s=(cfg.batch_size * len(steady) / sum(steady)) if steady else None,
         # Throughput over whole blocks of steps with one synchronisation each (see StepTimer):
         # the host queues work ahead of the device, as real training does.
-        "block_steps": timer.block,
-        "block_times_ms": [t * 1e3 for t in timer.block_times],
-        "block_images_per_s": timer.block_images_per_s(cfg.batch_size),
-        "time_to_target_s": time_to_target,
-        "time_to_target_step": time_to_target_step,
-        "target_eval_every": eval_every,
-        "kept_epoch": kept_epoch,
-        "learning_rates": lrs[:done].tolist(),
-        "augment_s": augment_s,
-        "augment_fingerprints": augment_fingerprints,
-        "peak_memory_bytes": device_peak if device_peak is not None else peak_rss_bytes(),
-        "memory_kind": backend.device_memory_kind if device_peak is not None else "rss",
+        block_steps=timer.block,
+        block_times_ms=[t * 1e3 for t in timer.block_times],
+        block_images_per_s=timer.block_images_per_s(cfg.batch_size),
+        time_to_target_s=time_to_target,
+        time_to_target_step=time_to_target_step,
+        target_eval_every=eval_every,
+        kept_epoch=kept_epoch,
+        learning_rates=lrs[:done].tolist(),
+        augment_s=augment_s,
+        augment_fingerprints=augment_fingerprints,
+        peak_memory_bytes=device_peak if device_peak is not None else peak_rss_bytes(),
+        memory_kind=backend.device_memory_kind if device_peak is not None else "rss",
         # Counted from what the framework holds, not from the description: a backend that built
         # a different model shows up here.
-        "n_params": int(sum(v.size for v in backend.export_weights(state)[0].values())),
-        "flops_per_image": models.forward_flops(cfg.model, dataset.in_shape,
-                                                dataset.num_classes),
-        "init_fingerprint": models.weights_fingerprint(params, buffers),
-        "data_fingerprint": dataset.fingerprint,
-        "data_on_device": backend.data_on_device(train),
-        "step_times_ms": [t * 1e3 for t in step_times],
-        "losses": losses,
-    }
+        n_params=int(sum(v.size for v in backend.export_weights(state)[0].values())),
+        flops_per_image=models.forward_flops(cfg.model, dataset.in_shape, dataset.num_classes),
+        init_fingerprint=models.weights_fingerprint(params, buffers),
+        data_fingerprint=dataset.fingerprint,
+        data_on_device=backend.data_on_device(train),
+        step_times_ms=[t * 1e3 for t in step_times],
+        losses=losses,
+    ).to_dict()
     if test_logits is None:  # no step was run: evaluate the initial model
         test_logits = backend.predict(state, test, cfg.eval_batch_size)
     predictions = {"labels": dataset.test.labels, "logits": test_logits}

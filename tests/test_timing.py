@@ -4,11 +4,14 @@ work ahead of the device as real training does (on by default on CUDA)."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 
 from pybench.backends import get_backend
 from pybench.datasets import load_dataset
+from pybench.results import TrainingRecord
 from pybench.timing import StepTimer
 from pybench.training import TrainConfig, throughput_block, train_and_evaluate
 
@@ -76,3 +79,4 @@ def test_a_run_with_blocks_records_both_figures_and_loses_no_step(framework, iso
     # Timing changes no number: the same losses as a run with every step timed alone.
     np.testing.assert_array_equal(record["losses"], plain["losses"])
     assert plain["block_steps"] == 0 and plain["block_images_per_s"] is None
+    assert set(record) == {f.name for f in fields(TrainingRecord)}  # the typed record, all of it
