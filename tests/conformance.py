@@ -108,6 +108,10 @@ def error_checks(backend, facts: dict) -> None:
     facts["errors/step_past_the_order"] = raises(
         lambda: (backend.train_step(state, data, plan, N // BATCH + 5, BATCH), backend.synchronize()))
     facts["errors/images_not_4d"] = raises(lambda: backend.put_data(images[:, 0], labels))
+    # float64 data for a float32 model: refused at the step, not silently cast either way.
+    data64 = backend.put_data(images.astype(np.float64), labels)
+    facts["errors/data_of_another_dtype"] = raises(
+        lambda: (backend.train_step(state, data64, plan, 0, BATCH), backend.synchronize()))
 
 
 def main(framework: str, out: str) -> None:

@@ -62,7 +62,8 @@ def test_the_contracts_own_promises(framework, results_folder):
     assert not failed, failed
     assert facts["peak_memory_on_cpu"] is None  # on the CPU the training loop records RSS
     # Bad input is refused, whatever the framework's own exception.
-    assert facts["errors/step_past_the_order"] and facts["errors/images_not_4d"], facts
+    assert all(facts[k] for k in ("errors/step_past_the_order", "errors/images_not_4d",
+                                  "errors/data_of_another_dtype")), facts
 
 
 def test_forward_and_every_optimizer_formula_match_torch(framework, results_folder):
