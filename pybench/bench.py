@@ -44,7 +44,8 @@ def time_steps(backend, dataset, cfg: TrainConfig, steps: int, warmup: int) -> d
     state = backend.init_state(ModelInput(cfg.model, dataset.in_shape, dataset.num_classes,
                                           params, buffers), cfg.optimizer)
     labels = dataset.train.labels
-    data = backend.put_data(dataset.normalized("train"), labels)
+    table = dataset.pixel_table()
+    data = backend.put_data(dataset.train.images, labels, table)
     per_epoch = len(labels) // cfg.batch_size
     # compare's epoch 0, at the schedule's rates of its first epoch
     order = backend.put_order(batch_order(cfg.seed, 0, len(labels)),
@@ -63,8 +64,7 @@ def time_steps(backend, dataset, cfg: TrainConfig, steps: int, warmup: int) -> d
     sync()
     step_s = [timed(lambda i=i: step(i), sync) for i in range(1 + warmup, 1 + warmup + steps)]
 
-    test = dataset.normalized("test")[:EVAL_IMAGES]
-    eval_data = backend.put_data(test, dataset.test.labels[:EVAL_IMAGES])
+    eval_data = backend.put_data(dataset.test.images[:EVAL_IMAGES], dataset.test.labels[:EVAL_IMAGES], table)
     batch = cfg.eval_batch_size  # as compare evaluates
 
     def evaluate():
@@ -73,7 +73,7 @@ def time_steps(backend, dataset, cfg: TrainConfig, steps: int, warmup: int) -> d
     first_eval_s = timed(evaluate, sync)
     eval_s = [timed(evaluate, sync) for _ in range(EVAL_REPEATS)]
     return {"first_step_s": first_step_s, "step_s": step_s, "first_eval_s": first_eval_s,
-            "eval_s": eval_s, "eval_images": len(test),
+            "eval_s": eval_s, "eval_images": min(EVAL_IMAGES, len(dataset.test)),
             "final_loss": backend.to_float(step(1 + warmup + steps))}
 
 

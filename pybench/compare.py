@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pybench import runlife
+from pybench import memory, runlife
 from pybench.backends import get_backend
 from pybench.errors import Interrupted
 from pybench.models import check_model
@@ -118,8 +118,13 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
     dataset = load_dataset(cfg.dataset, progress=echo, **options)
     if cfg.train.patience is not None:  # the workers hold out the same validation split
         dataset = with_validation(dataset, seed=cfg.train.seed)
-    # A schedule that cannot fit the run (a warm-up longer than it) fails here, in one line.
+    # A schedule that cannot fit the run (a warm-up longer than it) fails here, in one line, and
+    # so does a CPU run that cannot fit in memory (each worker checks again, with its device).
     run_learning_rates(cfg.train, *planned_steps(cfg.train, len(dataset.train.labels)))
+    if device == "cpu":
+        for model in cfg.models:
+            memory.check_host_memory(dataset, model, cfg.train.batch_size, cfg.train.optimizer.name,
+                                     augment=bool(cfg.train.augment))
     out_dir = make_out_dir(Path(cfg.out) if cfg.out else default_out_dir(cfg.dataset))
 
     train = asdict(cfg.train)
@@ -199,10 +204,20 @@ def keep_interrupted(document: dict, out_dir: Path, framework: str, model: str,
     raise interrupted
 
 
+def check_memory(backend, dataset, cfg: TrainConfig) -> None:
+    """Refuse, before anything is put on the device, a run that cannot fit (pybench.memory)."""
+    args = (dataset, cfg.model, cfg.batch_size, cfg.optimizer.name)
+    if backend.device == "cpu":
+        memory.check_host_memory(*args, augment=bool(cfg.augment))
+    else:
+        memory.check_device_memory(backend, *args, augment=bool(cfg.augment))
+
+
 def run_train_job(job: dict) -> dict:
     dataset = load_job_dataset(job)
     cfg = train_config(job)
     backend = get_backend(job["framework"], job["device"])
+    check_memory(backend, dataset, cfg)
     record = {"device": backend.device, **backend.device_info(), **gpu_settings(job)}
     logits, _ = forward_check(backend, dataset, cfg, PARITY_BATCH)
     write_npz(Path(job["parity_path"]), **logits)

@@ -208,26 +208,41 @@ def _conv_flops(conv: Conv, h: int, w: int) -> tuple[int, int, int]:
     return 2 * conv.in_channels * conv.kernel**2 * conv.out_channels * oh * ow, oh, ow
 
 
+def conv_passes(model: str, in_shape, num_classes: int) -> list[tuple[int, int]]:
+    """(FLOPs, output elements) of every convolution of one image's forward pass, in order."""
+    _, h, w = in_shape
+    by_name = {layer.name: layer for layer in layers(model, in_shape, num_classes)}
+
+    def run(name, h, w):
+        flops, oh, ow = _conv_flops(by_name[name], h, w)
+        return (flops, by_name[name].out_channels * oh * ow), oh, ow
+
+    if model == "lenet5":
+        first, h, w = run("conv1", h, w)
+        return [first, run("conv2", h // 2, w // 2)[0]]
+    first, h, w = run("conv1", h, w)
+    passes = [first]
+    for b in resnet_blocks(RESNETS[model]):
+        conv1, oh, ow = run(f"{b.prefix}.conv1", h, w)
+        passes += [conv1, run(f"{b.prefix}.conv2", oh, ow)[0]]
+        if b.has_downsample:
+            passes.append(run(f"{b.prefix}.downsample.0", h, w)[0])
+        h, w = oh, ow
+    return passes
+
+
 def forward_flops(model: str, in_shape, num_classes: int) -> int:
     """FLOPs of one image's forward pass, a multiply-add counted as 2 (convolutions and dense
     layers only: activations, pooling and BatchNorm add a few percent and are left out)."""
-    _, h, w = in_shape
-    by_name = {layer.name: layer for layer in layers(model, in_shape, num_classes)}
-    dense = sum(2 * layer.in_features * layer.out_features for layer in by_name.values()
+    dense = sum(2 * layer.in_features * layer.out_features for layer in layers(model, in_shape, num_classes)
                 if isinstance(layer, Dense))
-    if model == "lenet5":
-        f1, h, w = _conv_flops(by_name["conv1"], h, w)
-        f2, _, _ = _conv_flops(by_name["conv2"], h // 2, w // 2)
-        return f1 + f2 + dense
-    total, h, w = _conv_flops(by_name["conv1"], h, w)
-    for b in resnet_blocks(RESNETS[model]):
-        f1, oh, ow = _conv_flops(by_name[f"{b.prefix}.conv1"], h, w)
-        f2, _, _ = _conv_flops(by_name[f"{b.prefix}.conv2"], oh, ow)
-        total += f1 + f2
-        if b.has_downsample:
-            total += _conv_flops(by_name[f"{b.prefix}.downsample.0"], h, w)[0]
-        h, w = oh, ow
-    return total + dense
+    return sum(flops for flops, _ in conv_passes(model, in_shape, num_classes)) + dense
+
+
+def activation_elements(model: str, in_shape, num_classes: int) -> int:
+    """Elements of one image's convolution outputs (each is followed by a BatchNorm and a ReLU,
+    or a ReLU and a pool, of about its size): the scale of what training keeps for backward."""
+    return sum(elements for _, elements in conv_passes(model, in_shape, num_classes))
 
 
 def init_weights(model: str, in_shape, num_classes: int, seed: int):

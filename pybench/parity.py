@@ -126,7 +126,9 @@ def run_parity_job(job: dict) -> dict:
         ModelInput(cfg.model, dataset.in_shape, dataset.num_classes,
                    {k: v.astype(dtype) for k, v in params.items()},
                    {k: v.astype(dtype) for k, v in buffers.items()}), cfg.optimizer)
-    data = backend.put_data(dataset.normalized("train").astype(dtype), dataset.train.labels)
+    # The float64 trajectory gathers from a float64 table: the float32 table's values, widened.
+    data = backend.put_data(dataset.train.images, dataset.train.labels,
+                            dataset.pixel_table().astype(dtype))
     # The trajectory follows the run's schedule over its `steps` steps.
     steps_per_epoch = len(dataset.train.labels) // cfg.batch_size
     order = backend.put_order(batch_order(cfg.seed, 0, len(dataset.train.labels)),

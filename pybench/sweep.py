@@ -55,7 +55,8 @@ SHARED_KEYS = {"dataset": str, "epochs": int, "max_steps": int, "momentum": floa
 # ... and the `[dataset_options]` table: `load_dataset`'s keywords (the CLI's dataset options).
 DATASET_OPTION_KEYS = {"data_dir": str, "image_size": int, "grayscale": bool,
                        "test_fraction": float, "seed": int, "manifest": str, "image_col": str,
-                       "label_col": str, "binary_negative": str, "cache": bool}
+                       "label_col": str, "binary_negative": str, "group_col": str,
+                       "workers": int, "cache": bool}
 POSITIVE = {"batch_sizes", "lrs", "epochs", "max_steps", "patience", "timeout", "cpus_per_run"}
 CHOICES = {"frameworks": tuple(FRAMEWORK_DESCRIPTIONS), "models": tuple(MODEL_DESCRIPTIONS),
            "optimizers": tuple(DEFAULT_LR), "device": ("auto", "cpu", "cuda")}

@@ -157,9 +157,11 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     model_input = ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, params, buffers)
     state = backend.init_state(model_input, cfg.optimizer)
     train_labels = dataset.train.labels
-    train = None if cfg.augment else backend.put_data(dataset.normalized("train"), train_labels)
-    test = backend.put_data(dataset.normalized("test"), dataset.test.labels)
-    val = (backend.put_data(dataset.normalized("val"), dataset.val.labels)
+    # uint8 images and the pixel table: each batch is normalised on the device, in the step.
+    table = dataset.pixel_table(np.dtype(model_input.dtype))
+    train = None if cfg.augment else backend.put_data(dataset.train.images, train_labels, table)
+    test = backend.put_data(dataset.test.images, dataset.test.labels, table)
+    val = (backend.put_data(dataset.val.images, dataset.val.labels, table)
            if dataset.val is not None else None)
 
     steps_per_epoch, total_steps = planned_steps(cfg, len(train_labels))

@@ -22,10 +22,9 @@ from collections import deque
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from pybench.backends.contract import ModelInput
 from pybench.datasets import batch_order, load_dataset, with_validation
+from pybench.datasets.core import normalize
 from pybench.errors import PybenchError, UnavailableError
 from pybench.results import write_json
 from pybench.training import Diverged, TrainConfig, initial_weights
@@ -57,7 +56,8 @@ def forward_check(backend, dataset, cfg: TrainConfig, n_images: int):
         ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, params, buffers),
         cfg.optimizer)
     idx = batch_order(cfg.seed, 0, len(dataset.train.labels))[:n_images]
-    images = np.ascontiguousarray(dataset.normalized("train")[idx])
+    # Only these images are normalised (never the whole split: 22 GB at NIH scale).
+    images = normalize(dataset.train.images[idx], dataset.pixel_table())
     logits = {"eval_logits": backend.forward(state, images, train=False),
               "train_logits": backend.forward(state, images, train=True)}
     return logits, state

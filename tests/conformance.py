@@ -23,6 +23,7 @@ os.environ.setdefault("JAX_ENABLE_X64", "1")
 from pybench import models  # noqa: E402
 from pybench.backends import get_backend  # noqa: E402
 from pybench.backends.contract import ModelInput, OptimizerConfig  # noqa: E402
+from pybench.datasets.core import normalize, pixel_table  # noqa: E402
 
 MODELS = ("lenet5", "resnet8")
 SHAPE, CLASSES, N = (1, 28, 28), 10, 24
@@ -100,6 +101,27 @@ def trajectory(backend, model: str, name: str, optimizer: OptimizerConfig, array
         arrays[f"{model}/{name}/final/{key}"] = value
 
 
+def pixel_checks(backend, arrays: dict, facts: dict) -> None:
+    """uint8 data with a pixel table: the batches a step sees (compared bit for bit across
+    frameworks by the test), and predictions on it against the same images normalised in numpy."""
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (N, 3, 8, 8), dtype=np.uint8)
+    pixels[0] = np.arange(192).reshape(3, 8, 8)  # every value of the table reached somewhere
+    pixels[1] = np.arange(192, 384).reshape(3, 8, 8) % 256
+    table = pixel_table((0.2, 0.5, 0.7), (0.3, 0.25, 0.0))  # a constant channel: std 0
+    labels, positions = rng.integers(0, CLASSES, N), rng.permutation(N)[:BATCH]
+    data = backend.put_data(pixels, labels, table)
+    arrays["pixels/batch"] = backend.batch_inputs(data, positions)
+    facts["pixels/batch_is_numpy_lookup"] = bool(np.array_equal(
+        arrays["pixels/batch"].view(np.uint32), normalize(pixels[positions], table).view(np.uint32)))
+    images = rng.integers(0, 256, (N, *SHAPE), dtype=np.uint8)
+    table1 = pixel_table((0.13,), (0.31,))
+    state = backend.init_state(model_input("resnet8", np.float32), OptimizerConfig())
+    from_pixels = backend.predict(state, backend.put_data(images, labels, table1), 16)
+    from_floats = backend.predict(state, backend.put_data(normalize(images, table1), labels), 16)
+    facts["pixels/predict_matches_normalised_floats"] = bool(np.allclose(from_pixels, from_floats, rtol=0, atol=1e-6))
+
+
 def error_checks(backend, facts: dict) -> None:
     state = backend.init_state(model_input("lenet5", np.float32), OptimizerConfig())
     images, labels, order = inputs(np.float32)
@@ -122,6 +144,7 @@ def main(framework: str, out: str) -> None:
                    "peak_memory_on_cpu": backend.peak_memory_bytes()}
     for model in MODELS:
         float32_checks(backend, model, arrays, facts)
+    pixel_checks(backend, arrays, facts)
     for model in MODELS:
         for name, optimizer in OPTIMIZERS.items():
             trajectory(backend, model, name, optimizer, arrays)

@@ -3,6 +3,7 @@ or measured again, with one warning line, and never reaches a dataset or a run's
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -15,24 +16,36 @@ from pybench.datasets import load_dataset
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
-def rewrite_entry(path, **changes):
-    """Rewrite a dataset cache entry with some arrays or meta fields replaced."""
-    with np.load(path, allow_pickle=False) as stored:
-        arrays = {k: stored[k] for k in stored.files}
-    meta = json.loads(str(arrays["meta"]))
+def replace_file(path, data: bytes) -> None:
+    """Write `path` as a new file: the first load's arrays stay mapped to the old one, unchanged
+    (writing in place would change them, or fault on reading past a truncation)."""
+    path.unlink()
+    path.write_bytes(data)
+
+
+def rewrite_entry(folder, **changes):
+    """Rewrite a dataset cache entry (a folder: meta.json and one .npy per array) with some meta
+    fields or arrays replaced."""
+    meta = json.loads((folder / "meta.json").read_text())
     for key, value in changes.items():
         if key in meta:
             meta[key] = value
         else:
-            arrays[key] = value
-    arrays["meta"] = np.array(json.dumps(meta))
-    with open(path, "wb") as out:
-        np.savez(out, **arrays)
+            path = folder / f"{key}.npy"
+            assert path.is_file(), f"{key}: neither a meta field nor an array of the entry"
+            buffer = io.BytesIO()
+            np.save(buffer, value)
+            replace_file(path, buffer.getvalue())
+    replace_file(folder / "meta.json", json.dumps(meta).encode())
+
+
+def truncate(path, size: int) -> None:
+    replace_file(path, path.read_bytes()[:size])
 
 
 @pytest.mark.parametrize("damage, named", [
-    (lambda p: p.write_bytes(p.read_bytes()[:1000]), "unreadable"),
-    (lambda p: p.write_bytes(b"not a zip at all"), "unreadable"),
+    (lambda p: truncate(p / "train_images.npy", 1000), "unreadable"),
+    (lambda p: replace_file(p / "meta.json", b"not json at all"), "unreadable: JSONDecodeError"),
     (lambda p: rewrite_entry(p, std="garbage"), "std 'garbage'"),
     (lambda p: rewrite_entry(p, mean=[0.1, 0.2, 0.3]), "mean [0.1, 0.2, 0.3] for 1 channels"),
     (lambda p: rewrite_entry(p, classes=[]), "classes []"),
@@ -44,7 +57,8 @@ def rewrite_entry(path, **changes):
 def test_a_damaged_dataset_entry_is_decoded_again_with_one_warning(isolated_cache, capfd, damage,
                                                                    named):
     first = load_dataset("digits")
-    (entry,) = isolated_cache.glob("digits-*.npz")
+    (entry,) = isolated_cache.glob("digits-*")
+    assert entry.is_dir()
     damage(entry)
     capfd.readouterr()
     again = load_dataset("digits")

@@ -104,9 +104,12 @@ def test_manifest_errors(cli_error, nih_zip, tmp_path):
     cli_error("datasets", "info", ghost, fragments=("ghost.zip:list.csv", "row 1", "missing_001.png"))
     broken = tmp_path / "broken.zip"
     with zipfile.ZipFile(broken, "w") as bundle:
-        bundle.writestr("list.csv", "Image Index,Finding Labels\nx.png,A\ny.png,B\n")
-        bundle.writestr("imgs/x.png", b"\x89PNG garbage")
-        bundle.writestr("imgs/y.png", b"\x89PNG garbage")
-    cli_error("datasets", "info", broken, fragments=("broken.zip:imgs/x.png",))
+        # Enough rows for the split (made before decoding), so the images' decoding is reached.
+        names = [f"x{i}.png" for i in range(10)]
+        bundle.writestr("list.csv", "Image Index,Finding Labels\n" + "".join(f"{n},{'AB'[i % 2]}\n"
+                                                                         for i, n in enumerate(names)))
+        for name in names:
+            bundle.writestr(f"imgs/{name}", b"\x89PNG garbage")
+    cli_error("datasets", "info", broken, fragments=("broken.zip:imgs/x", "cannot decode image"))
     two = nih_zip(name="two.zip", extra={"extra.csv": "a,b\n"})
     cli_error("datasets", "info", two, fragments=("two.zip", "--manifest", "Data_Entry.csv, extra.csv"))

@@ -89,7 +89,7 @@ def test_normalized_train_has_zero_mean_unit_std(digits):
 
 def test_cache_hit_does_not_decode(isolated_cache, monkeypatch):
     first = load_dataset("digits")
-    assert len(list(isolated_cache.glob("digits-*.npz"))) == 1
+    assert len([p for p in isolated_cache.glob("digits-*") if p.is_dir()]) == 1  # one entry folder
 
     def must_not_decode(*args, **kwargs):
         raise AssertionError("decoded although the cache holds this dataset")
@@ -106,8 +106,11 @@ def test_cache_hit_does_not_decode(isolated_cache, monkeypatch):
 
 def test_damaged_cache_file_is_ignored(isolated_cache):
     first = load_dataset("digits")
-    (cached,) = isolated_cache.glob("digits-*.npz")
-    cached.write_bytes(cached.read_bytes()[:1000])
+    (cached,) = isolated_cache.glob("digits-*")
+    images = cached / "train_images.npy"
+    truncated = images.read_bytes()[:1000]
+    images.unlink()  # a new file: `first` keeps its mapping of the old one
+    images.write_bytes(truncated)
     assert load_dataset("digits").fingerprint == first.fingerprint
 
 
@@ -151,14 +154,19 @@ def test_cli_helpers_round_trip():
     add_dataset_arguments(parser)
     args = parser.parse_args(["--image-size", "32", "--grayscale", "--test-fraction", "0.3", "--split-seed", "4",
                               "--manifest", "m.csv", "--image-col", "img", "--label-col", "lab",
-                              "--binary-negative", "No Finding", "--no-cache", "--data-dir", "/d"])
+                              "--binary-negative", "No Finding", "--group-col", "Patient ID", "--workers", "3",
+                              "--no-cache", "--data-dir", "/d"])
     assert dataset_options(args) == {"data_dir": "/d", "image_size": 32, "grayscale": True, "test_fraction": 0.3,
                                      "seed": 4, "manifest": "m.csv", "image_col": "img", "label_col": "lab",
-                                     "binary_negative": "No Finding", "cache": False}
+                                     "binary_negative": "No Finding", "group_col": "Patient ID", "workers": 3,
+                                     "cache": False}
     defaults = dataset_options(parser.parse_args([]))
     assert defaults["test_fraction"] == 0.2 and defaults["seed"] == 0 and defaults["cache"] is True
+    assert defaults["group_col"] is None and defaults["workers"] is None
     with pytest.raises(PybenchError, match="--image-size must be a positive integer, got 'big'"):
         dataset_options(parser.parse_args(["--image-size", "big"]))
+    with pytest.raises(PybenchError, match="--workers must be a whole number of at least 1, got 'many'"):
+        dataset_options(parser.parse_args(["--workers", "many"]))
 
 
 def test_describe_and_registry(digits):
@@ -180,4 +188,5 @@ def test_cache_is_never_written_into_the_data_folder(data_dir, tmp_path, monkeyp
     load_dataset(str(data_dir / "pneumoniamnist" / "pneumoniamnist.npz"), data_dir=data_dir,
                  progress=False)
     assert sorted(p.name for p in data_dir.iterdir()) == before
-    assert list((tmp_path / ".cache" / "pybench" / "cache").glob("pneumoniamnist-*.npz"))
+    entries = list((tmp_path / ".cache" / "pybench" / "cache").glob("pneumoniamnist-*"))
+    assert entries and all((entry / "meta.json").is_file() for entry in entries)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import pybench.datasets.images as images_module
+import pybench.datasets.decode as decode_module
 from pybench.datasets import load_dataset
 from pybench.datasets.images import resize_shorter_side_and_crop
 from pybench.errors import PybenchError
@@ -65,16 +65,23 @@ def test_fingerprint_and_cache_follow_one_pixel(tmp_path, isolated_cache, monkey
         for i in range(4):
             Image.fromarray(np.full((5, 5), 40 * i + (name == "b"), np.uint8)).save(root / name / f"{i}.png")
     first = load_dataset(str(root), test_fraction=0.5)
-    calls = []
-    real_decode = images_module.decode_image
-    monkeypatch.setattr(images_module, "decode_image", lambda *a: calls.append(a[1]) or real_decode(*a))
+    # Fewer than PARALLEL_MIN_IMAGES images: decode_slice runs in this process, so both patches see
+    # every image. `opened` counts every image decoded (the shape probe too), `decoded` the images
+    # written into the arrays.
+    opened, decoded = [], []
+    real_decode_image, real_decode_slice = decode_module.decode_image, decode_module.decode_slice
+    monkeypatch.setattr(decode_module, "decode_image", lambda *a: opened.append(a[1]) or real_decode_image(*a))
+    monkeypatch.setattr(decode_module, "decode_slice", lambda task: decoded.extend(task[1]) or real_decode_slice(task))
     assert load_dataset(str(root), test_fraction=0.5).fingerprint == first.fingerprint
-    assert calls == []  # second load: read from the cache, no image opened
+    assert opened == [] and decoded == []  # second load: read from the cache, no image opened
     pixels = np.asarray(Image.open(root / "a" / "2.png")).copy()
     pixels[1, 1] += 1
     Image.fromarray(pixels).save(root / "a" / "2.png")
     changed = load_dataset(str(root), test_fraction=0.5)
-    assert len(calls) == 8 and changed.fingerprint != first.fingerprint
+    every_image = sorted(str(p) for p in root.glob("*/*.png"))
+    assert sorted(decoded) == every_image  # decoded again, each image once
+    assert set(opened) == set(every_image)
+    assert changed.fingerprint != first.fingerprint
 
 
 def test_empty_class_folder_is_named(tmp_path):

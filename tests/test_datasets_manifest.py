@@ -95,8 +95,9 @@ def test_undecodable_image_inside_zip_is_named(tmp_path):
     manifest = "Image Index,Finding Labels\n" + "".join(f"{i}.png,{'A' if i % 2 else 'B'}\n" for i in range(4))
     members = {"labels.csv": manifest, **{f"deep/er/{i}.png": png_bytes(i) for i in range(4)}}
     members["deep/er/2.png"] = b"garbage"
+    # test_fraction 0.5: the split (made from the labels, before decoding) needs a test image per class.
     with pytest.raises(PybenchError, match=r"cannot decode image .*bad.zip:deep/er/2.png"):
-        load_dataset(str(write_zip(tmp_path / "bad.zip", members)), cache=False)
+        load_dataset(str(write_zip(tmp_path / "bad.zip", members)), test_fraction=0.5, cache=False)
 
 
 def test_standalone_csv_finds_images_recursively(tmp_path):

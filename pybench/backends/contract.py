@@ -13,8 +13,13 @@ Conventions every backend follows:
   comparison run, float64 for the parity command's training trajectory (a float32 ResNet-20
   trajectory drifts from its own float64 twin by 1e-2 in ten steps, so only float64 can show
   that two frameworks compute the same update). Data, logits and exported weights share it.
-- Data crosses once: `put_data` receives the normalised float32 images (N, C, H, W) and the
-  0-based int64 labels, and keeps them on the device when they fit. Training steps then select a
+- Data crosses once: `put_data` receives the uint8 images (N, C, H, W), the 0-based int64
+  labels and the dataset's pixel table (`pybench.datasets.core.pixel_table`: the normalised value
+  of each pixel value per channel, in the state's dtype), and keeps them on the device when they
+  fit, as uint8. Each step normalises its batch there by gathering from the table, so every
+  framework sees bit-identical inputs while the data takes a quarter of float32's memory (on the
+  CPU, backends share the memory-mapped cache's pages instead of copying them). Augmented epochs
+  (interpolated pixels) arrive already normalised, as float images with no table. Training steps then select a
   batch by position in an epoch order that was also uploaded once (`put_order`, with the epoch's
   learning rates), so host-to-device copies stay out of the timed step.
 - Steps are asynchronous where the framework is: `train_step` may return before the device is
@@ -134,11 +139,15 @@ class Backend(ABC):
         """A training state (model, optimizer state) built from canonical weights."""
 
     @abstractmethod
-    def put_data(self, images: np.ndarray, labels: np.ndarray) -> Any:
-        """Move normalised (N, C, H, W) images and 0-based int64 labels to the device. The data
-        keeps the images' float dtype, whatever `init_state` came before: the caller passes
-        images of the state's dtype (float32 runs; the parity job's float64 trajectory), and a
-        step on data of another dtype than its state's is refused."""
+    def put_data(self, images: np.ndarray, labels: np.ndarray, table: np.ndarray | None = None) -> Any:
+        """Move (N, C, H, W) images and 0-based int64 labels to the device.
+
+        With a (C, 256) pixel `table`, the images are uint8 and stay uint8: every batch is
+        normalised in the step (and in `predict`) as table[c, pixel], a gather. Without one,
+        the images are already normalised floats. Either way the data keeps the dtype it came
+        in (the table's, or the images'), whatever `init_state` came before: the caller passes
+        the state's dtype (float32 runs; the parity job's float64 trajectory), and a step on
+        data of another dtype than its state's is refused."""
 
     # put_data keeps the data on the device when it takes under this share of the device's free
     # memory: the rest stays free for the model, its activations and the framework's workspace.
@@ -179,6 +188,12 @@ class Backend(ABC):
     @abstractmethod
     def to_float(self, value: Any) -> float:
         """A device scalar as a Python float."""
+
+    @abstractmethod
+    def batch_inputs(self, data: Any, positions: np.ndarray) -> np.ndarray:
+        """The (B, C, H, W) images a training step on these 0-based positions feeds the model,
+        gathered and normalised by the step's own code, copied to the host: what proves that
+        every framework's inputs are bit-identical (tests/conformance.py)."""
 
     @abstractmethod
     def predict(self, state: Any, data: Any, batch_size: int) -> np.ndarray:

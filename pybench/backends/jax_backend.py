@@ -169,6 +169,17 @@ def global_avg_pool(x, layout: str):
     return x.mean(axis=spatial_axes(layout))
 
 
+def lookup(images, table, layout: str):
+    """A batch as the model takes it: uint8 `images` through the flattened (C * 256) pixel
+    `table` (a gather: the same values in every framework); float images (table None) as given."""
+    if table is None:
+        return images
+    channels = table.shape[0] // 256
+    offsets = jnp.arange(channels, dtype=jnp.int32) * 256
+    offsets = offsets.reshape((1, channels, 1, 1) if layout == NCHW else (1, 1, 1, channels))
+    return jnp.take(table, images.astype(jnp.int32) + offsets, mode="clip")
+
+
 def to_layout(images: np.ndarray, layout: str) -> np.ndarray:
     """Canonical (N, C, H, W) images in `layout`, on the host (once, outside any timed step)."""
     if layout == NHWC:
@@ -289,24 +300,30 @@ def batch_step_fn(apply, optimizer, label_smoothing, params, buffers, opt_state,
     return apply_step(params, direction, lr), new_buffers, opt_state, loss
 
 
-def train_step_fn(apply, optimizer, label_smoothing, params, buffers, opt_state, images, labels,
-                  order, lrs, step, batch_size):
+def train_step_fn(apply, optimizer, label_smoothing, layout, params, buffers, opt_state, images,
+                  table, labels, order, lrs, step, batch_size):
     """One optimizer step on the batch at position `step` of `order`, at learning rate
-    lrs[step], all on the device."""
+    lrs[step], all on the device (the batch normalised through `table` there too)."""
     # dynamic_slice takes a traced start, so one compiled program serves every step.
     batch = lax.dynamic_slice(order, (step * batch_size,), (batch_size,))
     # The order is a permutation of valid positions; "clip" skips the masking of out-of-range
     # indices that jnp.take's default ("fill") adds to the gather.
-    x = jnp.take(images, batch, axis=0, mode="clip")
+    x = lookup(jnp.take(images, batch, axis=0, mode="clip"), table, layout)
     y = jnp.take(labels, batch, axis=0, mode="clip")
     lr = lax.dynamic_index_in_dim(lrs, step, keepdims=False).astype(x.dtype)
     return batch_step_fn(apply, optimizer, label_smoothing, params, buffers, opt_state, x, y, lr)
 
 
-def eval_batch_fn(apply, params, buffers, images, start, size):
-    """Eval-mode logits of images[start:start + size], sliced on the device."""
-    x = lax.dynamic_slice_in_dim(images, start, size, axis=0)
+def eval_batch_fn(apply, layout, params, buffers, images, table, start, size):
+    """Eval-mode logits of images[start:start + size], sliced (and normalised) on the device."""
+    x = lookup(lax.dynamic_slice_in_dim(images, start, size, axis=0), table, layout)
     return apply(params, buffers, x, train=False)[0]
+
+
+def host_batch_fn(apply, optimizer, label_smoothing, layout, params, buffers, opt_state, x, table, y, lr):
+    """`batch_step_fn` on a batch copied from the host, normalised on the device."""
+    return batch_step_fn(apply, optimizer, label_smoothing, params, buffers, opt_state,
+                         lookup(x, table, layout), y, lr)
 
 
 @dataclass(frozen=True)
@@ -315,11 +332,11 @@ class Program:
 
     apply: Callable
     optimizer: Any
-    # (params, buffers, opt_state, images, labels, order, lrs, step, batch_size)
+    # (params, buffers, opt_state, images, table, labels, order, lrs, step, batch_size)
     train_step: Callable
-    train_batch: Callable  # (params, buffers, opt_state, x, y, lr): for data kept on the host
+    train_batch: Callable  # (params, buffers, opt_state, x, table, y, lr): for data kept on the host
     forward: Callable  # jitted apply: (params, buffers, x, train) -> (logits, new_buffers)
-    eval_batch: Callable  # (params, buffers, images, start, size) -> logits
+    eval_batch: Callable  # (params, buffers, images, table, start, size) -> logits
     optimizer_config: OptimizerConfig
     # Canonical name order (pytrees come back from jit with sorted keys).
     param_names: tuple[str, ...]
@@ -331,7 +348,7 @@ def make_program(model: ModelInput, config: OptimizerConfig, donate: bool,
     apply = make_apply(model.model, model.in_shape, model.num_classes, layout)
     optimizer = make_direction(config)
     train_step = jax.jit(
-        functools.partial(train_step_fn, apply, optimizer, config.label_smoothing),
+        functools.partial(train_step_fn, apply, optimizer, config.label_smoothing, layout),
         # On a GPU the step's outputs replace params, buffers and optimizer state in place
         # instead of holding two copies of the model and its optimizer state. On the CPU
         # donation made the step slower (README, Performance), so it is used on accelerators
@@ -339,11 +356,11 @@ def make_program(model: ModelInput, config: OptimizerConfig, donate: bool,
         donate_argnums=(0, 1, 2) if donate else (),
         static_argnames="batch_size",
     )
-    train_batch = jax.jit(functools.partial(batch_step_fn, apply, optimizer,
-                                            config.label_smoothing),
+    train_batch = jax.jit(functools.partial(host_batch_fn, apply, optimizer,
+                                            config.label_smoothing, layout),
                           donate_argnums=(0, 1, 2) if donate else ())
     forward = jax.jit(apply, static_argnames="train")
-    eval_batch = jax.jit(functools.partial(eval_batch_fn, apply), static_argnames="size")
+    eval_batch = jax.jit(functools.partial(eval_batch_fn, apply, layout), static_argnames="size")
     return Program(apply, optimizer, train_step, train_batch, forward, eval_batch, config,
                    tuple(model.params), tuple(model.buffers))
 
@@ -356,10 +373,16 @@ class TrainState(NamedTuple):
 
 
 class DeviceData(NamedTuple):
-    images: Any  # (N, C, H, W) in the state's dtype, on the device
+    images: Any  # uint8 (normalised per batch through `table`) or normalised images, on the device
     labels: Any  # int32 (N,) on the device
+    table: Any  # the flattened (C * 256) pixel table in the state's dtype, on the device; or None
 
     on_device = True  # see Backend.data_on_device
+
+    @property
+    def input_dtype(self):
+        """The dtype the model sees: the table's, or the normalised images'."""
+        return self.images.dtype if self.table is None else self.table.dtype
 
 
 class HostData(NamedTuple):
@@ -367,8 +390,10 @@ class HostData(NamedTuple):
 
     images: np.ndarray
     labels: np.ndarray
+    table: Any
 
     on_device = False
+    input_dtype = DeviceData.input_dtype
 
 
 class EpochOrder(NamedTuple):
@@ -486,13 +511,19 @@ class JaxBackend(Backend):
             return None
         return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
 
-    def put_data(self, images: np.ndarray, labels: np.ndarray) -> DeviceData | HostData:
-        images = to_layout(np.asarray(images, float_dtype(images)), self.layout)
+    def put_data(self, images: np.ndarray, labels: np.ndarray,
+                 table: np.ndarray | None = None) -> DeviceData | HostData:
+        if table is None:  # already normalised (augmented epochs)
+            images = np.asarray(images, float_dtype(images))
+        images = to_layout(images, self.layout)
         # Labels as int32: int32 indexes any dataset that fits a device.
         labels = np.asarray(labels, np.int32)
+        device_table = None if table is None else self._put(np.ascontiguousarray(table).reshape(-1))
         if not self.fits_on_device(images.nbytes + labels.nbytes):
-            return HostData(images, labels)
-        data = DeviceData(self._put(images), self._put(labels))
+            return HostData(images, labels, device_table)
+        # On the CPU device_put may share the numpy memory (a page-aligned memory-mapped cache
+        # entry is): the uint8 images then stay the cache's pages, with no copy.
+        data = DeviceData(self._put(images), self._put(labels), device_table)
         self._pending["data"] = data
         return data
 
@@ -513,17 +544,17 @@ class JaxBackend(Backend):
             raise PybenchError(f"step {step} of batch size {batch_size} runs past an epoch of "
                                f"{order.host.shape[0]} samples")
         dtype = state.params[state.program.param_names[0]].dtype
-        if data.images.dtype != dtype:
-            raise PybenchError(f"the data is {data.images.dtype} but the model computes in {dtype}: "
-                               "put_data images of the state's dtype")
+        if data.input_dtype != dtype:
+            raise PybenchError(f"the data is {data.input_dtype} but the model computes in {dtype}: "
+                               "put_data images (or a pixel table) of the state's dtype")
         if isinstance(data, HostData):
             idx = order.host[step * batch_size:(step + 1) * batch_size]
             params, buffers, opt_state, loss = state.program.train_batch(
-                state.params, state.buffers, state.opt_state, self._put(data.images[idx]),
+                state.params, state.buffers, state.opt_state, self._put(data.images[idx]), data.table,
                 self._put(data.labels[idx]), np.asarray(order.host_lrs[step], dtype))
         else:
             params, buffers, opt_state, loss = state.program.train_step(
-                state.params, state.buffers, state.opt_state, data.images, data.labels,
+                state.params, state.buffers, state.opt_state, data.images, data.table, data.labels,
                 # The step number as a Python int: jit's C++ dispatch passes it to the device
                 # in microseconds, where a jax.device_put per step (every step number of an
                 # epoch is new, so no cache of them hits) cost a tenth of a LeNet-5 step on the
@@ -533,6 +564,12 @@ class JaxBackend(Backend):
         self._pending["step"] = loss
         return state, loss
 
+    def batch_inputs(self, data: DeviceData | HostData, positions: np.ndarray) -> np.ndarray:
+        batch = np.asarray(positions, np.int32)
+        images = data.images[batch] if isinstance(data, HostData) else jnp.take(data.images, batch, axis=0)
+        x = np.array(lookup(images, data.table, self.layout))
+        return np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2))) if self.layout == NHWC else x
+
     def to_float(self, value: Any) -> float:
         return float(value)
 
@@ -541,13 +578,13 @@ class JaxBackend(Backend):
         n = data.images.shape[0]
         # Full batches share one compiled program; a last partial batch compiles one more.
         if isinstance(data, HostData):
-            logits = [state.program.forward(state.params, state.buffers,
-                                            self._put(data.images[start:start + batch_size]),
-                                            train=False)[0]
+            logits = [state.program.eval_batch(state.params, state.buffers,
+                                               self._put(data.images[start:start + batch_size]),
+                                               data.table, 0, size=min(batch_size, n - start))
                       for start in range(0, n, batch_size)]
         else:
-            logits = [state.program.eval_batch(state.params, state.buffers, data.images, start,
-                                               size=min(batch_size, n - start))
+            logits = [state.program.eval_batch(state.params, state.buffers, data.images, data.table,
+                                               start, size=min(batch_size, n - start))
                       for start in range(0, n, batch_size)]
         return np.array(jnp.concatenate(logits))
 

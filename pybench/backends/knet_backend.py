@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -328,6 +329,20 @@ def numpy_dict(julia_dict_value) -> dict[str, np.ndarray]:
 
 # --- the backend ------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class KnetPixels:
+    """uint8 data in KnetModels (`put_pixels`) and the numpy array whose memory it wraps: the
+    array must live as long as the Julia data does."""
+
+    julia: Any
+    host: np.ndarray
+
+
+def julia_data(data: Any) -> Any:
+    """The KnetModels.DeviceData behind what put_data returned."""
+    return data.julia if isinstance(data, KnetPixels) else data
+
+
 class KnetBackend(Backend):
     name = "knet"
 
@@ -452,12 +467,22 @@ class KnetBackend(Backend):
         self.dtype = dtype
         return state
 
-    def put_data(self, images: np.ndarray, labels: np.ndarray) -> Any:
-        """Images in their own float dtype (the contract's rule; KnetModels refuses a step on
-        data of another dtype than the state's). Julia's `to_device` makes a host `Array{T}`
-        copy of the numpy view (contiguous Julia memory, converted to T) and then uploads it:
-        an extra host copy of the dataset, which is fine because it happens once, before and
-        outside every timed step."""
+    def put_data(self, images: np.ndarray, labels: np.ndarray, table: np.ndarray | None = None) -> Any:
+        """uint8 images with a pixel table: KnetModels' `put_pixels` wraps the numpy memory
+        (no copy on the CPU, one upload on the GPU) and normalises each batch through the table;
+        the returned `KnetPixels` keeps the numpy array alive for it.
+
+        Normalised images (no table) in their own float dtype (the contract's rule; KnetModels
+        refuses a step on data of another dtype than the state's): Julia's `to_device` makes a
+        host `Array{T}` copy of the numpy view and then uploads it, once, outside every timed
+        step."""
+        if table is not None:
+            host = np.ascontiguousarray(images, dtype=np.uint8)
+            dtype = np.dtype(table.dtype).name
+            data = jl_function("KnetModels.put_pixels")(
+                host.ctypes.data, np.asarray(host.shape[::-1], np.int64), knet_layout.labels_to_knet(labels),
+                np.ascontiguousarray(table).T, self.atype(dtype))
+            return KnetPixels(data, host)
         dtype = knet_layout.float_dtype(np.asarray(images)).name
         return jl_function("KnetModels.put_data")(
             knet_layout.images_to_knet(images), knet_layout.labels_to_knet(labels),
@@ -466,7 +491,7 @@ class KnetBackend(Backend):
     def data_on_device(self, data: Any) -> bool:
         """Asked of KnetModels (a Julia object has no `on_device` attribute for the contract's
         default to read): true, since put_data copies the whole dataset to the device."""
-        return bool(jl_function("KnetModels.on_device")(data))
+        return bool(jl_function("KnetModels.on_device")(julia_data(data)))
 
     def put_order(self, order: np.ndarray, lrs: np.ndarray) -> Any:
         # On the device of the data (positions index the device images there).
@@ -474,15 +499,20 @@ class KnetBackend(Backend):
                                                    np.asarray(lrs, np.float64), self.atype())
 
     def train_step(self, state: Any, data: Any, order: Any, step: int, batch_size: int):
-        state, loss = jl_function("KnetModels.train_step!")(state, data, order, step, batch_size)
+        state, loss = jl_function("KnetModels.train_step!")(state, julia_data(data), order, step, batch_size)
         return state, loss
+
+    def batch_inputs(self, data: Any, positions: np.ndarray) -> np.ndarray:
+        images = np.asarray(jl_function("KnetModels.batch_inputs")(julia_data(data),
+                                                                   knet_layout.order_to_knet(positions)))
+        return np.ascontiguousarray(images.transpose(knet_layout.REVERSE_4D))
 
     def to_float(self, value: Any) -> float:
         return float(value)
 
     def predict(self, state: Any, data: Any, batch_size: int) -> np.ndarray:
         return knet_layout.logits_from_knet(
-            jl_function("KnetModels.predict")(state, data, batch_size))
+            jl_function("KnetModels.predict")(state, julia_data(data), batch_size))
 
     def forward(self, state: Any, images: np.ndarray, train: bool) -> np.ndarray:
         scores = jl_function("KnetModels.forward")(

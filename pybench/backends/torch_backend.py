@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,9 +142,18 @@ class TorchOrder:
 
 @dataclass
 class TorchData:
-    images: torch.Tensor
+    images: torch.Tensor  # uint8 (normalised per batch through `table`) or already normalised
     labels: torch.Tensor
     on_device: bool
+    table: torch.Tensor | None = None  # the flattened (C * 256) pixel table, on the device
+    offsets: torch.Tensor | None = None  # int32 (1, C, 1, 1): channel c's entries start at 256 c
+
+    def inputs(self, images: torch.Tensor, memory_format) -> torch.Tensor:
+        """A batch of `images` as the model takes it: uint8 through the table (a gather, the
+        same values in every framework), in the model's memory format."""
+        if self.table is None:
+            return images
+        return self.table[images.int() + self.offsets].contiguous(memory_format=memory_format)
 
 
 class TorchBackend(Backend):
@@ -247,14 +257,26 @@ class TorchBackend(Backend):
             return None
         return int(torch.cuda.mem_get_info(self.torch_device)[0])
 
-    def put_data(self, images: np.ndarray, labels: np.ndarray) -> TorchData:
-        x, y = torch.from_numpy(images), torch.from_numpy(labels)
-        x = x.contiguous(memory_format=self.memory_format)
+    def put_data(self, images: np.ndarray, labels: np.ndarray, table: np.ndarray | None = None) -> TorchData:
+        with warnings.catch_warnings():
+            # A read-only memory-mapped cache entry: torch shares it (nothing here writes to it)
+            # and warns that it could not be written to.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            x = torch.from_numpy(np.ascontiguousarray(images))
+        y = torch.from_numpy(np.asarray(labels, np.int64))
+        if table is None:  # already normalised (augmented epochs): stored in the model's layout
+            x = x.contiguous(memory_format=self.memory_format)
+        norm = {}
+        if table is not None:
+            norm = {"table": torch.from_numpy(np.ascontiguousarray(table).reshape(-1)).to(self.torch_device),
+                    "offsets": (torch.arange(table.shape[0], dtype=torch.int32) * 256)
+                    .reshape(1, -1, 1, 1).to(self.torch_device)}
         if self.fits_on_device(images.nbytes + labels.nbytes):
-            return TorchData(x.to(self.torch_device), y.to(self.torch_device), True)
+            # On the CPU .to() is no copy: the uint8 images stay the memory-mapped cache's pages.
+            return TorchData(x.to(self.torch_device), y.to(self.torch_device), True, **norm)
         # Pinned host memory lets each batch's copy to the GPU run asynchronously.
         pinned = self.device == "cuda"
-        return TorchData(x.pin_memory() if pinned else x, y.pin_memory() if pinned else y, False)
+        return TorchData(x.pin_memory() if pinned else x, y.pin_memory() if pinned else y, False, **norm)
 
     def put_order(self, order: np.ndarray, lrs: np.ndarray) -> TorchOrder:
         return TorchOrder(torch.from_numpy(order).to(self.torch_device),
@@ -270,6 +292,7 @@ class TorchBackend(Backend):
     def train_step(self, state: TorchState, data: TorchData, order: TorchOrder, step: int,
                    batch_size: int):
         x, y = self._batch(data, order.positions[step * batch_size:(step + 1) * batch_size])
+        x = data.inputs(x, self.memory_format)
         for group in state.optimizer.param_groups:
             group["lr"] = order.lrs[step]
         state.optimizer.zero_grad(set_to_none=True)
@@ -277,6 +300,10 @@ class TorchBackend(Backend):
         loss.backward()
         state.optimizer.step()
         return state, loss.detach()
+
+    def batch_inputs(self, data: TorchData, positions: np.ndarray) -> np.ndarray:
+        x, _ = self._batch(data, torch.from_numpy(np.asarray(positions, np.int64)).to(self.torch_device))
+        return data.inputs(x, self.memory_format).cpu().numpy()
 
     def to_float(self, value) -> float:
         return float(value)
@@ -289,7 +316,8 @@ class TorchBackend(Backend):
             # No autograd graph (evaluation keeps no activations for a backward pass), and the
             # logits stay on the device until the end: one copy to the host, as JAX makes.
             with torch.no_grad():
-                chunks = [state.module(data.images[start:start + batch_size].to(self.torch_device))
+                chunks = [state.module(data.inputs(data.images[start:start + batch_size].to(self.torch_device),
+                                                   self.memory_format))
                           for start in range(0, n, batch_size)]
                 return torch.cat(chunks).cpu().numpy()
         finally:

@@ -1,10 +1,12 @@
-"""The on-disk cache of decoded datasets: `<cache dir>/<name>-<key>.npz`, read back with np.load.
+"""The on-disk cache of decoded datasets: `<cache dir>/<name>-<key>/`, one .npy per array, opened
+with np.load(mmap_mode="r"): opening a 112,000-image entry reads nothing but its headers.
 
 The key is a sha256 of the SOURCE, not of the decoded data (that would need decoding): every file's
 path, size and mtime (or, for files under SMALL_FILE_BYTES, its content hash, which survives a
-copy that resets mtimes), plus every option that changes the arrays and a format version. The file
-holds the arrays and the derived facts (mean, std, fingerprint) so a hit is one np.load
-(allow_pickle=False); zip CRCs catch a damaged cache file, and every entry is checked as it is
+copy that resets mtimes), plus every option that changes the arrays and a format version. The folder
+holds the arrays and the derived facts (meta.json: mean, std, fingerprint), so a hit is a few
+np.load calls (allow_pickle=False); an entry is made in a temporary folder and renamed when
+complete, so a half-written entry is never read; and every entry is checked as it is
 read (the splits, labels, classes and normalisation it claims): a damaged or foreign entry is
 decoded again from the source and rewritten, with one warning line, never used.
 
@@ -20,9 +22,9 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ import numpy as np
 from pybench.datasets.core import DEFAULT_DATA_ROOT, Dataset, LoadOptions, Source, Split
 
 CACHE_DIR_ENV = "PYBENCH_CACHE_DIR"
-CACHE_FORMAT = 1  # bump when the decoding or the file layout changes: old entries stop matching
+CACHE_FORMAT = 2  # bump when the decoding or the file layout changes: old entries stop matching
 SMALL_FILE_BYTES = 1 << 20
 
 
@@ -55,20 +57,84 @@ def cache_key(source: Source, options: LoadOptions) -> str:
 
 
 def cache_path(root: Path, source: Source, options: LoadOptions) -> Path:
-    return cache_dir(root) / f"{source.name}-{cache_key(source, options)}.npz"
+    """The entry's folder: `<name>-<key>/` holding one .npy per array and meta.json."""
+    return cache_dir(root) / f"{source.name}-{cache_key(source, options)}"
+
+
+class ArrayStore:
+    """A folder being filled with a dataset's arrays, one .npy each, before it becomes a cache
+    entry (`commit`) or is thrown away (`discard`).
+
+    Decoders create their output here with `empty` and write into it (from several processes);
+    sources that build arrays in memory are saved by `commit`.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    @classmethod
+    def beside(cls, entry: Path) -> ArrayStore:
+        """A fresh store next to `entry` (same file system: `commit` is a rename), or in the
+        system's temporary folder when the cache folder cannot be written."""
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            return cls(Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".part", dir=entry.parent)))
+        except OSError:
+            return cls(Path(tempfile.mkdtemp(prefix="pybench-dataset-")))
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}.npy"
+
+    def empty(self, name: str, shape: tuple[int, ...], dtype=np.uint8) -> np.memmap:
+        """A new array on disk, of `shape` and `dtype`, open for writing."""
+        return np.lib.format.open_memmap(self.path(name), mode="w+", dtype=dtype, shape=shape)
+
+    def save(self, dataset: Dataset) -> None:
+        """Every split array (those not already in the store) and meta.json."""
+        splits = dataset.splits()
+        for split_name, split in splits.items():
+            for kind, array in (("images", split.images), ("labels", split.labels)):
+                path = self.path(f"{split_name}_{kind}")
+                # A file already here was written by a decoder and holds this very array (mapped
+                # from it): saving over it would truncate the mapping under the writer.
+                if not path.exists():
+                    np.save(path, array)
+        meta = {"name": dataset.name, "classes": dataset.classes, "mean": dataset.mean, "std": dataset.std,
+                "fingerprint": dataset.fingerprint, "source": dataset.source, "splits": list(splits),
+                "groups": dataset.groups}
+        (self.folder / "meta.json").write_text(json.dumps(meta))
+
+    def commit(self, dataset: Dataset, entry: Path) -> bool:
+        """Save and make the store the cache entry `entry`; False when it cannot be written."""
+        try:
+            self.save(dataset)
+            if entry.exists():  # a damaged entry read_cached refused
+                shutil.rmtree(entry)
+            os.replace(self.folder, entry)
+            return True
+        except OSError:
+            return False
+
+    def discard(self) -> None:
+        """Delete the folder; arrays already opened from it stay readable (Linux keeps an
+        unlinked file's mapping)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def read_cached(path: Path) -> Dataset | None:
-    """The cached Dataset; None if absent, and None with one warning line on stderr if the entry
-    is unreadable, damaged or not a dataset (the caller then decodes the source again)."""
-    if not path.exists():
+    """The cached Dataset, its arrays memory-mapped read-only (opening costs no reading, and
+    processes that open the same entry share the page cache); None if absent, and None with one
+    warning line on stderr if the entry is unreadable, damaged or not a dataset (the caller then
+    decodes the source again)."""
+    if not (path / "meta.json").exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as stored:
-            meta = json.loads(str(stored["meta"]))
-            splits = {name: Split(stored[f"{name}_images"], stored[f"{name}_labels"]) for name in meta["splits"]}
-        problem = entry_problem(meta, splits)
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
+        meta = json.loads((path / "meta.json").read_text())
+        splits = {name: Split(np.load(path / f"{name}_images.npy", mmap_mode="r", allow_pickle=False),
+                              np.load(path / f"{name}_labels.npy", mmap_mode="r", allow_pickle=False))
+                  for name in meta["splits"]}
+        problem = entry_problem(meta, splits)  # a truncated .npy fails np.load itself
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
         problem = f"unreadable: {type(exc).__name__}: {exc}"
     if problem is not None:
         print(f"pybench: warning: {path}: damaged dataset cache entry ({problem}); decoding the "
@@ -76,7 +142,7 @@ def read_cached(path: Path) -> Dataset | None:
         return None
     return Dataset(name=meta["name"], classes=meta["classes"], train=splits["train"], test=splits["test"],
                    val=splits.get("val"), mean=tuple(meta["mean"]), std=tuple(meta["std"]),
-                   fingerprint=meta["fingerprint"], source=meta["source"])
+                   fingerprint=meta["fingerprint"], source=meta["source"], groups=meta.get("groups"))
 
 
 def entry_problem(meta: dict, splits: dict[str, Split]) -> str | None:
@@ -111,24 +177,3 @@ def entry_problem(meta: dict, splits: dict[str, Split]) -> str | None:
         if not isinstance(meta.get(key), str):
             return f"{key} {meta.get(key)!r}"
     return None
-
-
-def write_cached(path: Path, dataset: Dataset) -> None:
-    """Write atomically (temp file + rename); a cache that cannot be written is skipped."""
-    splits = dataset.splits()
-    meta = {"name": dataset.name, "classes": dataset.classes, "mean": dataset.mean, "std": dataset.std,
-            "fingerprint": dataset.fingerprint, "source": dataset.source, "splits": list(splits)}
-    arrays = {"meta": np.array(json.dumps(meta))}
-    for name, split in splits.items():
-        arrays[f"{name}_images"], arrays[f"{name}_labels"] = split.images, split.labels
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.part", dir=path.parent)
-    except OSError:
-        return
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, **arrays)
-        os.replace(temp_name, path)
-    except OSError:
-        Path(temp_name).unlink(missing_ok=True)

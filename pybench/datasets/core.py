@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +59,9 @@ class Dataset:
     std: tuple[float, ...]
     fingerprint: str
     source: str
+    # How the split kept groups apart, when it did: {"column", "train", "test"} (the numbers of
+    # groups on each side; none is on both).
+    groups: dict | None = None
     _normalized: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -79,20 +83,49 @@ class Dataset:
             raise PybenchError(f"dataset {self.name!r} has no split {split_name!r}: it has {', '.join(splits)}")
         return splits[split_name]
 
-    def normalized(self, split_name: str) -> np.ndarray:
-        """float32 (N, C, H, W) = (images/255 - mean)/std, computed once here for every framework.
+    def pixel_table(self, dtype=np.float32) -> np.ndarray:
+        """(C, 256): the normalised value of every uint8 value in every channel (`pixel_table`)."""
+        return pixel_table(self.mean, self.std, dtype)
 
-        Done in float32 with float32 mean/std so the bytes are the same on every machine; a channel
-        with std 0 (constant) is only centred, not scaled.
+    def normalized(self, split_name: str) -> np.ndarray:
+        """float32 (N, C, H, W): the split's images through `pixel_table`, computed once.
+
+        Training does not use this: backends get the uint8 images and the table and normalise
+        each batch in the step. It is the same lookup, so it gives the very bytes a step sees:
+        for augmentation (which interpolates, so it works on normalised values), evaluation
+        helpers and tests.
         """
         if split_name not in self._normalized:
-            images = self.split(split_name).images
-            mean = np.asarray(self.mean, dtype=np.float32).reshape(-1, 1, 1)
-            std = np.asarray(self.std, dtype=np.float32).reshape(-1, 1, 1)
-            std = np.where(std > 0, std, np.float32(1.0))
-            scaled = images.astype(np.float32) / np.float32(255.0)
-            self._normalized[split_name] = np.ascontiguousarray((scaled - mean) / std, dtype=np.float32)
+            self._normalized[split_name] = normalize(self.split(split_name).images, self.pixel_table())
         return self._normalized[split_name]
+
+
+def pixel_table(mean, std, dtype=np.float32) -> np.ndarray:
+    """(C, 256) table: entry [c, v] is channel c's normalised value of the uint8 value v,
+    (v/255 - mean[c])/std[c] computed in float32 with float32 mean and std (so the bytes are the
+    same on every machine); a channel with std 0 (constant) is only centred, not scaled.
+
+    Every framework normalises its batches by gathering from this table: a gather copies values
+    and cannot round differently in different frameworks, so the float32 inputs are bit-identical
+    everywhere, while the data stays uint8 (a quarter of float32's memory) on the host and the
+    device. A float64 table (the parity trajectory) holds the same float32 values, widened.
+    """
+    values = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    mean = np.asarray(mean, dtype=np.float32).reshape(-1, 1)
+    std = np.asarray(std, dtype=np.float32).reshape(-1, 1)
+    std = np.where(std > 0, std, np.float32(1.0))
+    table = ((values[None, :] - mean) / std).astype(np.float32)
+    return np.ascontiguousarray(table, dtype=dtype)
+
+
+def normalize(images: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """uint8 (N, C, H, W) images through a (C, 256) `pixel_table`, in numpy, chunk by chunk."""
+    out = np.empty(images.shape, dtype=table.dtype)
+    for start in range(0, len(images), STATS_CHUNK):
+        chunk = images[start:start + STATS_CHUNK]
+        for channel in range(images.shape[1]):
+            out[start:start + STATS_CHUNK, channel] = table[channel][chunk[:, channel]]
+    return out
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
@@ -149,7 +182,7 @@ def dataset_fingerprint(classes: list[str], splits: dict[str, Split]) -> str:
 
 
 def build_dataset(name: str, source: str, classes: list[str], train: Split, test: Split,
-                  val: Split | None = None) -> Dataset:
+                  val: Split | None = None, groups: dict | None = None) -> Dataset:
     """Assemble a Dataset, computing the train statistics and the fingerprint."""
     splits = {"train": train, "val": val, "test": test}
     splits = {split_name: split for split_name, split in splits.items() if split is not None}
@@ -159,15 +192,31 @@ def build_dataset(name: str, source: str, classes: list[str], train: Split, test
                                f"train has {train.images.shape[1:]}")
     mean, std = channel_stats(train.images)
     return Dataset(name=name, classes=list(classes), train=train, test=test, val=val, mean=mean, std=std,
-                   fingerprint=dataset_fingerprint(classes, splits), source=source)
+                   fingerprint=dataset_fingerprint(classes, splits), source=source, groups=groups)
 
 
-def stratified_split(images: np.ndarray, labels: np.ndarray, test_fraction: float, seed: int,
-                     source: str) -> tuple[Split, Split]:
-    """A seeded split keeping class proportions (scikit-learn's train_test_split with stratify)."""
-    from sklearn.model_selection import train_test_split  # slow import: only when a split is needed
+def split_indices(labels: np.ndarray, test_fraction: float, seed: int, source: str,
+                  groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test positions of a seeded split that keeps class proportions.
+
+    Without groups: scikit-learn's train_test_split with stratify. With groups (one id per
+    sample, e.g. NIH's patient ids), no group is on both sides: scikit-learn's
+    StratifiedGroupKFold with round(1/test_fraction) folds (at least 2), shuffled by `seed`, and
+    its first fold is the test split, so the test share is the nearest 1/k to test_fraction and
+    class proportions are kept as far as whole groups allow.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split  # slow import
 
     indices = np.arange(len(labels))
+    if groups is not None:
+        folds = max(2, round(1 / test_fraction))
+        if len(np.unique(groups)) < folds:
+            raise PybenchError(f"{source}: {len(np.unique(groups))} groups cannot make a grouped split "
+                               f"into {folds} folds (--test-fraction {test_fraction}): add images, change "
+                               "--test-fraction, or pass --group-col none")
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        train_idx, test_idx = next(splitter.split(indices, labels, groups))
+        return train_idx, test_idx
     try:
         train_idx, test_idx = train_test_split(indices, test_size=test_fraction, random_state=seed,
                                                stratify=labels)
@@ -176,6 +225,13 @@ def stratified_split(images: np.ndarray, labels: np.ndarray, test_fraction: floa
         counts_text = ", ".join(f"class {int(k)}: {int(v)}" for k, v in counts.items())
         raise PybenchError(f"{source}: cannot make a stratified split with test fraction {test_fraction} "
                            f"({counts_text}; {error}): add images or change --test-fraction") from None
+    return train_idx, test_idx
+
+
+def stratified_split(images: np.ndarray, labels: np.ndarray, test_fraction: float, seed: int,
+                     source: str) -> tuple[Split, Split]:
+    """`split_indices` applied to arrays already in memory (sources that arrive as arrays)."""
+    train_idx, test_idx = split_indices(labels, test_fraction, seed, source)
     return (Split(images[train_idx], labels[train_idx]), Split(images[test_idx], labels[test_idx]))
 
 
@@ -191,6 +247,9 @@ class LoadOptions:
     image_col: str | None = None
     label_col: str | None = None
     binary_negative: str | None = None
+    # The manifest column whose values must not straddle train and test (None: "Patient ID"
+    # when the manifest has it; "none": no grouping).
+    group_col: str | None = None
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
@@ -203,7 +262,9 @@ class Source:
 
     name: str
     files: list[Path]
-    load: Callable[[], Dataset]
+    # Builds the Dataset; large arrays are created in the store (`cache.ArrayStore.empty`), the
+    # folder the cache entry is made in, so decoded images are written once, straight to disk.
+    load: Callable[[Any], Dataset]
     version: str = ""  # changes the cache key when a source without files changes (e.g. scikit-learn's digits)
 
 
@@ -225,4 +286,5 @@ def with_validation(dataset: Dataset, fraction: float = 0.1, seed: int = 0) -> D
         return dataset
     train, val = stratified_split(dataset.train.images, dataset.train.labels, fraction, seed,
                                   dataset.source)
-    return build_dataset(dataset.name, dataset.source, dataset.classes, train, dataset.test, val)
+    return build_dataset(dataset.name, dataset.source, dataset.classes, train, dataset.test, val,
+                         dataset.groups)

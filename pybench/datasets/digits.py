@@ -35,5 +35,5 @@ def load_digits_dataset(options: LoadOptions) -> Dataset:
 def digits_source(options: LoadOptions) -> Source:
     import sklearn
 
-    return Source(name="digits", files=[], load=lambda: load_digits_dataset(options),
+    return Source(name="digits", files=[], load=lambda store: load_digits_dataset(options),
                   version=f"scikit-learn {sklearn.__version__}")

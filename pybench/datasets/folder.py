@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pybench.datasets.core import Dataset, LoadOptions, Source, build_dataset, read_bytes, stratified_split
-from pybench.datasets.images import IMAGE_EXTENSIONS, decode_images, is_image_name
+from pybench.datasets.core import Dataset, LoadOptions, Source, Split, build_dataset, split_indices
+from pybench.datasets.decode import FileReader, decode_splits
+from pybench.datasets.images import IMAGE_EXTENSIONS, is_image_name
 from pybench.errors import PybenchError
 
 
@@ -46,13 +47,17 @@ def list_class_images(root: Path) -> tuple[list[str], list[Path], np.ndarray]:
 
 
 def load_folder(root: Path, classes: list[str], paths: list[Path], labels: np.ndarray, options: LoadOptions,
-                progress: bool) -> Dataset:
-    images = decode_images([str(p) for p in paths], read_bytes, options.image_size, options.grayscale, progress)
-    train, test = stratified_split(images, labels, options.test_fraction, options.seed, str(root))
-    return build_dataset(root.name, str(root), classes, train, test)
+                progress: bool, workers: int, store) -> Dataset:
+    """Split by the labels, then decode each split's images straight into the store."""
+    train_idx, test_idx = split_indices(labels, options.test_fraction, options.seed, str(root))
+    images = decode_splits(store, {"train": [str(paths[i]) for i in train_idx],
+                                   "test": [str(paths[i]) for i in test_idx]},
+                           FileReader(), options.image_size, options.grayscale, workers, progress)
+    return build_dataset(root.name, str(root), classes, Split(images["train"], labels[train_idx]),
+                         Split(images["test"], labels[test_idx]))
 
 
-def folder_source(root: Path, options: LoadOptions, progress: bool) -> Source:
+def folder_source(root: Path, options: LoadOptions, progress: bool, workers: int) -> Source:
     classes, paths, labels = list_class_images(root)
     return Source(name=root.name, files=paths,
-                  load=lambda: load_folder(root, classes, paths, labels, options, progress))
+                  load=lambda store: load_folder(root, classes, paths, labels, options, progress, workers, store))

@@ -9,19 +9,15 @@ turns a list of them into (N, C, H, W), promoting grayscale to RGB when the set 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from pybench.errors import PybenchError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 # PIL modes that hold one intensity per pixel; everything else (RGB, RGBA, P, CMYK...) is colour.
 GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-# Below this many images decoding takes about a second: a progress bar would only be noise.
-PROGRESS_MIN_IMAGES = 2000
 
 
 def is_image_name(name: str) -> bool:
@@ -71,15 +67,6 @@ def decode_image(data: bytes, name: str, image_size: int | None, grayscale: bool
     except Exception as error:  # noqa: BLE001
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise PybenchError(f"cannot decode image {name}: {reason}") from None
-
-
-def decode_images(names: Sequence[str], read_bytes: Callable[[str], bytes], image_size: int | None,
-                  grayscale: bool, progress: bool) -> np.ndarray:
-    """Decode `names` (read with `read_bytes(name)`) into uint8 (N, C, H, W)."""
-    show_bar = progress and len(names) >= PROGRESS_MIN_IMAGES
-    arrays = [decode_image(read_bytes(name), name, image_size, grayscale)
-              for name in tqdm(names, desc="decoding images", unit="img", disable=True if not show_bar else None)]
-    return stack_images(arrays, list(names))
 
 
 def stack_images(arrays: list[np.ndarray], names: list[str]) -> np.ndarray:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pybench.datasets.cache import cache_path, read_cached, write_cached
+from pybench.datasets.cache import ArrayStore, cache_path, read_cached
 from pybench.datasets.core import Dataset, LoadOptions, Source, data_root
+from pybench.datasets.decode import check_workers
 from pybench.datasets.digits import digits_source
 from pybench.datasets.folder import folder_source
 from pybench.datasets.manifest import csv_source, zip_source
@@ -28,10 +29,10 @@ DATASETS = {
 
 def mnist_source(root: Path, progress: bool) -> Source:
     ensure_mnist_files(root, progress=progress)
-    return Source(name="mnist", files=mnist_files(root), load=lambda: load_mnist(root))
+    return Source(name="mnist", files=mnist_files(root), load=lambda store: load_mnist(root))
 
 
-def path_source(spec: str, options: LoadOptions, progress: bool) -> Source:
+def path_source(spec: str, options: LoadOptions, progress: bool, workers: int) -> Source:
     path = Path(spec).expanduser()
     if not path.exists():
         known = ", ".join(n for n in DATASETS if n != "PATH")
@@ -39,39 +40,50 @@ def path_source(spec: str, options: LoadOptions, progress: bool) -> Source:
                            f"or a folder, .zip, .csv or .npz path")
     suffix = path.suffix.lower()
     if path.is_dir():
-        return folder_source(path, options, progress)
+        return folder_source(path, options, progress, workers)
     if suffix == ".zip":
-        return zip_source(path, options, progress)
+        return zip_source(path, options, progress, workers)
     if suffix == ".csv":
-        return csv_source(path, options, progress)
+        return csv_source(path, options, progress, workers)
     if suffix == ".npz":
         return npz_source(path, options)
     raise PybenchError(f"{path}: unsupported dataset file (expected a folder, .zip, .csv or .npz)")
 
 
-def resolve_source(spec: str, root: Path, options: LoadOptions, progress: bool) -> Source:
+def resolve_source(spec: str, root: Path, options: LoadOptions, progress: bool, workers: int) -> Source:
     if spec == "mnist":
         return mnist_source(root, progress)
     if spec == "digits":
         return digits_source(options)
-    return path_source(spec, options, progress)
+    return path_source(spec, options, progress, workers)
 
 
 def load_dataset(spec: str, *, data_dir: str | os.PathLike | None = None, image_size: int | None = None,
                  grayscale: bool = False, test_fraction: float = 0.2, seed: int = 0, manifest: str | None = None,
                  image_col: str | None = None, label_col: str | None = None, binary_negative: str | None = None,
-                 cache: bool = True, progress: bool = True) -> Dataset:
-    """Load `spec` as uint8 (N, C, H, W) splits with int64 labels; see the package docstring."""
+                 group_col: str | None = None, cache: bool = True, progress: bool = True,
+                 workers: int | None = None) -> Dataset:
+    """Load `spec` as uint8 (N, C, H, W) splits with int64 labels; see the package docstring.
+
+    A cached load memory-maps the entry's arrays (read-only): nothing is read until used.
+    `workers` decoding processes (default: every core) decode an image source.
+    """
     options = LoadOptions(image_size=image_size, grayscale=grayscale, test_fraction=test_fraction, seed=seed,
                           manifest=manifest, image_col=image_col, label_col=label_col,
-                          binary_negative=binary_negative)
+                          binary_negative=binary_negative, group_col=group_col)
+    workers = check_workers(workers)
     root = data_root(data_dir)
-    source = resolve_source(str(spec), root, options, progress)
-    if not cache:
-        return source.load()
+    source = resolve_source(str(spec), root, options, progress, workers)
     path = cache_path(root, source, options)
-    dataset = read_cached(path)
-    if dataset is None:
-        dataset = source.load()
-        write_cached(path, dataset)
-    return dataset
+    if cache:
+        dataset = read_cached(path)
+        if dataset is not None:
+            return dataset
+    store = ArrayStore.beside(path)
+    try:
+        dataset = source.load(store)
+        if cache and store.commit(dataset, path):
+            return read_cached(path) or dataset
+        return dataset  # its arrays stay readable after discard, as unlinked mapped files
+    finally:
+        store.discard()

@@ -24,12 +24,15 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pybench.datasets.core import Dataset, LoadOptions, Source, build_dataset, read_bytes, stratified_split
-from pybench.datasets.images import decode_images, is_image_name
+from pybench.datasets.core import Dataset, LoadOptions, Source, Split, build_dataset, read_bytes, split_indices
+from pybench.datasets.decode import FileReader, ZipReader, decode_splits
+from pybench.datasets.images import is_image_name
 from pybench.errors import PybenchError
 
 DEFAULT_IMAGE_COLUMN = "Image Index"
 DEFAULT_LABEL_COLUMN = "Finding Labels"
+DEFAULT_GROUP_COLUMN = "Patient ID"  # NIH's: the follow-up images of one patient
+NO_GROUPS = "none"
 MULTI_LABEL_SEPARATOR = "|"
 
 
@@ -39,6 +42,8 @@ class ManifestRows:
 
     images: list[str]
     labels: list[str]
+    groups: list[str] | None = None  # the group column's cells, when the split groups by one
+    group_col: str | None = None
 
 
 def choose_column(header: list[str], requested: str | None, default: str, fallback_index: int, what: str,
@@ -55,8 +60,21 @@ def choose_column(header: list[str], requested: str | None, default: str, fallba
     return fallback_index
 
 
+def choose_group_column(header: list[str], requested: str | None, manifest_name: str) -> int | None:
+    """Index of the group column: the requested one, else NIH's "Patient ID" when present;
+    None for "none" or when there is no such column."""
+    if requested == NO_GROUPS:
+        return None
+    if requested is not None:
+        if requested not in header:
+            raise PybenchError(f"{manifest_name}: no group column {requested!r} (--group-col); columns present: "
+                               f"{', '.join(header)}; pass --group-col none for an ungrouped split")
+        return header.index(requested)
+    return header.index(DEFAULT_GROUP_COLUMN) if DEFAULT_GROUP_COLUMN in header else None
+
+
 def parse_manifest(text: str, manifest_name: str, image_col: str | None = None,
-                   label_col: str | None = None) -> ManifestRows:
+                   label_col: str | None = None, group_col: str | None = None) -> ManifestRows:
     """Image names and label cells from CSV text; malformed CSV is a PybenchError."""
     try:
         rows = list(csv.reader(io.StringIO(text, newline="")))
@@ -70,18 +88,28 @@ def parse_manifest(text: str, manifest_name: str, image_col: str | None = None,
     label_index = choose_column(header, label_col, DEFAULT_LABEL_COLUMN, 1, "label", manifest_name)
     if image_index == label_index:
         raise PybenchError(f"{manifest_name}: the image and label columns are the same column {header[image_index]!r}")
-    images, labels = [], []
+    group_index = choose_group_column(header, group_col, manifest_name)
+    images, labels, groups = [], [], []
+    needed = max(image_index, label_index, -1 if group_index is None else group_index)
     for number, row in enumerate(rows[1:], start=1):
-        if len(row) <= max(image_index, label_index):
+        if len(row) <= needed:
             raise PybenchError(f"{manifest_name}: row {number} has {len(row)} cells, expected {len(header)}")
         image, label = row[image_index].strip(), row[label_index].strip()
         if not image or not label:
             raise PybenchError(f"{manifest_name}: row {number} has an empty image name or label ({row!r})")
         images.append(image)
         labels.append(label)
+        if group_index is not None:
+            group = row[group_index].strip()
+            if not group:
+                raise PybenchError(f"{manifest_name}: row {number} has an empty {header[group_index]!r} "
+                                   "(the group column); pass --group-col none for an ungrouped split")
+            groups.append(group)
     if not images:
         raise PybenchError(f"{manifest_name}: the manifest has a header but no rows")
-    return ManifestRows(images, labels)
+    if group_index is None:
+        return ManifestRows(images, labels)
+    return ManifestRows(images, labels, groups, header[group_index])
 
 
 def positive_name(negative: str) -> str:
@@ -138,11 +166,20 @@ def match_images(rows: ManifestRows, index: dict[str, str | None], manifest_name
 
 def load_manifest_images(name: str, source: str, rows: ManifestRows, paths: list[str],
                          read: Callable[[str], bytes], manifest_name: str, options: LoadOptions,
-                         progress: bool) -> Dataset:
+                         progress: bool, workers: int, store) -> Dataset:
+    """Split by the labels (grouped when the manifest has a group column), then decode each
+    split's images straight into the store."""
     classes, labels = encode_labels(rows.labels, manifest_name, options.binary_negative)
-    images = decode_images(paths, read, options.image_size, options.grayscale, progress)
-    train, test = stratified_split(images, labels, options.test_fraction, options.seed, manifest_name)
-    return build_dataset(name, source, classes, train, test)
+    groups = None if rows.groups is None else np.asarray(rows.groups)
+    train_idx, test_idx = split_indices(labels, options.test_fraction, options.seed, manifest_name, groups)
+    images = decode_splits(store, {"train": [paths[i] for i in train_idx], "test": [paths[i] for i in test_idx]},
+                           read, options.image_size, options.grayscale, workers, progress)
+    grouping = None
+    if groups is not None:
+        grouping = {"column": rows.group_col, "train": int(len(np.unique(groups[train_idx]))),
+                    "test": int(len(np.unique(groups[test_idx])))}
+    return build_dataset(name, source, classes, Split(images["train"], labels[train_idx]),
+                         Split(images["test"], labels[test_idx]), groups=grouping)
 
 
 def decode_text(data: bytes, name: str) -> str:
@@ -185,38 +222,36 @@ def read_zip_member(bundle: zipfile.ZipFile, member: str, archive: Path) -> byte
         raise PybenchError(f"{archive}:{member}: cannot read from the archive ({error})") from None
 
 
-def zip_source(archive: Path, options: LoadOptions, progress: bool) -> Source:
-    def load() -> Dataset:
+def zip_source(archive: Path, options: LoadOptions, progress: bool, workers: int) -> Source:
+    def load(store) -> Dataset:
         with open_zip(archive) as bundle:
             members = [info.filename for info in bundle.infolist() if not info.is_dir()]
             manifest = choose_zip_manifest(members, options.manifest, archive)
             manifest_name = f"{archive}:{manifest}"
             text = decode_text(read_zip_member(bundle, manifest, archive), manifest_name)
-            rows = parse_manifest(text, manifest_name, options.image_col, options.label_col)
+            rows = parse_manifest(text, manifest_name, options.image_col, options.label_col, options.group_col)
             index = index_by_basename([m for m in members if is_image_name(m)])
             members_in_order = match_images(rows, index, manifest_name, str(archive))
-            # Images are named "archive.zip:inner/path.png" so a decoding error says where it is.
-            prefix = f"{archive}:"
-            return load_manifest_images(archive.stem, str(archive), rows, [prefix + m for m in members_in_order],
-                                        lambda name: read_zip_member(bundle, name[len(prefix):], archive),
-                                        manifest_name, options, progress)
+        # Each decoding process opens the archive itself and reads only its own members.
+        return load_manifest_images(archive.stem, str(archive), rows, members_in_order, ZipReader(str(archive)),
+                                    manifest_name, options, progress, workers, store)
 
     return Source(name=archive.stem, files=[archive], load=load)
 
 
 # --- a standalone .csv with images somewhere under its folder --------------------------------------------
 
-def csv_source(manifest_path: Path, options: LoadOptions, progress: bool) -> Source:
+def csv_source(manifest_path: Path, options: LoadOptions, progress: bool, workers: int) -> Source:
     folder = manifest_path.parent
     image_paths = [str(p) for p in folder.rglob("*") if p.is_file() and is_image_name(p.name)]
 
-    def load() -> Dataset:
+    def load(store) -> Dataset:
         manifest_name = str(manifest_path)
         rows = parse_manifest(decode_text(read_bytes(manifest_path), manifest_name), manifest_name,
-                              options.image_col, options.label_col)
+                              options.image_col, options.label_col, options.group_col)
         index = index_by_basename(image_paths)
         paths = match_images(rows, index, manifest_name, f"{folder} (searched recursively)")
-        return load_manifest_images(manifest_path.stem, str(manifest_path), rows, paths, read_bytes,
-                                    manifest_name, options, progress)
+        return load_manifest_images(manifest_path.stem, str(manifest_path), rows, paths, FileReader(),
+                                    manifest_name, options, progress, workers, store)
 
     return Source(name=manifest_path.stem, files=[manifest_path, *sorted(map(Path, image_paths))], load=load)

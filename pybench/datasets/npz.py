@@ -81,4 +81,4 @@ def load_npz(path: Path, options: LoadOptions) -> Dataset:
 
 
 def npz_source(path: Path, options: LoadOptions) -> Source:
-    return Source(name=path.stem, files=[path], load=lambda: load_npz(path, options))
+    return Source(name=path.stem, files=[path], load=lambda store: load_npz(path, options))

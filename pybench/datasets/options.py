@@ -32,6 +32,11 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
                        help='manifest column of labels (default "Finding Labels", else the second)')
     group.add_argument("--binary-negative", metavar="LABEL", default=None,
                        help="two classes: LABEL (class 0) against everything else, multi-label cells included")
+    group.add_argument("--group-col", metavar="COL", default=None,
+                       help='manifest column whose groups never straddle train and test (default "Patient ID" '
+                            'when present; "none": no grouping)')
+    group.add_argument("--workers", metavar="N", default=None,
+                       help="processes that decode images (default: every core)")
     group.add_argument("--no-cache", action="store_true", help="decode again instead of reading the cache")
 
 
@@ -56,6 +61,8 @@ def dataset_options(args: argparse.Namespace) -> dict:
         "image_col": args.image_col,
         "label_col": args.label_col,
         "binary_negative": args.binary_negative,
+        "group_col": args.group_col,
+        "workers": parse_number(args.workers, int, "--workers", "a whole number of at least 1"),
         "cache": not args.no_cache,
     }
 
@@ -76,5 +83,8 @@ def describe_dataset(ds: Dataset) -> str:
         lines.append(f"    class counts: {class_counts_text(split.labels, ds.classes)}")
     lines.append("normalisation (train, images/255): mean " + ", ".join(f"{m:.6f}" for m in ds.mean)
                  + "; std " + ", ".join(f"{s:.6f}" for s in ds.std))
+    if ds.groups is not None:
+        lines.append(f"split grouped by {ds.groups['column']!r}: {ds.groups['train']} groups in train, "
+                     f"{ds.groups['test']} in test, none in both")
     lines.append(f"fingerprint: {ds.fingerprint}")
     return "\n".join(lines)

@@ -25,7 +25,7 @@ include("resnets.jl")
 include("training.jl")
 include("versions.jl")
 
-export array_type, to_device, synchronize_device, put_data, put_order
+export array_type, to_device, synchronize_device, put_data, put_pixels, put_order
 export Conv, Dense, BatchNorm, LeNet5, ResNet, BlockSpec, block_specs
 export build_model, TrainState, init_state, train_step!, batch_loss, forward, predict, EpochPlan
 export export_weights, package_versions, gpu_probe, device_memory_peak

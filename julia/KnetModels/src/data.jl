@@ -75,10 +75,23 @@ index_type(atype::Type) = atype <: CuArray ? CuArray{Int} : Array{Int}
 """Images and labels on the device: a training step gathers its batch there, with positions
 that are on the device too (`EpochPlan`), so nothing crosses between host and device to pick a
 batch, as in torch and JAX."""
-struct DeviceData{A,L}
-    images::A  # (W, H, C, N) in the state's element type, on the device
+struct DeviceData{A,L,P}
+    images::A  # (W, H, C, N) UInt8 pixels (normalised per batch by `pixels`) or normalised images
     labels::L  # 1-based classes, on the same device
+    table::P   # `nothing`, or (256, C) normalised value of every pixel value, then the offsets
 end
+
+DeviceData(images, labels) = DeviceData(images, labels, nothing)
+
+"""The element type the model sees: the pixel table's, or the normalised images'."""
+input_eltype(data::DeviceData) = data.table === nothing ? eltype(data.images) : eltype(data.table[1])
+
+"""A batch of images as the model takes it: UInt8 pixels through the pixel table (a gather, so
+the values are those pybench's numpy table holds, bit for bit, as in torch and JAX), or
+normalised images as they are. `table` is (values (256, C), offsets (1, 1, C, 1) = 256(c - 1)),
+both on the device of the pixels."""
+pixels(x, ::Nothing) = x
+pixels(x::AbstractArray{UInt8,4}, table) = table[1][x .+ table[2]]
 
 """
     put_data(images, labels, atype) -> DeviceData
@@ -91,6 +104,24 @@ uploads it; on the CPU the images stay in that host copy. Either way the images 
 """
 put_data(images, labels, atype::Type) =
     DeviceData(to_device(images, atype), convert(index_type(atype), Vector{Int}(labels)))
+
+"""
+    put_pixels(address, dims, labels, table, atype) -> DeviceData
+
+UInt8 pixels (W, H, C, N) at host memory `address` (numpy's (N, C, H, W) uint8 array, which the
+caller keeps alive for as long as the data is used), normalised per batch through `table`
+((256, C), from pybench's `pixel_table`). On the GPU they are uploaded once as UInt8; on the CPU
+the host memory is the device's, so the data wraps it without a copy: a memory-mapped cache
+entry stays shared page cache, however many workers read it.
+"""
+function put_pixels(address::Integer, dims, labels, table, atype::Type)
+    host = unsafe_wrap(Array, Ptr{UInt8}(UInt(address)), Tuple(Int.(dims)); own=false)
+    images = atype <: CuArray ? CuArray(host) : host
+    channels = size(host, 3)
+    offsets = convert(index_type(atype), reshape(collect(1:256:256 * channels), 1, 1, channels, 1))
+    return DeviceData(images, convert(index_type(atype), Vector{Int}(labels)),
+                      (to_device(table, atype), offsets))
+end
 
 """
     on_device(data) -> Bool
@@ -131,7 +162,11 @@ end
 
 """Images (W, H, C, B) and 1-based labels of the samples at `positions`, gathered on the device
 (CUDA.jl indexes a CuArray with a CuArray of positions in a kernel)."""
-select_batch(data::DeviceData, positions) = (data.images[:, :, :, positions], data.labels[positions])
+select_batch(data::DeviceData, positions) =
+    (pixels(data.images[:, :, :, positions], data.table), data.labels[positions])
+
+"""The (W, H, C, B) inputs a step on 1-based `positions` feeds the model, on the host."""
+batch_inputs(data::DeviceData, positions) = Array(select_batch(data, Vector{Int}(positions))[1])
 
 """
     matmul_seconds(n, atype) -> Float64

@@ -169,7 +169,7 @@ end
 """Data put on the device for another element type than the state's would silently mix
 precisions on the CPU and fail inside cuDNN on the GPU (its kernels need one type): refuse it."""
 function check_element_type(state::TrainState, data::DeviceData)
-    T, D = element_type(state), eltype(data.images)
+    T, D = element_type(state), input_eltype(data)
     T == D || error("the data is $D but the model computes in $T: call put_data with the " *
                     "array type of the state (put_data after init_state)")
     return nothing
@@ -228,7 +228,7 @@ function predict(state::TrainState, data::DeviceData, batch_size::Integer)
     n = size(data.images, 4)
     T = element_type(state)
     # The scores stay on the device until the end: one copy to the host, as torch and JAX make.
-    chunks = [state.model(data.images[:, :, :, i:min(i + batch_size - 1, n)]; training=false)
+    chunks = [state.model(pixels(data.images[:, :, :, i:min(i + batch_size - 1, n)], data.table); training=false)
               for i in 1:batch_size:n]
     return Array{T}(reduce(hcat, chunks))
 end

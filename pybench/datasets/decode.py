@@ -1,0 +1,186 @@
+"""Decoding many images in parallel, straight into one preallocated uint8 array on disk.
+
+A chest X-ray set is tens of thousands of PNGs: decoded one by one into a list and stacked, it
+took one core and several times its own size in memory. Here a pool of processes (every core, or
+`workers`) decodes slices of the image list; each process opens the output `.npy` file itself
+(`np.lib.format.open_memmap`) and writes its images into their rows, so no image crosses a pipe,
+no list of arrays is built and no second copy is made. Readers are opened per process too: a zip
+archive is read member by member by whichever process decodes that member, never whole.
+
+The output's shape is fixed before decoding starts (`probe_shape`): the image size option, or the
+first image's size; one channel, or three when the first image is colour. An image of another
+size is an error naming both images (unless an image size was given); a colour image in a set
+that started grayscale makes the caller decode again with three channels (`ColourFound`), as the
+old stacking promoted a mixed set to RGB.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import zipfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pybench.datasets.images import decode_image
+from pybench.errors import PybenchError
+
+# Below this many images decoding takes about a second: a progress bar would only be noise, and
+# starting processes would cost more than it saves.
+PARALLEL_MIN_IMAGES = 2000
+TASK_IMAGES = 256  # images per pool task: large enough to amortise a task, small for a smooth bar
+
+
+class ColourFound(Exception):
+    """A colour image in a set being decoded as one channel: decode again with three."""
+
+
+@dataclass(frozen=True)
+class FileReader:
+    """Reads an image file by its path."""
+
+    def __call__(self, name: str) -> bytes:
+        from pybench.datasets.core import read_bytes
+
+        return read_bytes(name)
+
+    def label(self, name: str) -> str:
+        return name
+
+
+@dataclass(frozen=True)
+class ZipReader:
+    """Reads members of one zip archive; each process opens the archive once, lazily."""
+
+    archive: str
+
+    def __call__(self, name: str) -> bytes:
+        from pybench.datasets.manifest import read_zip_member
+
+        return read_zip_member(_open_archive(self.archive), name, Path(self.archive))
+
+    def label(self, name: str) -> str:
+        """"archive.zip:inner/path.png", so a decoding error says where the image is."""
+        return f"{self.archive}:{name}"
+
+
+_archives: dict[tuple[int, str], zipfile.ZipFile] = {}
+
+
+def _open_archive(archive: str) -> zipfile.ZipFile:
+    key = (os.getpid(), archive)  # a forked child must not share its parent's file position
+    if key not in _archives:
+        from pybench.datasets.manifest import open_zip
+
+        _archives[key] = open_zip(Path(archive))
+    return _archives[key]
+
+
+def default_workers() -> int:
+    """Every core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_workers(workers) -> int:
+    if workers is None:
+        return default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise PybenchError(f"--workers must be a whole number of at least 1, got {workers!r}")
+    return workers
+
+
+def probe_shape(name: str, read: Callable[[str], bytes], image_size: int | None,
+                grayscale: bool) -> tuple[int, int, int]:
+    """(C, H, W) of the first image after the size and grayscale options."""
+    first = decode_image(read(name), read.label(name), image_size, grayscale)
+    channels = 3 if first.ndim == 3 else 1
+    return channels, first.shape[0], first.shape[1]
+
+
+def decode_slice(task: tuple) -> int:
+    """Decode names[start:stop] into rows start:stop of the .npy at `out_path` (in a worker)."""
+    out_path, names, start, read, image_size, grayscale, first_name = task
+    out = np.lib.format.open_memmap(out_path, mode="r+")
+    channels, height, width = out.shape[1:]
+    for offset, name in enumerate(names):
+        array = decode_image(read(name), read.label(name), image_size, grayscale)
+        if array.shape[:2] != (height, width):
+            raise PybenchError(f"images have different sizes ({read.label(first_name)} is {width}x{height}, "
+                               f"{read.label(name)} is "
+                               f"{array.shape[1]}x{array.shape[0]}): pass --image-size S to resize them all")
+        if array.ndim == 3 and channels == 1:
+            raise ColourFound(name)
+        out[start + offset] = array.transpose(2, 0, 1) if array.ndim == 3 else array  # gray -> RGB broadcasts
+    out.flush()
+    del out
+    return len(names)
+
+
+def decode_into(out_path: Path, names: Sequence[str], read: Callable[[str], bytes],
+                image_size: int | None, grayscale: bool, workers: int, progress: bool,
+                first_name: str, desc: str = "decoding images") -> None:
+    """Fill the (N, C, H, W) uint8 .npy at `out_path` (already created) with `names`, in order.
+
+    Raises ColourFound when a colour image turns up in a one-channel array.
+    """
+    tasks = [(str(out_path), list(names[start:start + TASK_IMAGES]), start, read, image_size, grayscale,
+              first_name) for start in range(0, len(names), TASK_IMAGES)]
+    parallel = workers > 1 and len(names) >= PARALLEL_MIN_IMAGES
+    bar = tqdm(total=len(names), desc=desc, unit="img", disable=not (progress and len(names) >= PARALLEL_MIN_IMAGES))
+    try:
+        if not parallel:
+            for task in tasks:
+                bar.update(decode_slice(task))
+            return
+        # spawn, not fork: the caller may already run framework threads, which a fork would copy
+        # in whatever state they were.
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context)
+        try:
+            for done in pool.map(decode_slice, tasks):
+                bar.update(done)
+        except BaseException:
+            # A bad image or Ctrl-C: the queued slices are dropped, not decoded first.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+    finally:
+        bar.close()
+
+
+def decode_splits(store, splits: dict[str, Sequence[str]], read: Callable[[str], bytes],
+                  image_size: int | None, grayscale: bool, workers: int, progress: bool) -> dict[str, np.ndarray]:
+    """Decode each split's images, in the split's order, into `<split>_images.npy` of `store`
+    (a `cache.ArrayStore`); returns them memory-mapped read-only.
+
+    Decoding in split order (the split is made from the labels first) writes every image once,
+    where it stays: no full-set array is made and then copied into train and test.
+    """
+    first = next(name for names in splits.values() for name in names)
+    channels, height, width = probe_shape(first, read, image_size, grayscale)
+    try:
+        return _decode_all(store, splits, read, image_size, grayscale, workers, progress, first,
+                           (channels, height, width))
+    except ColourFound:
+        # A set that starts grayscale and holds a colour image becomes RGB (gray repeated).
+        return _decode_all(store, splits, read, image_size, grayscale, workers, progress, first,
+                           (3, height, width))
+
+
+def _decode_all(store, splits, read, image_size, grayscale, workers, progress, first, shape):
+    arrays = {}
+    for split_name, names in splits.items():
+        name = f"{split_name}_images"
+        store.empty(name, (len(names), *shape))  # created at full size; decode_slice fills it
+        decode_into(store.path(name), names, read, image_size, grayscale, workers, progress, first,
+                    desc=f"decoding {split_name} images")
+        arrays[split_name] = np.load(store.path(name), mmap_mode="r")
+    return arrays
