@@ -22,8 +22,14 @@ from pybench.errors import PybenchError
 
 SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_DATA_ROOT = Path("~/.cache/pybench")
-# Rows per chunk when summing pixel moments: bounds the uint64 temporaries to a few MB.
-STATS_CHUNK = 4096
+# Bytes of images per chunk when a whole split is read (statistics, normalising): bounds the
+# temporaries whatever the image size, and reads a memory-mapped split sequentially.
+CHUNK_BYTES = 64 << 20
+
+
+def chunk_rows(images: np.ndarray) -> int:
+    """Images per CHUNK_BYTES chunk (at least one)."""
+    return max(1, CHUNK_BYTES // max(1, int(np.prod(images.shape[1:]))))
 
 
 @dataclass(frozen=True)
@@ -121,10 +127,11 @@ def pixel_table(mean, std, dtype=np.float32) -> np.ndarray:
 def normalize(images: np.ndarray, table: np.ndarray) -> np.ndarray:
     """uint8 (N, C, H, W) images through a (C, 256) `pixel_table`, in numpy, chunk by chunk."""
     out = np.empty(images.shape, dtype=table.dtype)
-    for start in range(0, len(images), STATS_CHUNK):
-        chunk = images[start:start + STATS_CHUNK]
+    rows = chunk_rows(images)
+    for start in range(0, len(images), rows):
+        chunk = images[start:start + rows]
         for channel in range(images.shape[1]):
-            out[start:start + STATS_CHUNK, channel] = table[channel][chunk[:, channel]]
+            out[start:start + rows, channel] = table[channel][chunk[:, channel]]
     return out
 
 
@@ -149,16 +156,21 @@ def check_test_fraction(test_fraction: float) -> None:
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of uint8 images scaled to [0, 1].
 
-    The first two moments are summed exactly in integers, chunk by chunk, then turned into float64,
-    so the result does not depend on summation order or memory layout.
+    The first two moments come exactly from each channel's histogram of the 256 values (counted
+    chunk by chunk, in integers), then turn into float64, so the result does not depend on
+    summation order or memory layout; a histogram reads each byte once, without the 8-byte
+    temporaries a direct sum of squares needs.
     """
     channels = images.shape[1]
-    total = np.zeros(channels, dtype=np.uint64)
-    total_sq = np.zeros(channels, dtype=np.uint64)
-    for start in range(0, len(images), STATS_CHUNK):
-        chunk = images[start : start + STATS_CHUNK].astype(np.uint64)
-        total += chunk.sum(axis=(0, 2, 3), dtype=np.uint64)
-        total_sq += (chunk * chunk).sum(axis=(0, 2, 3), dtype=np.uint64)
+    histogram = np.zeros((channels, 256), dtype=np.int64)
+    rows = chunk_rows(images)
+    for start in range(0, len(images), rows):
+        chunk = images[start:start + rows]
+        for channel in range(channels):
+            histogram[channel] += np.bincount(chunk[:, channel].ravel(), minlength=256)
+    values = np.arange(256, dtype=np.uint64)
+    total = (histogram.astype(np.uint64) * values).sum(axis=1, dtype=np.uint64)
+    total_sq = (histogram.astype(np.uint64) * values * values).sum(axis=1, dtype=np.uint64)
     count = float(images.shape[0] * images.shape[2] * images.shape[3])
     if count == 0:
         raise PybenchError("the train split is empty: cannot compute normalisation statistics")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -124,26 +125,34 @@ def decode_slice(task: tuple) -> int:
     return len(names)
 
 
-def decode_into(out_path: Path, names: Sequence[str], read: Callable[[str], bytes],
-                image_size: int | None, grayscale: bool, workers: int, progress: bool,
-                first_name: str, desc: str = "decoding images") -> None:
-    """Fill the (N, C, H, W) uint8 .npy at `out_path` (already created) with `names`, in order.
+def pool_context():
+    """fork where it is safe and available (Linux, before JAX has started its threads): children
+    start in milliseconds, as PyTorch's DataLoader workers do; spawn otherwise (it re-imports the
+    main module, about a second per process)."""
+    if "fork" in multiprocessing.get_all_start_methods() and "jax" not in sys.modules:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def decode_into(outputs: dict[str, Path], names: dict[str, Sequence[str]], read: Callable[[str], bytes],
+                image_size: int | None, grayscale: bool, workers: int, progress: bool, first_name: str) -> None:
+    """Fill each (N, C, H, W) uint8 .npy of `outputs` (already created) with its `names`, in
+    order, all splits through one pool of `workers` processes.
 
     Raises ColourFound when a colour image turns up in a one-channel array.
     """
-    tasks = [(str(out_path), list(names[start:start + TASK_IMAGES]), start, read, image_size, grayscale,
-              first_name) for start in range(0, len(names), TASK_IMAGES)]
-    parallel = workers > 1 and len(names) >= PARALLEL_MIN_IMAGES
-    bar = tqdm(total=len(names), desc=desc, unit="img", disable=not (progress and len(names) >= PARALLEL_MIN_IMAGES))
+    tasks = [(str(outputs[split]), list(split_names[start:start + TASK_IMAGES]), start, read, image_size,
+              grayscale, first_name)
+             for split, split_names in names.items() for start in range(0, len(split_names), TASK_IMAGES)]
+    total = sum(len(split_names) for split_names in names.values())
+    parallel = workers > 1 and total >= PARALLEL_MIN_IMAGES
+    bar = tqdm(total=total, desc="decoding images", unit="img", disable=not (progress and total >= PARALLEL_MIN_IMAGES))
     try:
         if not parallel:
             for task in tasks:
                 bar.update(decode_slice(task))
             return
-        # spawn, not fork: the caller may already run framework threads, which a fork would copy
-        # in whatever state they were.
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context)
+        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=pool_context())
         try:
             for done in pool.map(decode_slice, tasks):
                 bar.update(done)
@@ -176,11 +185,9 @@ def decode_splits(store, splits: dict[str, Sequence[str]], read: Callable[[str],
 
 
 def _decode_all(store, splits, read, image_size, grayscale, workers, progress, first, shape):
-    arrays = {}
+    outputs = {}
     for split_name, names in splits.items():
-        name = f"{split_name}_images"
-        store.empty(name, (len(names), *shape))  # created at full size; decode_slice fills it
-        decode_into(store.path(name), names, read, image_size, grayscale, workers, progress, first,
-                    desc=f"decoding {split_name} images")
-        arrays[split_name] = np.load(store.path(name), mmap_mode="r")
-    return arrays
+        outputs[split_name] = store.path(f"{split_name}_images")
+        store.empty(f"{split_name}_images", (len(names), *shape))  # full size; decode_slice fills it
+    decode_into(outputs, splits, read, image_size, grayscale, workers, progress, first)
+    return {split_name: np.load(path, mmap_mode="r") for split_name, path in outputs.items()}
