@@ -2,9 +2,10 @@
 
 `load_dataset(spec)` returns a `Dataset` of uint8 (N, C, H, W) splits with int64 labels, the
 train normalisation statistics and a fingerprint; `batch_order`/`balanced_order` are the only
-source of sample order. Modules: `core` (records, statistics, fingerprint, split), `idx` and
-`mnist` (MNIST files, checksums, download), `digits`, `folder`, `manifest` (zip/csv), `npz`
-(MedMNIST), `images` (decode/resize/grayscale), `cache`, `order`, `augment` (per-epoch
+source of sample order. Modules: `core` (records, pixel table, statistics, fingerprint, split),
+`idx` and `mnist` (MNIST files, checksums, download), `digits`, `folder`, `manifest` (zip/csv,
+patient-grouped splits), `npz` (MedMNIST), `images` (decode/resize/grayscale), `decode`
+(parallel decoding into one array on disk), `cache` (memory-mapped entries), `order`, `augment` (per-epoch
 augmentation drawn from the seed), `options` (CLI helpers), `load` (spec resolution).
 """
 

@@ -6,6 +6,9 @@ Images are matched to the manifest by file name only (basename): inside a zip th
 sub-folder and are read without extracting; for a standalone .csv they are looked up under the
 csv's folder, recursively. Row numbers in messages count data rows from 1 (the header is row 0).
 
+Groups: when the manifest has a group column (`group_col`, default NIH's "Patient ID" when
+present, "none" for none), the split keeps each group's images on one side (`split_indices`).
+
 Labels: classes are the sorted unique label strings. A multi-label cell ("A|B") is an error,
 unless `binary_negative` is given: then the label equal to it is class 0 (named by it) and every
 other cell, multi-label cells included, is class 1 -- a multi-label cell can never equal the single

@@ -6,7 +6,8 @@ synthetic pixels), IMAGES of them, decoded to 224x224 as `--image-size 224` does
 2-core machine (issue 22): decoding with every core at least SCALING_TARGET times one process's
 rate (on 2 or more cores); a cached load under CACHED_TARGET_S; a worker's peak RSS under twice
 the uint8 data plus the frameworks' own baseline, measured by the same command (same model, same
-image size, so the same activations) on scikit-learn's digits. The README's X-ray scale section has the same figures for 20,000 and 112,120 images.
+image size, so the same activations) on scikit-learn's digits. The README's X-ray scale section
+has the same figures for 20,000 and 112,120 images.
 """
 
 from __future__ import annotations
