@@ -16,8 +16,8 @@ import numpy as np
 
 from pybench import memory, runlife
 from pybench.backends import get_backend
-from pybench.errors import Interrupted
-from pybench.models import check_model
+from pybench.errors import Interrupted, PybenchError
+from pybench.models import check_model, layers
 from pybench.peak import machine_peak
 from pybench.results import write_npz, write_results
 from pybench.runlife import (
@@ -123,8 +123,9 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
     run_learning_rates(cfg.train, *planned_steps(cfg.train, len(dataset.train.labels)))
     if device == "cpu":
         for model in cfg.models:
-            memory.check_host_memory(dataset, model, cfg.train.batch_size, cfg.train.optimizer.name,
-                                     augment=bool(cfg.train.augment))
+            if models_fit_data(model, dataset):  # one that does not fails in its worker, with why
+                memory.check_host_memory(dataset, model, cfg.train.batch_size, cfg.train.optimizer.name,
+                                         augment=bool(cfg.train.augment))
     out_dir = make_out_dir(Path(cfg.out) if cfg.out else default_out_dir(cfg.dataset))
 
     train = asdict(cfg.train)
@@ -202,6 +203,15 @@ def keep_interrupted(document: dict, out_dir: Path, framework: str, model: str,
     forward_parity(document["runs"], out_dir)
     write_results(out_dir, document)
     raise interrupted
+
+
+def models_fit_data(model: str, dataset) -> bool:
+    """Whether `model` can be built for the dataset's images (LeNet-5 needs 12x12 at least)."""
+    try:
+        layers(model, dataset.in_shape, dataset.num_classes)
+    except PybenchError:
+        return False
+    return True
 
 
 def check_memory(backend, dataset, cfg: TrainConfig) -> None:
