@@ -203,8 +203,11 @@ def test_the_parent_starts_no_device_when_checking_frameworks():
 @pytest.mark.slow
 def test_compile_runs_torch_compile_as_its_own_framework_beside_torch(run_cli, tmp_path):
     out = tmp_path / "run"
+    # A cache of its own: Inductor keeps compiled graphs in /tmp/torchinductor_<user> across
+    # runs, and a warm cache would make the compiling first step fast (a rerun on one machine).
     result = run_cli("compare", "digits", "--frameworks", "torch", "--compile", "--max-steps",
-                     "30", "--out", out, timeout=900)
+                     "30", "--out", out, timeout=900,
+                     env={"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor-cache")})
     assert result.returncode == 0, result.stderr[-3000:]
     doc = json.loads((out / "results.json").read_text())
     assert doc["config"]["frameworks"] == ["torch", "torch.compile"]
