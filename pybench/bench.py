@@ -19,9 +19,8 @@ import time
 
 from pybench import models
 from pybench.backends import get_backend
-from pybench.backends.contract import ModelInput
 from pybench.datasets import batch_order
-from pybench.training import TrainConfig, initial_weights, run_learning_rates
+from pybench.training import TrainConfig, initial_weights, model_input, run_learning_rates
 
 EVAL_IMAGES = 1000  # the evaluation pass: this many test images, in batches as compare's
 EVAL_REPEATS = 5
@@ -41,8 +40,7 @@ def timed(fn, synchronize) -> float:
 def time_steps(backend, dataset, cfg: TrainConfig, steps: int, warmup: int) -> dict:
     """First-step seconds, per-step seconds of `steps` steps after `warmup`, and the eval pass."""
     params, buffers = initial_weights(cfg, dataset)
-    state = backend.init_state(ModelInput(cfg.model, dataset.in_shape, dataset.num_classes,
-                                          params, buffers), cfg.optimizer)
+    state = backend.init_state(model_input(cfg, dataset, params, buffers), cfg.optimizer)
     labels = dataset.train.labels
     table = dataset.pixel_table()
     data = backend.put_data(dataset.train.images, labels, table)

@@ -142,6 +142,16 @@ def add_training_arguments(p: argparse.ArgumentParser, batch_size: int) -> None:
                    help="step schedule factor (default 0.1)")
     p.add_argument("--seed", type=int, default=None,
                    help="initial weights and batch order (default 0)")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="start every framework from this PyTorch state_dict (torch.save of a "
+                        "model's state_dict, e.g. torchvision's pretrained resnet18 for "
+                        "resnet18-imagenet) or its .npz: the classifier replaced by the seeded "
+                        "draw when the classes differ, grey images folded into a colour conv1")
+    p.add_argument("--trainable", type=comma_list, default=(), metavar="LIST",
+                   help="train only these layers, e.g. layer4,fc (parameter name prefixes); the "
+                        "rest is frozen in every framework: no gradient, optimizer state or "
+                        "weight decay, and frozen BatchNorm layers keep their running statistics "
+                        "(eval mode) (default: everything trains)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto: the GPU for every framework when the machine has one")
     p.add_argument("--gpu", type=non_negative_int, default=0,
@@ -196,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also run torch with its training step under torch.compile, "
                               "reported as the framework torch.compile (its compilation in "
                               "first step s)")
+    compare.add_argument("--embeddings", type=non_negative_int, default=0, metavar="N",
+                         help="store each framework's penultimate features of the first N test "
+                              "images; the report draws them as t-SNE maps side by side "
+                              "(default 0: none)")
+    compare.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                         help="also write every run's loss, learning rate and evaluation "
+                              "figures as TensorBoard event files under DIR/MODEL/FRAMEWORK-"
+                              "seedS, epoch by epoch as training goes")
     compare.add_argument("--recipe", choices=tuple(RECIPES), default=None,
                          help="defaults for the options not given: " + recipe_help())
     compare.add_argument("--out", type=Path, default=None,
@@ -285,10 +303,16 @@ def train_config(args, model: str = "lenet5"):
         extra = dict(epochs=args.epochs, max_steps=args.max_steps, patience=args.patience,
                      target_accuracy=args.target_accuracy, balance=args.balance,
                      augment=check_augmentations(args.augment), eval_every=args.eval_every,
-                     throughput_block=args.throughput_block)
+                     throughput_block=args.throughput_block, embeddings=args.embeddings)
+    weights = None
+    if args.weights is not None:
+        from pybench.pretrained import prepare
+
+        prepare(args.weights)  # a missing or unreadable file fails here, in one line
+        weights = str(Path(args.weights).expanduser().resolve())
     return TrainConfig(model=model, batch_size=args.batch_size, optimizer=optimizer,
                        seed=args.seed if args.seed is not None else 0, schedule=schedule,
-                       **extra)
+                       weights=weights, trainable=tuple(args.trainable), **extra)
 
 
 def parse_arguments(argv: list[str] | None):
@@ -311,8 +335,9 @@ def cmd_list(args) -> int:
     for name, text in DATASETS.items():
         print(f"  {name:10} {text}")
     print("models:")
+    width = max(map(len, MODEL_DESCRIPTIONS))
     for name, text in MODEL_DESCRIPTIONS.items():
-        print(f"  {name:10} {text}")
+        print(f"  {name:{width}} {text}")
     print("frameworks:")
     for name, text in FRAMEWORK_DESCRIPTIONS.items():
         status = availability(name)
@@ -344,7 +369,8 @@ def cmd_compare(args) -> int:
     cfg = CompareConfig(dataset=args.dataset, frameworks=with_variants(args), models=args.models,
                         train=train_config(args), device=args.device, out=args.out,
                         timeout=args.timeout, dataset_options=dataset_options(args),
-                        seeds=args.seeds or (), repeats=args.repeats, gpu=args.gpu)
+                        seeds=args.seeds or (), repeats=args.repeats, gpu=args.gpu,
+                        tensorboard=args.tensorboard)
     out = cfg.out
     if out is None:  # named here, so that an interrupted run can say where its results are
         from pybench.compare import default_out_dir

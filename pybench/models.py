@@ -50,14 +50,26 @@ class Dense:
     out_features: int
 
 
+BASIC, BOTTLENECK = "basic", "bottleneck"
+# Output channels of a block per unit of its stage width, as torchvision's `expansion`.
+EXPANSION = {BASIC: 1, BOTTLENECK: 4}
+
+
 @dataclass(frozen=True)
 class Block:
-    """A basic residual block: conv-bn-relu-conv-bn, plus the shortcut, then relu."""
+    """A residual block, torchvision's. basic: conv3x3-bn-relu-conv3x3-bn; bottleneck (ResNet-50,
+    torchvision's "v1.5", stride on the 3x3): conv1x1-bn-relu-conv3x3-bn-relu-conv1x1-bn; then
+    the shortcut is added and a relu follows."""
 
     prefix: str  # e.g. "layer2.0"
     in_channels: int
-    out_channels: int
+    width: int  # the stage width: the 3x3 convolution's channels
     stride: int
+    kind: str = BASIC
+
+    @property
+    def out_channels(self) -> int:
+        return self.width * EXPANSION[self.kind]
 
     @property
     def has_downsample(self) -> bool:
@@ -66,10 +78,33 @@ class Block:
 
 
 @dataclass(frozen=True)
+class Stem:
+    """The first convolution (no bias, then BatchNorm and relu) and the max pool after it, if any."""
+
+    kernel: int
+    stride: int
+    padding: int
+    pool: tuple[int, int, int] | None = None  # max pool (kernel, stride, padding)
+
+
+SMALL_STEM = Stem(kernel=3, stride=1, padding=1)
+# torchvision's: 7x7 stride 2, then a 3x3 stride-2 max pool padded by 1 (its padding never wins
+# the max: it follows a relu, and PyTorch pads max pools with -inf).
+IMAGENET_STEM = Stem(kernel=7, stride=2, padding=3, pool=(3, 2, 1))
+
+
+@dataclass(frozen=True)
 class ResNetSpec:
     stem_width: int
     widths: tuple[int, ...]
     blocks_per_stage: tuple[int, ...]
+    stem: Stem = SMALL_STEM
+    block: str = BASIC
+
+    @property
+    def features(self) -> int:
+        """Channels entering the classifier (the penultimate features)."""
+        return self.widths[-1] * EXPANSION[self.block]
 
 
 # LeNet-5 widths: conv 6@5x5 (padding 2), conv 16@5x5, fc 120, fc 84, fc classes.
@@ -81,6 +116,13 @@ RESNETS = {
     "resnet20": ResNetSpec(stem_width=16, widths=(16, 32, 64), blocks_per_stage=(3, 3, 3)),
     # torchvision's ResNet-18 with a small-input stem: 3x3 stride-1 conv, no max pool.
     "resnet18": ResNetSpec(stem_width=64, widths=(64, 128, 256, 512), blocks_per_stage=(2, 2, 2, 2)),
+    # torchvision's resnet18 and resnet50 as they are, ImageNet stem included: the models whose
+    # pretrained weights (--weights) fit, named apart from the small-input ResNet-18.
+    "resnet18-imagenet": ResNetSpec(stem_width=64, widths=(64, 128, 256, 512),
+                                    blocks_per_stage=(2, 2, 2, 2), stem=IMAGENET_STEM),
+    "resnet50-imagenet": ResNetSpec(stem_width=64, widths=(64, 128, 256, 512),
+                                    blocks_per_stage=(3, 4, 6, 3), stem=IMAGENET_STEM,
+                                    block=BOTTLENECK),
 }
 
 MODEL_NAMES = ("lenet5", *RESNETS)
@@ -90,6 +132,8 @@ MODEL_DESCRIPTIONS = {
     "resnet8": "CIFAR ResNet-8 (He et al.), 16/32/64 channels, 1 block per stage",
     "resnet20": "CIFAR ResNet-20 (He et al.), 16/32/64 channels, 3 blocks per stage",
     "resnet18": "torchvision ResNet-18 with a 3x3 stride-1 stem and no max pool",
+    "resnet18-imagenet": "torchvision ResNet-18 as it is: 7x7 stride-2 stem, 3x3 max pool",
+    "resnet50-imagenet": "torchvision ResNet-50 (v1.5, bottleneck blocks), ImageNet stem",
 }
 
 
@@ -115,9 +159,31 @@ def resnet_blocks(spec: ResNetSpec) -> list[Block]:
     for stage, (width, count) in enumerate(zip(spec.widths, spec.blocks_per_stage), start=1):
         for j in range(count):
             stride = 2 if (stage > 1 and j == 0) else 1
-            blocks.append(Block(f"layer{stage}.{j}", channels, width, stride))
-            channels = width
+            block = Block(f"layer{stage}.{j}", channels, width, stride, spec.block)
+            blocks.append(block)
+            channels = block.out_channels
     return blocks
+
+
+def block_layers(b: Block) -> list:
+    """One block's parametrised layers in canonical (torchvision's) order."""
+    if b.kind == BOTTLENECK:
+        out = [Conv(f"{b.prefix}.conv1", b.in_channels, b.width, 1, bias=False),
+               BatchNorm(f"{b.prefix}.bn1", b.width),
+               Conv(f"{b.prefix}.conv2", b.width, b.width, 3, b.stride, 1, bias=False),
+               BatchNorm(f"{b.prefix}.bn2", b.width),
+               Conv(f"{b.prefix}.conv3", b.width, b.out_channels, 1, bias=False),
+               BatchNorm(f"{b.prefix}.bn3", b.out_channels)]
+    else:
+        out = [Conv(f"{b.prefix}.conv1", b.in_channels, b.width, 3, b.stride, 1, bias=False),
+               BatchNorm(f"{b.prefix}.bn1", b.width),
+               Conv(f"{b.prefix}.conv2", b.width, b.width, 3, 1, 1, bias=False),
+               BatchNorm(f"{b.prefix}.bn2", b.width)]
+    if b.has_downsample:
+        out += [Conv(f"{b.prefix}.downsample.0", b.in_channels, b.out_channels, 1, b.stride, 0,
+                     bias=False),
+                BatchNorm(f"{b.prefix}.downsample.1", b.out_channels)]
+    return out
 
 
 def layers(model: str, in_shape: tuple[int, int, int], num_classes: int) -> list:
@@ -135,22 +201,13 @@ def layers(model: str, in_shape: tuple[int, int, int], num_classes: int) -> list
             Dense("fc3", LENET5["fc2"], num_classes),
         ]
     spec = RESNETS[model]
-    out = [Conv("conv1", channels, spec.stem_width, 3, padding=1, bias=False),
+    stem = spec.stem
+    out = [Conv("conv1", channels, spec.stem_width, stem.kernel, stem.stride, stem.padding,
+                bias=False),
            BatchNorm("bn1", spec.stem_width)]
     for b in resnet_blocks(spec):
-        out += [
-            Conv(f"{b.prefix}.conv1", b.in_channels, b.out_channels, 3, b.stride, 1, bias=False),
-            BatchNorm(f"{b.prefix}.bn1", b.out_channels),
-            Conv(f"{b.prefix}.conv2", b.out_channels, b.out_channels, 3, 1, 1, bias=False),
-            BatchNorm(f"{b.prefix}.bn2", b.out_channels),
-        ]
-        if b.has_downsample:
-            out += [
-                Conv(f"{b.prefix}.downsample.0", b.in_channels, b.out_channels, 1, b.stride, 0,
-                     bias=False),
-                BatchNorm(f"{b.prefix}.downsample.1", b.out_channels),
-            ]
-    out.append(Dense("fc", spec.widths[-1], num_classes))
+        out += block_layers(b)
+    out.append(Dense("fc", spec.features, num_classes))
     return out
 
 
@@ -161,10 +218,14 @@ def describe(model: str, in_shape: tuple[int, int, int], num_classes: int) -> di
     if model == "lenet5":
         desc["conv1_padding"] = LENET5["conv1_padding"]
     else:
+        spec = RESNETS[model]
+        desc["stem"] = {"kernel": spec.stem.kernel, "stride": spec.stem.stride,
+                        "padding": spec.stem.padding,
+                        "pool": list(spec.stem.pool) if spec.stem.pool else [0, 0, 0]}
         desc["blocks"] = [
             {"prefix": b.prefix, "in": b.in_channels, "out": b.out_channels, "stride": b.stride,
-             "downsample": b.has_downsample}
-            for b in resnet_blocks(RESNETS[model])
+             "kind": b.kind, "downsample": b.has_downsample}
+            for b in resnet_blocks(spec)
         ]
     return desc
 
@@ -220,15 +281,26 @@ def conv_passes(model: str, in_shape, num_classes: int) -> list[tuple[int, int]]
     if model == "lenet5":
         first, h, w = run("conv1", h, w)
         return [first, run("conv2", h // 2, w // 2)[0]]
+    spec = RESNETS[model]
     first, h, w = run("conv1", h, w)
     passes = [first]
-    for b in resnet_blocks(RESNETS[model]):
-        conv1, oh, ow = run(f"{b.prefix}.conv1", h, w)
-        passes += [conv1, run(f"{b.prefix}.conv2", oh, ow)[0]]
+    if spec.stem.pool:
+        h, w = pooled_size(h, spec.stem.pool), pooled_size(w, spec.stem.pool)
+    for b in resnet_blocks(spec):
+        names = ["conv1", "conv2", "conv3"] if b.kind == BOTTLENECK else ["conv1", "conv2"]
+        bh, bw = h, w
+        for name in names:
+            done, bh, bw = run(f"{b.prefix}.{name}", bh, bw)
+            passes.append(done)
         if b.has_downsample:
             passes.append(run(f"{b.prefix}.downsample.0", h, w)[0])
-        h, w = oh, ow
+        h, w = bh, bw
     return passes
+
+
+def pooled_size(size: int, pool: tuple[int, int, int]) -> int:
+    kernel, stride, padding = pool
+    return (size + 2 * padding - kernel) // stride + 1
 
 
 def forward_flops(model: str, in_shape, num_classes: int) -> int:
@@ -273,6 +345,41 @@ def init_weights(model: str, in_shape, num_classes: int, seed: int):
             buffers[f"{layer.name}.running_mean"] = np.zeros(layer.channels, np.float32)
             buffers[f"{layer.name}.running_var"] = np.ones(layer.channels, np.float32)
     return params, buffers
+
+
+def frozen_params(model: str, in_shape, num_classes: int, trainable) -> frozenset[str]:
+    """The parameters `--trainable` leaves out: every parameter whose name is not one of the
+    `trainable` prefixes (a layer, a block, a stage: "fc", "layer4.1", "layer4") or below one.
+    Empty `trainable`: everything trains. A prefix that names no parameter is an error."""
+    names = list(param_shapes(model, in_shape, num_classes))
+    if not trainable:
+        return frozenset()
+    def under(name, prefix):
+        return name == prefix or name.startswith(prefix + ".")
+
+    for prefix in trainable:
+        if not any(under(name, prefix) for name in names):
+            stems = sorted({n.split(".")[0] for n in names}, key=names_order(names))
+            raise PybenchError(f"--trainable {prefix}: {model} has no such layer (its top-level "
+                               f"layers: {', '.join(stems)})")
+    return frozenset(n for n in names if not any(under(n, p) for p in trainable))
+
+
+def names_order(names: list[str]):
+    """Sort key: the position of a name's first appearance in the canonical order."""
+    first = {}
+    for i, name in enumerate(names):
+        first.setdefault(name.split(".")[0], i)
+    return lambda stem: first[stem]
+
+
+def frozen_norms(model: str, in_shape, num_classes: int, frozen) -> tuple[str, ...]:
+    """BatchNorm layers none of whose parameters train: they normalise with their running
+    statistics in training steps too, and keep them (what torchvision users get by calling
+    eval() on the frozen layers)."""
+    return tuple(layer.name for layer in layers(model, in_shape, num_classes)
+                 if isinstance(layer, BatchNorm)
+                 and {f"{layer.name}.weight", f"{layer.name}.bias"} <= set(frozen))
 
 
 def weights_fingerprint(params: dict[str, np.ndarray], buffers: dict[str, np.ndarray]) -> str:

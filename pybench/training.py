@@ -18,12 +18,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from pybench import models
+from pybench import models, pretrained
 from pybench.backends.contract import Backend, ModelInput, OptimizerConfig
 from pybench.datasets import Dataset, augmented_train, balanced_order, batch_order
 from pybench.machine import load_snapshot, machine_load
 from pybench.results import TrainingRecord
 from pybench.schedules import Schedule, learning_rates
+from pybench.tensorboard import open_board
 from pybench.timing import BLOCK_STEPS_ON_CUDA, StepTimer, SyncClock, step_time_stats
 
 
@@ -50,6 +51,15 @@ class TrainConfig:
     # steps is timed as a whole, with one synchronisation; None: BLOCK_STEPS_ON_CUDA on a GPU,
     # none on the CPU; 0: every step timed alone.
     throughput_block: int | None = None
+    # A PyTorch state_dict file (or its .npz) to start from instead of the seeded draw
+    # (pybench.pretrained: the head replaced to fit the classes, grey images folded into conv1).
+    weights: str | None = None
+    # Parameter name prefixes that train (e.g. ("layer4", "fc")); empty: every parameter. The
+    # rest is frozen in every framework (pybench.models.frozen_params).
+    trainable: tuple[str, ...] = ()
+    # Store the penultimate features of this many test images with the predictions, for the
+    # report's t-SNE maps (0: none).
+    embeddings: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +74,7 @@ class TrainConfig:
         fields["optimizer"] = OptimizerConfig(**as_tuples(fields.get("optimizer", {})))
         fields["schedule"] = Schedule(**as_tuples(fields.get("schedule", {})))
         fields["augment"] = tuple(fields.get("augment", ()))
+        fields["trainable"] = tuple(fields.get("trainable", ()))
         return cls(**fields)
 
 
@@ -142,23 +153,38 @@ def peak_rss_bytes() -> int:
 
 
 def initial_weights(cfg: TrainConfig, dataset: Dataset):
+    """The canonical initial weights every framework starts from: the seeded draw, or
+    `cfg.weights` fitted to the task."""
+    if cfg.weights:
+        return pretrained.fit_weights(pretrained.read_weights(cfg.weights), cfg.model,
+                                      dataset.in_shape, dataset.num_classes, cfg.seed,
+                                      source=cfg.weights)
     return models.init_weights(cfg.model, dataset.in_shape, dataset.num_classes, cfg.seed)
 
 
+def model_input(cfg: TrainConfig, dataset: Dataset, params, buffers) -> ModelInput:
+    """What a backend builds the model from: these weights, and what `cfg.trainable` freezes."""
+    return ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, params, buffers,
+                      frozen=models.frozen_params(cfg.model, dataset.in_shape,
+                                                  dataset.num_classes, cfg.trainable))
+
+
 def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
-                       progress: bool = False) -> tuple[dict, dict]:
+                       progress: bool = False, board_folder: str | None = None) -> tuple[dict, dict]:
     """Train `cfg.model` on `dataset` with `backend`; return (run record, test predictions).
 
     The run record is a `TrainingRecord` (pybench.results) as a dict: the fields of a `runs`
     entry in results.json that training measures; the predictions are the
     final model's eval-mode test logits and labels, which reports turn into per-class metrics.
+    With `board_folder`, every epoch's figures also go to TensorBoard event files there
+    (`pybench.tensorboard`).
     """
     params, buffers = initial_weights(cfg, dataset)
-    model_input = ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, params, buffers)
-    state = backend.init_state(model_input, cfg.optimizer)
+    inputs = model_input(cfg, dataset, params, buffers)
+    state = backend.init_state(inputs, cfg.optimizer)
     train_labels = dataset.train.labels
     # uint8 images and the pixel table: each batch is normalised on the device, in the step.
-    table = dataset.pixel_table(np.dtype(model_input.dtype))
+    table = dataset.pixel_table(np.dtype(inputs.dtype))
     train = None if cfg.augment else backend.put_data(dataset.train.images, train_labels, table)
     test = backend.put_data(dataset.test.images, dataset.test.labels, table)
     val = (backend.put_data(dataset.val.images, dataset.val.labels, table)
@@ -184,6 +210,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     refresh = max(1, steps_per_epoch // 20)
     done = 0
     load_before = load_snapshot()
+    board = open_board(board_folder)
     for epoch in range(cfg.epochs):
         if done >= total_steps:
             break
@@ -241,6 +268,11 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         if val is not None:
             val_accuracy.append(accuracy(backend.predict(state, val, cfg.eval_batch_size),
                                          dataset.val.labels))
+        board.epoch(done - steps, losses[done - steps:], lrs[done - steps:done],
+                    {"eval/test_accuracy": epoch_accuracy[-1],
+                     "eval/val_accuracy": val_accuracy[-1] if val is not None else None,
+                     "time/epoch_s": epoch_s[-1]})
+        if val is not None:
             if val_accuracy[-1] > best_val:
                 best_val, epochs_since_best, kept_epoch = val_accuracy[-1], 0, epoch + 1
                 if cfg.patience is not None:  # kept to restore before the final evaluation
@@ -250,11 +282,12 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
             if cfg.patience is not None and epochs_since_best >= cfg.patience:
                 break
     bar.close()
+    board.close()
     load = machine_load(load_before, load_snapshot())
     if best_weights is not None and kept_epoch != len(epoch_s):
         # --patience keeps the best validation epoch: its weights, not the last, are evaluated.
         state = backend.init_state(
-            ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, *best_weights),
+            model_input(cfg, dataset, *best_weights),
             cfg.optimizer)
         test_logits = backend.predict(state, test, cfg.eval_batch_size)
     elif cfg.patience is None:
@@ -303,4 +336,15 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     if test_logits is None:  # no step was run: evaluate the initial model
         test_logits = backend.predict(state, test, cfg.eval_batch_size)
     predictions = {"labels": dataset.test.labels, "logits": test_logits}
+    if cfg.embeddings:  # after the timed run, from the evaluated state
+        predictions["embeddings"] = test_embeddings(backend, state, dataset, cfg, table)
     return record, predictions
+
+
+def test_embeddings(backend: Backend, state, dataset: Dataset, cfg: TrainConfig,
+                    table: np.ndarray) -> np.ndarray:
+    """The penultimate features of the first `cfg.embeddings` test images (the same images for
+    every framework: the split's order is the dataset's)."""
+    n = min(cfg.embeddings, len(dataset.test.labels))
+    subset = backend.put_data(dataset.test.images[:n], dataset.test.labels[:n], table)
+    return backend.embed(state, subset, cfg.eval_batch_size)

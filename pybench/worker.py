@@ -22,12 +22,13 @@ from collections import deque
 from dataclasses import asdict
 from pathlib import Path
 
-from pybench.backends.contract import ModelInput
+import numpy as np
+
 from pybench.datasets import batch_order, load_dataset, with_validation
 from pybench.datasets.core import normalize
 from pybench.errors import PybenchError, UnavailableError
 from pybench.results import write_json
-from pybench.training import Diverged, TrainConfig, initial_weights
+from pybench.training import Diverged, TrainConfig, initial_weights, model_input
 
 MEMORY_LIMIT_ENV = "PYBENCH_WORKER_MEMORY_LIMIT"
 
@@ -48,19 +49,35 @@ def train_config(job: dict) -> TrainConfig:
     return TrainConfig.from_dict(job["train"])
 
 
+def forward_batch(dataset, cfg: TrainConfig, n_images: int):
+    """The first `n_images` of epoch 0's order, normalised (float32): the forward checks' batch."""
+    idx = batch_order(cfg.seed, 0, len(dataset.train.labels))[:n_images]
+    # Only these images are normalised (never the whole split: 22 GB at NIH scale).
+    return normalize(dataset.train.images[idx], dataset.pixel_table())
+
+
 def forward_check(backend, dataset, cfg: TrainConfig, n_images: int):
     """(logits, state): eval- and train-mode logits of the initial float32 model on the first
     `n_images` of epoch 0's order, and the state they came from."""
     params, buffers = initial_weights(cfg, dataset)
-    state = backend.init_state(
-        ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, params, buffers),
-        cfg.optimizer)
-    idx = batch_order(cfg.seed, 0, len(dataset.train.labels))[:n_images]
-    # Only these images are normalised (never the whole split: 22 GB at NIH scale).
-    images = normalize(dataset.train.images[idx], dataset.pixel_table())
+    state = backend.init_state(model_input(cfg, dataset, params, buffers), cfg.optimizer)
+    images = forward_batch(dataset, cfg, n_images)
     logits = {"eval_logits": backend.forward(state, images, train=False),
               "train_logits": backend.forward(state, images, train=True)}
     return logits, state
+
+
+def float64_logits(backend, dataset, cfg: TrainConfig, n_images: int) -> dict:
+    """`forward_check`'s logits again from the same weights and images widened to float64 (keys
+    eval_logits64, train_logits64): what a framework's own float32 rounding is measured against
+    (`pybench.parity.logit_tolerance`)."""
+    params, buffers = initial_weights(cfg, dataset)
+    wide = {k: v.astype(np.float64) for k, v in params.items()}
+    wide_buffers = {k: v.astype(np.float64) for k, v in buffers.items()}
+    state = backend.init_state(model_input(cfg, dataset, wide, wide_buffers), cfg.optimizer)
+    images = forward_batch(dataset, cfg, n_images).astype(np.float64)
+    return {f"{mode}_logits64": backend.forward(state, images, train=mode == "train")
+            for mode in ("eval", "train")}
 
 
 

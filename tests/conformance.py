@@ -4,7 +4,7 @@ a process with torch): `python tests/conformance.py FRAMEWORK OUT.npz`.
 It records what tests/test_conformance.py compares across every registered framework: the
 exported initial weights (names, shapes, values), float32 eval- and train-mode logits on a fixed
 batch and whether a train-mode forward left the state alone, predictions against the eval
-forward, float64 trajectories (losses and final weights) of three steps for each optimizer
+forward, the penultimate features (`embed`) against the classifier, float64 trajectories (losses and final weights) of three steps for each optimizer
 formula, and how bad input fails. The checks that need no other framework are made here and
 stored as `facts`; the comparisons with torch's figures are made by the test.
 """
@@ -83,6 +83,13 @@ def float32_checks(backend, model: str, arrays: dict, facts: dict) -> None:
     facts[f"{model}/predict_shape"] = list(predicted.shape) == [N, CLASSES]
     facts[f"{model}/predict_is_eval_forward"] = bool(np.allclose(
         predicted[:BATCH], arrays[f"{model}/eval_logits"], atol=1e-5))
+    # The penultimate features: what the classifier (the last dense layer) turns into the logits.
+    embedded = arrays[f"{model}/embeddings"] = backend.embed(state, data, 16)
+    head = models.layers(model, SHAPE, CLASSES)[-1]
+    facts[f"{model}/embed_shape"] = list(embedded.shape) == [N, head.in_features]
+    facts[f"{model}/embed_feeds_the_classifier"] = bool(np.allclose(
+        embedded @ mi.params[f"{head.name}.weight"].T + mi.params[f"{head.name}.bias"], predicted,
+        atol=1e-5))
 
 
 def trajectory(backend, model: str, name: str, optimizer: OptimizerConfig, arrays: dict) -> None:

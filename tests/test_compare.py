@@ -26,7 +26,8 @@ def test_mnist_lenet5_every_framework_agrees(run_cli, data_dir, tmp_path):
     # --device cpu: the test asserts CPU facts (process RSS as the memory, the CPU's matmul
     # size for the peak rate); on a GPU machine `auto` would pick CUDA.
     result = run_cli("compare", "mnist", "--frameworks", "torch,jax,knet", "--models", "lenet5",
-                     "--recipe", "mnist-fast", "--device", "cpu", "--out", out,
+                     "--recipe", "mnist-fast", "--device", "cpu", "--embeddings", "500",
+                     "--out", out,
                      env={"PYBENCH_DATA_DIR": str(data_dir)}, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     doc = json.loads((out / "results.json").read_text())
@@ -81,6 +82,7 @@ def test_mnist_lenet5_every_framework_agrees(run_cli, data_dir, tmp_path):
         assert run["parity"]["ok"] and run["parity"]["reference"] == "torch"
         predictions = np.load(out / run["predictions"])
         assert predictions["logits"].shape == (10000, 10)
+        assert predictions["embeddings"].shape == (500, 84)  # LeNet-5's fc2, after its relu
         assert np.mean(predictions["logits"].argmax(1) == predictions["labels"]) == \
             pytest.approx(run["test_accuracy"])
     for run in trained[1:]:
@@ -105,7 +107,11 @@ def test_mnist_lenet5_every_framework_agrees(run_cli, data_dir, tmp_path):
 
     table = pd.read_csv(out / "runs.csv")
     assert list(table["framework"]) == ["torch", "jax", "knet"]
-    assert (out / "report.md").exists() and "identical" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "identical" in report
+    # The t-SNE panels of the 500 stored embeddings, one per trained framework.
+    assert "tsne-lenet5.png" in report and "same first 500 test images" in report
+    assert (out / "tsne-lenet5.png").stat().st_size > 10_000
     assert "torch" in result.stdout and "results:" in result.stdout
 
 

@@ -80,3 +80,38 @@ def test_init_and_fingerprint_are_deterministic():
 def test_unknown_model_is_a_one_line_error():
     with pytest.raises(PybenchError, match="unknown model 'vgg'"):
         models.layers("vgg", MNIST, 10)
+
+
+@pytest.mark.parametrize("model, torchvision_params, gflops", [
+    # torchvision's figures for 224x224 ImageNet (1000 classes): 11,689,512 parameters and 1.81
+    # GMACs for ResNet-18, 25,557,032 and 4.09 GMACs for ResNet-50.
+    ("resnet18-imagenet", 11_689_512, 3.63), ("resnet50-imagenet", 25_557_032, 8.18)])
+def test_imagenet_resnets_have_torchvisions_size(model, torchvision_params, gflops):
+    assert models.n_params(model, (3, 224, 224), 1000) == torchvision_params
+    assert models.forward_flops(model, (3, 224, 224), 1000) / 1e9 == pytest.approx(gflops, rel=0.01)
+
+
+def test_imagenet_stem_and_bottlenecks_are_described_for_knet():
+    desc = models.describe("resnet50-imagenet", (1, 64, 64), 14)
+    assert desc["stem"] == {"kernel": 7, "stride": 2, "padding": 3, "pool": [3, 2, 1]}
+    assert [b["kind"] for b in desc["blocks"]] == ["bottleneck"] * 16
+    first = desc["blocks"][0]
+    assert (first["in"], first["out"], first["stride"], first["downsample"]) == (64, 256, 1, True)
+    assert models.describe("resnet18", (3, 32, 32), 10)["stem"]["pool"] == [0, 0, 0]
+
+
+def test_trainable_prefixes_freeze_everything_else_and_the_norms_inside():
+    frozen = models.frozen_params("resnet18-imagenet", (3, 32, 32), 10, ("layer4", "fc"))
+    names = models.param_shapes("resnet18-imagenet", (3, 32, 32), 10)
+    assert "conv1.weight" in frozen and "layer3.1.bn2.bias" in frozen
+    assert not any(n.startswith(("layer4.", "fc.")) for n in frozen)
+    assert len(frozen) == len([n for n in names if not n.startswith(("layer4.", "fc."))])
+    norms = models.frozen_norms("resnet18-imagenet", (3, 32, 32), 10, frozen)
+    assert "bn1" in norms and "layer3.0.downsample.1" in norms
+    assert not any(n.startswith("layer4") for n in norms)
+    # "layer1" is a prefix of names, "layer1.0" too; "layer" is not a layer of its own.
+    assert models.frozen_params("resnet8", (3, 16, 16), 10, ()) == frozenset()
+    with pytest.raises(PybenchError, match="--trainable layer: resnet8 has no such layer "
+                                           r"\(its top-level layers: conv1, bn1, layer1, layer2, "
+                                           r"layer3, fc\)"):
+        models.frozen_params("resnet8", (3, 16, 16), 10, ("layer",))

@@ -43,6 +43,34 @@ def test_resnet18_is_torchvision_resnet18_with_small_stem(backend):
     np.testing.assert_array_equal(backend.forward(state, x, train=False), expected)
 
 
+@pytest.mark.parametrize("model, constructor", [("resnet18-imagenet", "resnet18"),
+                                                ("resnet50-imagenet", "resnet50")])
+def test_imagenet_resnets_are_torchvisions_own(backend, model, constructor):
+    """Same names, shapes and order as torchvision's state_dict, and bit-identical logits with
+    the same weights, in both modes (the 7x7 stem, the padded max pool, v1.5 bottlenecks)."""
+    params, buffers = models.init_weights(model, (3, 48, 48), 7, 0)
+    reference = getattr(torchvision.models, constructor)(num_classes=7)
+    expected_names = [k for k in reference.state_dict() if not k.endswith("num_batches_tracked")]
+    module = torch_backend_module(backend, model, params, buffers)
+    assert [k for k in module.state_dict() if not k.endswith("num_batches_tracked")] == expected_names
+    reference.load_state_dict({k: torch.from_numpy(v) for k, v in {**params, **buffers}.items()},
+                              strict=False)
+    state = backend.init_state(ModelInput(model, (3, 48, 48), 7, params, buffers), OptimizerConfig())
+    x = np.random.default_rng(0).standard_normal((4, 3, 48, 48)).astype(np.float32)
+    reference.to(memory_format=backend.memory_format)
+    for train in (False, True):
+        reference.train(train)
+        with torch.no_grad():
+            expected = reference(torch.from_numpy(x).contiguous(
+                memory_format=backend.memory_format)).numpy()
+        np.testing.assert_array_equal(backend.forward(state, x, train=train), expected)
+
+
+def torch_backend_module(backend, model, params, buffers):
+    return backend.init_state(ModelInput(model, (3, 48, 48), 7, params, buffers),
+                              OptimizerConfig()).module
+
+
 def test_export_round_trips_canonical_weights(backend):
     params, buffers = models.init_weights("resnet8", (1, 28, 28), 10, 5)
     state = backend.init_state(ModelInput("resnet8", (1, 28, 28), 10, params, buffers),

@@ -36,6 +36,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from pybench.models import frozen_norms
+
 Arrays = dict[str, np.ndarray]
 
 # Every optimizer a backend must implement, with the learning rate used when none is given (for
@@ -91,10 +93,18 @@ class ModelInput:
     num_classes: int
     params: Arrays
     buffers: Arrays = field(default_factory=dict)
+    # Parameters that do not train (`--trainable`; `pybench.models.frozen_params`): no gradient
+    # is computed for them, they have no optimizer state and no weight decay, and the BatchNorm
+    # layers among them (`frozen_norms`) use and keep their running statistics in training too.
+    frozen: frozenset[str] = frozenset()
 
     @property
     def dtype(self) -> np.dtype:
         return next(iter(self.params.values())).dtype
+
+    @property
+    def frozen_norms(self) -> tuple[str, ...]:
+        return frozen_norms(self.model, self.in_shape, self.num_classes, self.frozen)
 
 
 class Backend(ABC):
@@ -198,6 +208,12 @@ class Backend(ABC):
     @abstractmethod
     def predict(self, state: Any, data: Any, batch_size: int) -> np.ndarray:
         """Eval-mode logits (N, classes) for all of `data`, in order."""
+
+    @abstractmethod
+    def embed(self, state: Any, data: Any, batch_size: int) -> np.ndarray:
+        """Eval-mode penultimate features (N, features) for all of `data`, in order: what the
+        classifier sees (LeNet-5: fc2 after its relu; ResNets: the global average pool), for
+        the report's t-SNE maps (`--embeddings`)."""
 
     @abstractmethod
     def forward(self, state: Any, images: np.ndarray, train: bool) -> np.ndarray:

@@ -41,7 +41,15 @@ import numpy as np
 from pybench.backends.contract import Arrays, Availability, Backend, ModelInput, OptimizerConfig
 from pybench.errors import PybenchError
 from pybench.machine import cpu_model, machine_has_cuda_gpu
-from pybench.models import BN_EPS, BN_MOMENTUM, RESNETS, layers, resnet_blocks
+from pybench.models import (
+    BN_EPS,
+    BN_MOMENTUM,
+    BOTTLENECK,
+    RESNETS,
+    BatchNorm,
+    layers,
+    resnet_blocks,
+)
 
 
 class _LazyModule:
@@ -104,12 +112,18 @@ def dense(layer, params, x):
     return jnp.matmul(x, w.T, precision=lax.Precision.HIGHEST) + b
 
 
+@dataclass(frozen=True)
+class FrozenNorm(BatchNorm):
+    """A BatchNorm layer `--trainable` freezes: eval mode in training steps too (running
+    statistics used and kept), as torchvision users freeze layers."""
+
+
 def batch_norm(layer, params, buffers, new_buffers, x, train, layout: str):
     """PyTorch's BatchNorm2d. Training normalises with the batch mean and BIASED variance over
     (N, H, W) and records the moved running statistics in `new_buffers` (the running variance
     moves towards the UNBIASED batch variance); eval normalises with the running statistics."""
     mean_name, var_name = f"{layer.name}.running_mean", f"{layer.name}.running_var"
-    if train:
+    if train and not isinstance(layer, FrozenNorm):
         axes = (0, *spatial_axes(layout))
         mean = x.mean(axis=axes)
         var = x.var(axis=axes)
@@ -158,6 +172,17 @@ def max_pool(x, layout: str):
     return lax.reduce_window(x, -jnp.inf, lax.max, window, window, "VALID")
 
 
+def stem_max_pool(x, pool: tuple[int, int, int], layout: str):
+    # PyTorch's MaxPool2d(kernel, stride, padding): the padding is -inf, the size floored.
+    kernel, stride, padding = pool
+    window = (1, 1, kernel, kernel) if layout == NCHW else (1, kernel, kernel, 1)
+    strides = (1, 1, stride, stride) if layout == NCHW else (1, stride, stride, 1)
+    pads = [(0, 0), (0, 0), (padding, padding), (padding, padding)]
+    if layout == NHWC:
+        pads = [(0, 0), (padding, padding), (padding, padding), (0, 0)]
+    return lax.reduce_window(x, -jnp.inf, lax.max, window, strides, pads)
+
+
 def flatten(x, layout: str):
     # (C, H, W) order, the order torch's flatten(1) feeds fc1 in: NHWC is transposed first.
     if layout == NHWC:
@@ -188,9 +213,10 @@ def to_layout(images: np.ndarray, layout: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Models: apply(params, buffers, x, train) -> (logits, new_buffers).
+# Models: apply(params, buffers, x, train) -> (logits, new_buffers); with features=True the
+# penultimate features (what the classifier sees) instead of the logits.
 
-def lenet5(by_name, layout, params, buffers, x, train):
+def lenet5(by_name, layout, params, buffers, x, train, features=False):
     x = conv2d(by_name["conv1"], params, x, layout)
     x = relu(x)
     x = max_pool(x, layout)
@@ -202,11 +228,15 @@ def lenet5(by_name, layout, params, buffers, x, train):
     x = relu(x)
     x = dense(by_name["fc2"], params, x)
     x = relu(x)
+    if features:
+        return x, buffers
     x = dense(by_name["fc3"], params, x)
     return x, buffers
 
 
-def basic_block(block, by_name, layout, params, buffers, new_buffers, x, train):
+def residual_block(block, by_name, layout, params, buffers, new_buffers, x, train):
+    """A basic block (conv3x3-bn-relu-conv3x3-bn) or a bottleneck (conv1x1-bn-relu-conv3x3-bn-
+    relu-conv1x1-bn), plus the shortcut, then relu: torchvision's."""
     def layer(suffix):
         return by_name[f"{block.prefix}.{suffix}"]
 
@@ -215,31 +245,46 @@ def basic_block(block, by_name, layout, params, buffers, new_buffers, x, train):
     out = relu(out)
     out = conv2d(layer("conv2"), params, out, layout)
     out = batch_norm(layer("bn2"), params, buffers, new_buffers, out, train, layout)
+    if block.kind == BOTTLENECK:
+        out = relu(out)
+        out = conv2d(layer("conv3"), params, out, layout)
+        out = batch_norm(layer("bn3"), params, buffers, new_buffers, out, train, layout)
     if block.has_downsample:
         x = conv2d(layer("downsample.0"), params, x, layout)
         x = batch_norm(layer("downsample.1"), params, buffers, new_buffers, x, train, layout)
     return relu(out + x)
 
 
-def resnet(blocks, by_name, layout, params, buffers, x, train):
-    new_buffers = dict(buffers)  # eval mode returns the running statistics unchanged
+def resnet_features(spec, by_name, layout, params, buffers, new_buffers, x, train):
+    """The penultimate features (what the classifier sees); BatchNorm updates go to new_buffers."""
     x = conv2d(by_name["conv1"], params, x, layout)
     x = batch_norm(by_name["bn1"], params, buffers, new_buffers, x, train, layout)
     x = relu(x)
-    for block in blocks:
-        x = basic_block(block, by_name, layout, params, buffers, new_buffers, x, train)
-    x = global_avg_pool(x, layout)
+    if spec.stem.pool:
+        x = stem_max_pool(x, spec.stem.pool, layout)
+    for block in resnet_blocks(spec):
+        x = residual_block(block, by_name, layout, params, buffers, new_buffers, x, train)
+    return global_avg_pool(x, layout)
+
+
+def resnet(spec, by_name, layout, params, buffers, x, train, features=False):
+    new_buffers = dict(buffers)  # eval mode returns the running statistics unchanged
+    x = resnet_features(spec, by_name, layout, params, buffers, new_buffers, x, train)
+    if features:
+        return x, new_buffers
     x = dense(by_name["fc"], params, x)
     return x, new_buffers
 
 
-def make_apply(model: str, in_shape, num_classes: int, layout: str = NCHW) -> Callable:
+def make_apply(model: str, in_shape, num_classes: int, layout: str = NCHW,
+               frozen_norms=()) -> Callable:
     """The pure function apply(params, buffers, x, train) -> (logits, new_buffers) of `model`,
-    taking and computing activations in `layout`."""
-    by_name = {layer.name: layer for layer in layers(model, in_shape, num_classes)}
+    taking and computing activations in `layout`; `frozen_norms` normalise as in eval mode."""
+    by_name = {layer.name: FrozenNorm(layer.name, layer.channels) if layer.name in frozen_norms
+               else layer for layer in layers(model, in_shape, num_classes)}
     if model == "lenet5":
         return functools.partial(lenet5, by_name, layout)
-    return functools.partial(resnet, resnet_blocks(RESNETS[model]), by_name, layout)
+    return functools.partial(resnet, RESNETS[model], by_name, layout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,19 +334,28 @@ def apply_step(params, direction, lr):
     return jax.tree_util.tree_map(lambda w, d: w - lr * d, params, direction)
 
 
-def batch_step_fn(apply, optimizer, label_smoothing, params, buffers, opt_state, x, y, lr):
-    """One optimizer step on the batch (x, y) at learning rate `lr`."""
+def split_frozen(params: dict, frozen) -> tuple[dict, dict]:
+    """(trained, frozen) parameters: `frozen` (names) gets no gradient and no optimizer state."""
+    return ({k: v for k, v in params.items() if k not in frozen},
+            {k: v for k, v in params.items() if k in frozen})
+
+
+def batch_step_fn(apply, optimizer, label_smoothing, frozen, params, buffers, opt_state, x, y, lr):
+    """One optimizer step on the batch (x, y) at learning rate `lr`; the `frozen` parameters
+    are constants of the step (no gradient is computed for them)."""
+    trained, fixed = split_frozen(params, frozen)
+
     def loss_fn(p):
-        logits, new_buffers = apply(p, buffers, x, train=True)
+        logits, new_buffers = apply({**fixed, **p}, buffers, x, train=True)
         return cross_entropy(logits, y, label_smoothing), new_buffers
 
-    (loss, new_buffers), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    direction, opt_state = optimizer.update(grads, opt_state, params)
-    return apply_step(params, direction, lr), new_buffers, opt_state, loss
+    (loss, new_buffers), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
+    direction, opt_state = optimizer.update(grads, opt_state, trained)
+    return {**fixed, **apply_step(trained, direction, lr)}, new_buffers, opt_state, loss
 
 
-def train_step_fn(apply, optimizer, label_smoothing, layout, params, buffers, opt_state, images,
-                  table, labels, order, lrs, step, batch_size):
+def train_step_fn(apply, optimizer, label_smoothing, frozen, layout, params, buffers, opt_state,
+                  images, table, labels, order, lrs, step, batch_size):
     """One optimizer step on the batch at position `step` of `order`, at learning rate
     lrs[step], all on the device (the batch normalised through `table` there too)."""
     # dynamic_slice takes a traced start, so one compiled program serves every step.
@@ -311,18 +365,21 @@ def train_step_fn(apply, optimizer, label_smoothing, layout, params, buffers, op
     x = lookup(jnp.take(images, batch, axis=0, mode="clip"), table, layout)
     y = jnp.take(labels, batch, axis=0, mode="clip")
     lr = lax.dynamic_index_in_dim(lrs, step, keepdims=False).astype(x.dtype)
-    return batch_step_fn(apply, optimizer, label_smoothing, params, buffers, opt_state, x, y, lr)
+    return batch_step_fn(apply, optimizer, label_smoothing, frozen, params, buffers, opt_state,
+                         x, y, lr)
 
 
-def eval_batch_fn(apply, layout, params, buffers, images, table, start, size):
-    """Eval-mode logits of images[start:start + size], sliced (and normalised) on the device."""
+def eval_batch_fn(apply, layout, params, buffers, images, table, start, size, features=False):
+    """Eval-mode logits (or penultimate features) of images[start:start + size], sliced (and
+    normalised) on the device."""
     x = lookup(lax.dynamic_slice_in_dim(images, start, size, axis=0), table, layout)
-    return apply(params, buffers, x, train=False)[0]
+    return apply(params, buffers, x, train=False, features=features)[0]
 
 
-def host_batch_fn(apply, optimizer, label_smoothing, layout, params, buffers, opt_state, x, table, y, lr):
+def host_batch_fn(apply, optimizer, label_smoothing, frozen, layout, params, buffers, opt_state,
+                  x, table, y, lr):
     """`batch_step_fn` on a batch copied from the host, normalised on the device."""
-    return batch_step_fn(apply, optimizer, label_smoothing, params, buffers, opt_state,
+    return batch_step_fn(apply, optimizer, label_smoothing, frozen, params, buffers, opt_state,
                          lookup(x, table, layout), y, lr)
 
 
@@ -336,7 +393,7 @@ class Program:
     train_step: Callable
     train_batch: Callable  # (params, buffers, opt_state, x, table, y, lr): for data kept on the host
     forward: Callable  # jitted apply: (params, buffers, x, train) -> (logits, new_buffers)
-    eval_batch: Callable  # (params, buffers, images, table, start, size) -> logits
+    eval_batch: Callable  # (params, buffers, images, table, start, size, features) -> logits
     optimizer_config: OptimizerConfig
     # Canonical name order (pytrees come back from jit with sorted keys).
     param_names: tuple[str, ...]
@@ -345,10 +402,11 @@ class Program:
 
 def make_program(model: ModelInput, config: OptimizerConfig, donate: bool,
                  layout: str = NCHW) -> Program:
-    apply = make_apply(model.model, model.in_shape, model.num_classes, layout)
+    apply = make_apply(model.model, model.in_shape, model.num_classes, layout, model.frozen_norms)
     optimizer = make_direction(config)
     train_step = jax.jit(
-        functools.partial(train_step_fn, apply, optimizer, config.label_smoothing, layout),
+        functools.partial(train_step_fn, apply, optimizer, config.label_smoothing, model.frozen,
+                          layout),
         # On a GPU the step's outputs replace params, buffers and optimizer state in place
         # instead of holding two copies of the model and its optimizer state. On the CPU
         # donation made the step slower (README, Performance), so it is used on accelerators
@@ -357,10 +415,11 @@ def make_program(model: ModelInput, config: OptimizerConfig, donate: bool,
         static_argnames="batch_size",
     )
     train_batch = jax.jit(functools.partial(host_batch_fn, apply, optimizer,
-                                            config.label_smoothing, layout),
+                                            config.label_smoothing, model.frozen, layout),
                           donate_argnums=(0, 1, 2) if donate else ())
     forward = jax.jit(apply, static_argnames="train")
-    eval_batch = jax.jit(functools.partial(eval_batch_fn, apply, layout), static_argnames="size")
+    eval_batch = jax.jit(functools.partial(eval_batch_fn, apply, layout),
+                         static_argnames=("size", "features"))
     return Program(apply, optimizer, train_step, train_batch, forward, eval_batch, config,
                    tuple(model.params), tuple(model.buffers))
 
@@ -502,7 +561,8 @@ class JaxBackend(Backend):
         buffers = self._put({k: np.asarray(v, self.dtype) for k, v in model.buffers.items()},
                             True)
         # Placed explicitly: some optimizer state (Adam's step count) is made from no parameter.
-        opt_state = self._put(program.optimizer.init(params))
+        # Frozen parameters (--trainable) get no optimizer state.
+        opt_state = self._put(program.optimizer.init(split_frozen(params, model.frozen)[0]))
         return TrainState(params, buffers, opt_state, program)
 
     def free_device_bytes(self) -> int | None:
@@ -575,18 +635,27 @@ class JaxBackend(Backend):
 
     def predict(self, state: TrainState, data: DeviceData | HostData,
                 batch_size: int) -> np.ndarray:
+        return self._evaluate(state, data, batch_size, features=False)
+
+    def embed(self, state: TrainState, data: DeviceData | HostData, batch_size: int) -> np.ndarray:
+        return self._evaluate(state, data, batch_size, features=True)
+
+    def _evaluate(self, state: TrainState, data: DeviceData | HostData, batch_size: int,
+                  features: bool) -> np.ndarray:
         n = data.images.shape[0]
         # Full batches share one compiled program; a last partial batch compiles one more.
         if isinstance(data, HostData):
-            logits = [state.program.eval_batch(state.params, state.buffers,
-                                               self._put(data.images[start:start + batch_size]),
-                                               data.table, 0, size=min(batch_size, n - start))
-                      for start in range(0, n, batch_size)]
+            outputs = [state.program.eval_batch(state.params, state.buffers,
+                                                self._put(data.images[start:start + batch_size]),
+                                                data.table, 0, size=min(batch_size, n - start),
+                                                features=features)
+                       for start in range(0, n, batch_size)]
         else:
-            logits = [state.program.eval_batch(state.params, state.buffers, data.images, data.table,
-                                               start, size=min(batch_size, n - start))
-                      for start in range(0, n, batch_size)]
-        return np.array(jnp.concatenate(logits))
+            outputs = [state.program.eval_batch(state.params, state.buffers, data.images, data.table,
+                                                start, size=min(batch_size, n - start),
+                                                features=features)
+                       for start in range(0, n, batch_size)]
+        return np.array(jnp.concatenate(outputs))
 
     def forward(self, state: TrainState, images: np.ndarray, train: bool) -> np.ndarray:
         dtype = state.params[state.program.param_names[0]].dtype

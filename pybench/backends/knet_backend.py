@@ -453,11 +453,14 @@ class KnetBackend(Backend):
         atype = self.atype(dtype)
         desc = models.describe(model.model, model.in_shape, model.num_classes)
         strides = np.array([b["stride"] for b in desc.get("blocks", [])], dtype=np.int64)
+        stem = desc.get("stem", {"stride": 1, "padding": 1, "pool": [0, 0, 0]})
         net = jl_function("KnetModels.build_model")(
             model.model, julia_dict(knet_layout.weights_to_knet(model.params)),
             julia_dict(knet_layout.weights_to_knet(model.buffers)), strides, atype,
             bn_momentum=desc["bn_momentum"], bn_eps=desc["bn_eps"],
-            conv1_padding=desc.get("conv1_padding", 2))
+            conv1_padding=desc.get("conv1_padding", 2), stem_stride=stem["stride"],
+            stem_padding=stem["padding"], stem_pool=np.array(stem["pool"], dtype=np.int64),
+            frozen=",".join(sorted(model.frozen)))
         beta1, beta2 = optimizer.betas
         state = jl_function("KnetModels.init_state")(
             net, atype, optimizer=optimizer.name, lr=optimizer.lr,
@@ -513,6 +516,11 @@ class KnetBackend(Backend):
     def predict(self, state: Any, data: Any, batch_size: int) -> np.ndarray:
         return knet_layout.logits_from_knet(
             jl_function("KnetModels.predict")(state, julia_data(data), batch_size))
+
+    def embed(self, state: Any, data: Any, batch_size: int) -> np.ndarray:
+        # (features, N) -> (N, features): the same transpose as the scores'.
+        return knet_layout.logits_from_knet(
+            jl_function("KnetModels.embed")(state, julia_data(data), batch_size))
 
     def forward(self, state: Any, images: np.ndarray, train: bool) -> np.ndarray:
         scores = jl_function("KnetModels.forward")(

@@ -33,13 +33,16 @@ class LeNet5(nn.Module):
         self.fc2 = nn.Linear(fc2.in_features, fc2.out_features)
         self.fc3 = nn.Linear(fc3.in_features, fc3.out_features)
 
-    def forward(self, x):
+    def features(self, x):
+        """The penultimate features: what the classifier (fc3) sees."""
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = torch.flatten(x, 1)
         x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
+        return F.relu(self.fc2(x))
+
+    def forward(self, x):
+        return self.fc3(self.features(x))
 
 
 def batch_norm(channels: int) -> nn.BatchNorm2d:
@@ -54,17 +57,11 @@ def conv3x3(cin: int, cout: int, stride: int) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     def __init__(self, block: models.Block):
         super().__init__()
-        self.conv1 = conv3x3(block.in_channels, block.out_channels, block.stride)
-        self.bn1 = batch_norm(block.out_channels)
-        self.conv2 = conv3x3(block.out_channels, block.out_channels, 1)
-        self.bn2 = batch_norm(block.out_channels)
-        self.downsample = None
-        if block.has_downsample:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(block.in_channels, block.out_channels, 1, stride=block.stride,
-                          bias=False),
-                batch_norm(block.out_channels),
-            )
+        self.conv1 = conv3x3(block.in_channels, block.width, block.stride)
+        self.bn1 = batch_norm(block.width)
+        self.conv2 = conv3x3(block.width, block.width, 1)
+        self.bn2 = batch_norm(block.width)
+        self.downsample = downsample(block)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -73,28 +70,78 @@ class BasicBlock(nn.Module):
         return F.relu(out + shortcut)
 
 
+class Bottleneck(nn.Module):
+    """torchvision's Bottleneck (v1.5: the stride on the 3x3 convolution)."""
+
+    def __init__(self, block: models.Block):
+        super().__init__()
+        self.conv1 = nn.Conv2d(block.in_channels, block.width, 1, bias=False)
+        self.bn1 = batch_norm(block.width)
+        self.conv2 = conv3x3(block.width, block.width, block.stride)
+        self.bn2 = batch_norm(block.width)
+        self.conv3 = nn.Conv2d(block.width, block.out_channels, 1, bias=False)
+        self.bn3 = batch_norm(block.out_channels)
+        self.downsample = downsample(block)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + shortcut)
+
+
+def downsample(block: models.Block) -> nn.Sequential | None:
+    if not block.has_downsample:
+        return None
+    return nn.Sequential(
+        nn.Conv2d(block.in_channels, block.out_channels, 1, stride=block.stride, bias=False),
+        batch_norm(block.out_channels))
+
+
+BLOCKS = {models.BASIC: BasicBlock, models.BOTTLENECK: Bottleneck}
+
+
 class ResNet(nn.Module):
-    """The CIFAR ResNets and ResNet-18 alike: torchvision's structure and names, small stem."""
+    """Every pybench ResNet: torchvision's structure and names, with the stem its spec states
+    (small: 3x3 stride 1, no pool; ImageNet: 7x7 stride 2 and a 3x3 max pool)."""
 
     def __init__(self, model: str, in_shape, num_classes):
         super().__init__()
         spec = models.RESNETS[model]
-        self.conv1 = conv3x3(in_shape[0], spec.stem_width, 1)
+        stem = spec.stem
+        self.conv1 = nn.Conv2d(in_shape[0], spec.stem_width, stem.kernel, stride=stem.stride,
+                               padding=stem.padding, bias=False)
         self.bn1 = batch_norm(spec.stem_width)
+        self.pool = stem.pool
         stages: dict[str, list] = {}
         for block in models.resnet_blocks(spec):
-            stages.setdefault(block.prefix.split(".")[0], []).append(BasicBlock(block))
+            stages.setdefault(block.prefix.split(".")[0], []).append(BLOCKS[block.kind](block))
         for stage, blocks in stages.items():
             setattr(self, stage, nn.Sequential(*blocks))
         self.stages = list(stages)
-        self.fc = nn.Linear(spec.widths[-1], num_classes)
+        self.fc = nn.Linear(spec.features, num_classes)
 
-    def forward(self, x):
+    def train(self, mode: bool = True):
+        # Frozen BatchNorm layers (--trainable) stay in eval mode: they normalise with their
+        # running statistics and keep them, as torchvision users freeze layers.
+        super().train(mode)
+        for name in getattr(self, "frozen_norms", ()):
+            self.get_submodule(name).eval()
+        return self
+
+    def features(self, x):
+        """The penultimate features: what the classifier sees."""
         x = F.relu(self.bn1(self.conv1(x)))
+        if self.pool:
+            kernel, stride, padding = self.pool
+            x = F.max_pool2d(x, kernel, stride, padding)
         for stage in self.stages:
             x = getattr(self, stage)(x)
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return self.fc(x)
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
 
 
 def build_module(model: str, in_shape, num_classes) -> nn.Module:
@@ -247,9 +294,15 @@ class TorchBackend(Backend):
             raise ValueError(f"canonical weights do not fit: missing {missing}, "
                              f"unexpected {unexpected}")
         self.dtype = TORCH_DTYPES[np.dtype(model.dtype)]
+        # Frozen parameters: no gradient (autograd skips their weight gradients), and the
+        # optimizer never sees them (no state, no decay).
+        for name, parameter in module.named_parameters():
+            parameter.requires_grad_(name not in model.frozen)
+        module.frozen_norms = model.frozen_norms
         module.to(self.torch_device, self.dtype, memory_format=self.memory_format).train()
         train_module = torch.compile(module) if self.compile_step else module
-        return TorchState(module, make_optimizer(module.parameters(), optimizer),
+        trained = [p for p in module.parameters() if p.requires_grad]
+        return TorchState(module, make_optimizer(trained, optimizer),
                           optimizer.label_smoothing, train_module)
 
     def free_device_bytes(self) -> int | None:
@@ -308,20 +361,26 @@ class TorchBackend(Backend):
     def to_float(self, value) -> float:
         return float(value)
 
-    @torch.no_grad()
     def predict(self, state: TorchState, data: TorchData, batch_size: int) -> np.ndarray:
-        state.module.eval()
+        return self._evaluate(state.module, state.module, data, batch_size)
+
+    def embed(self, state: TorchState, data: TorchData, batch_size: int) -> np.ndarray:
+        return self._evaluate(state.module, state.module.features, data, batch_size)
+
+    @torch.no_grad()
+    def _evaluate(self, module: nn.Module, function, data: TorchData, batch_size: int) -> np.ndarray:
+        """`function` (the module, or its features) in eval mode over all of `data`, in batches."""
+        module.eval()
         try:
             n = data.images.shape[0]
             # No autograd graph (evaluation keeps no activations for a backward pass), and the
-            # logits stay on the device until the end: one copy to the host, as JAX makes.
-            with torch.no_grad():
-                chunks = [state.module(data.inputs(data.images[start:start + batch_size].to(self.torch_device),
-                                                   self.memory_format))
-                          for start in range(0, n, batch_size)]
-                return torch.cat(chunks).cpu().numpy()
+            # outputs stay on the device until the end: one copy to the host, as JAX makes.
+            chunks = [function(data.inputs(data.images[start:start + batch_size].to(self.torch_device),
+                                           self.memory_format))
+                      for start in range(0, n, batch_size)]
+            return torch.cat(chunks).cpu().numpy()
         finally:
-            state.module.train()
+            module.train()
 
     def forward(self, state: TorchState, images: np.ndarray, train: bool) -> np.ndarray:
         x = torch.from_numpy(images).to(self.torch_device, next(state.module.parameters()).dtype,

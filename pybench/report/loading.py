@@ -34,6 +34,8 @@ class Predictions:
 
     labels: np.ndarray  # (N,) int, 0-based
     logits: np.ndarray  # (N, classes) float
+    # (n, features): the penultimate features of the first n test images (--embeddings), if stored
+    embeddings: np.ndarray | None = None
 
 
 def benchmark_source(source: str | Path) -> Path | None:
@@ -135,10 +137,15 @@ def load_predictions(run_dir: str | Path, run: dict) -> Predictions | None:
             if missing:
                 raise PybenchError(f"{path}: lacks array(s) {', '.join(missing)}")
             labels, logits = archive["labels"], archive["logits"]
+            embeddings = archive["embeddings"] if "embeddings" in archive.files else None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise PybenchError(f"{path}: not a readable .npz file ({type(exc).__name__})") from None
     check_predictions(labels, logits, path)
-    return Predictions(labels=labels.astype(np.int64), logits=logits.astype(np.float64))
+    if embeddings is not None and (embeddings.ndim != 2 or len(embeddings) > len(labels)):
+        raise PybenchError(f"{path}: embeddings must be (n, features) for at most the "
+                           f"{len(labels)} test images, got {embeddings.shape}")
+    return Predictions(labels=labels.astype(np.int64), logits=logits.astype(np.float64),
+                       embeddings=None if embeddings is None else embeddings.astype(np.float64))
 
 
 def check_predictions(labels: np.ndarray, logits: np.ndarray, path: Path) -> None:

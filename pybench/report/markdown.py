@@ -442,7 +442,28 @@ def model_figures(model: ModelRuns, curves: dict, class_names: list[str],
         roc_png = f"roc-{stem}.png"
         draw.roc_plot(curves, f"{model.name}: ROC curves (test set)", out / roc_png)
         lines += ["", image(roc_png, f"{model.name} ROC curves")]
-    return lines
+    return lines + embedding_maps(model, class_names, out)
+
+
+def embedding_maps(model: ModelRuns, class_names: list[str], out: Path) -> list[str]:
+    """The t-SNE panels of the runs that stored embeddings (--embeddings), over the images
+    every one of them stored."""
+    stored = {fw: p for fw, p in model.predictions.items() if p.embeddings is not None}
+    if not stored:
+        return []
+    n = min(len(p.embeddings) for p in stored.values())
+    if n < metrics.TSNE_MIN_POINTS:
+        return ["", f"Embeddings: only {n} test images stored, too few for a t-SNE map."]
+    maps = {fw: metrics.tsne_map(p.embeddings[:n]) for fw, p in stored.items()}
+    png = f"tsne-{file_stem(model.name)}.png"
+    draw.tsne_panels(maps, next(iter(stored.values())).labels[:n], class_names,
+                     f"{model.name}: t-SNE of the penultimate features ({n} test images)", out / png)
+    return ["", image(png, f"{model.name} t-SNE maps"), "",
+            f"Each panel is one framework's penultimate features (what its classifier sees) of "
+            f"the same first {n} test images, mapped to 2-d by t-SNE (scikit-learn, perplexity "
+            f"{metrics.tsne_perplexity(n):g}, PCA initialisation, seed 0) and coloured by true "
+            "class. A map's axes and orientation are arbitrary: compare which classes form "
+            "clusters and which mix, not where they lie."]
 
 
 def framework_subsection(framework: str, predictions: Predictions, curves: dict,

@@ -107,6 +107,24 @@ def macro_auc(curves: dict[str, RocCurve]) -> float:
     return float(np.mean([curve.auc for curve in curves.values()])) if curves else float("nan")
 
 
+TSNE_MIN_POINTS = 10  # fewer test images than this make no map worth drawing
+TSNE_PERPLEXITY = 30.0  # scikit-learn's default; smaller for small samples (it must stay below n)
+
+
+def tsne_perplexity(n: int) -> float:
+    return min(TSNE_PERPLEXITY, (n - 1) / 3)
+
+
+def tsne_map(embeddings: np.ndarray) -> np.ndarray:
+    """(n, 2) t-SNE coordinates of (n, features) embeddings: scikit-learn's TSNE with PCA
+    initialisation and a fixed seed, so the same features always give the same map."""
+    from sklearn.manifold import TSNE
+
+    n = len(embeddings)
+    return TSNE(n_components=2, perplexity=tsne_perplexity(n), init="pca",
+                random_state=0).fit_transform(np.asarray(embeddings, np.float64))
+
+
 def agreement(predictions_by_framework: dict[str, Predictions]) -> pd.DataFrame:
     """Fraction of test images on which each pair of frameworks predicts the same class."""
     names = list(predictions_by_framework)

@@ -64,6 +64,29 @@ def draw_confusion(ax, matrix: pd.DataFrame) -> None:
                     color="white" if count > threshold else "black")
 
 
+def tsne_panels(maps: dict[str, np.ndarray], labels: np.ndarray, class_names: list[str],
+                title: str, path: Path) -> Path:
+    """One t-SNE map per framework, side by side: the same test images in every panel, each
+    point coloured by its true class (`maps`: framework -> (n, 2) coordinates)."""
+    n = len(maps)
+    figure = Figure(figsize=(4.2 * n + 1.6, 4.2), layout="constrained")
+    axes = figure.subplots(1, n, squeeze=False)[0]
+    palette = [f"C{i % 10}" for i in range(len(class_names))]
+    for ax, (framework, points) in zip(axes, maps.items()):
+        for index, name in enumerate(class_names):
+            chosen = labels[:len(points)] == index
+            if chosen.any():
+                ax.scatter(points[chosen, 0], points[chosen, 1], s=6, color=palette[index],
+                           label=name, alpha=0.8, linewidths=0)
+        ax.set_title(framework)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles, names = axes[-1].get_legend_handles_labels()
+    figure.legend(handles, names, loc="outside right center", markerscale=2.5, fontsize="small")
+    figure.suptitle(title)
+    return save(figure, path)
+
+
 def roc_plot(curves_by_framework: dict[str, dict[str, RocCurve]], title: str, path: Path) -> Path:
     """One panel per positive class (one panel when binary), one line per framework."""
     classes = list(dict.fromkeys(c for curves in curves_by_framework.values() for c in curves))

@@ -27,7 +27,8 @@ include("versions.jl")
 
 export array_type, to_device, synchronize_device, put_data, put_pixels, put_order
 export Conv, Dense, BatchNorm, LeNet5, ResNet, BlockSpec, block_specs
-export build_model, TrainState, init_state, train_step!, batch_loss, forward, predict, EpochPlan
+export build_model, TrainState, init_state, train_step!, batch_loss, forward, predict, embed, features,
+       EpochPlan
 export export_weights, package_versions, gpu_probe, device_memory_peak
 
 end # module

@@ -9,12 +9,21 @@
 #   while its GPU path hands the update to cuDNN; PyTorch uses the *unbiased* one. Doing the
 #   update here gives PyTorch's rule on both devices.
 
-"""Weight `name` from a dict of arrays as a `Param` of type `atype` (element type
-`eltype(atype)`), reshaped to `dims`."""
-function param_from(weights::AbstractDict, name::AbstractString, atype::Type, dims...)
+"""
+A layer's weight: a `Param` when it trains, the bare device array when `--trainable` freezes it.
+AutoGrad records nothing for a bare array, so no gradient is computed for it, and the training
+state holds no optimizer memory for it (`model_params` collects `Param`s only).
+"""
+const Weight = Union{Param,AbstractArray}
+
+"""Weight `name` from a dict of arrays on arrays of type `atype` (element type
+`eltype(atype)`), reshaped to `dims`: a `Param`, or the bare array when `name` is in `frozen`."""
+function param_from(weights::AbstractDict, name::AbstractString, atype::Type, dims...;
+                    frozen=())
     haskey(weights, name) || error("missing weight $name")
     w = to_device(weights[name], atype)
-    return Param(isempty(dims) ? w : reshape(w, dims...))
+    w = isempty(dims) ? w : reshape(w, dims...)
+    return name in frozen ? w : Param(w)
 end
 
 """A device array (no gradient) from a dict, reshaped to `dims`."""
@@ -28,16 +37,18 @@ host(x; flat::Bool=false) = (v = value(x); a = Array{eltype(v)}(v); flat ? vec(a
 
 """2-d convolution, PyTorch semantics: weight (kW, kH, Cin, Cout), optional bias (1, 1, Cout, 1)."""
 struct Conv
-    w::Param
-    b::Union{Param,Nothing}
+    w::Weight
+    b::Union{Weight,Nothing}
     stride::Int
     padding::Int
 end
 
-function Conv(weights::AbstractDict, name::AbstractString, atype::Type; stride=1, padding=0)
-    w = param_from(weights, "$name.weight", atype)
+function Conv(weights::AbstractDict, name::AbstractString, atype::Type; stride=1, padding=0,
+              frozen=())
+    w = param_from(weights, "$name.weight", atype; frozen=frozen)
     bias = "$name.bias"
-    b = haskey(weights, bias) ? param_from(weights, bias, atype, 1, 1, size(w, 4), 1) : nothing
+    b = haskey(weights, bias) ?
+        param_from(weights, bias, atype, 1, 1, size(w, 4), 1; frozen=frozen) : nothing
     return Conv(w, b, stride, padding)
 end
 
@@ -57,12 +68,13 @@ end
 """Fully connected layer: weight (out, in) as in PyTorch, bias (out,); input flattened by `mat`
 (column-major over (W, H, C), the same order as torch's `flatten(1)` over (C, H, W))."""
 struct Dense
-    w::Param
-    b::Param
+    w::Weight
+    b::Weight
 end
 
-Dense(weights::AbstractDict, name::AbstractString, atype::Type) =
-    Dense(param_from(weights, "$name.weight", atype), param_from(weights, "$name.bias", atype))
+Dense(weights::AbstractDict, name::AbstractString, atype::Type; frozen=()) =
+    Dense(param_from(weights, "$name.weight", atype; frozen=frozen),
+          param_from(weights, "$name.bias", atype; frozen=frozen))
 
 (d::Dense)(x) = d.w * mat(x) .+ d.b
 
@@ -77,23 +89,31 @@ end
 """BatchNorm2d with PyTorch semantics. `params` is Knet's `[gamma; beta]` vector; the running
 statistics are (1, 1, C, 1) device arrays updated in place by training steps. `momentum` and
 `eps` are held in the element type `T` of the arrays (Float32 or Float64), so a Float64 model
-uses exactly 0.1 and 1e-5."""
+uses exactly 0.1 and 1e-5. A `frozen` layer (`--trainable` trains neither its weight nor its bias)
+normalises with its running statistics in training too and never moves them, as torchvision users
+freeze layers with `eval()`."""
 struct BatchNorm{T<:AbstractFloat,A}
-    params::Param
+    params::Weight
     mean::A
     var::A
     momentum::T
     eps::T
+    frozen::Bool
 end
 
 function BatchNorm(weights::AbstractDict, buffers::AbstractDict, name::AbstractString,
-                   atype::Type; momentum=0.1, eps=1e-5)
+                   atype::Type; momentum=0.1, eps=1e-5, frozen=())
     T = eltype(atype)
     gamma_beta = vcat(Array{T}(weights["$name.weight"]), Array{T}(weights["$name.bias"]))
     c = length(gamma_beta) ÷ 2
     mean = buffer_from(buffers, "$name.running_mean", atype, 1, 1, c, 1)
     var = buffer_from(buffers, "$name.running_var", atype, 1, 1, c, 1)
-    return BatchNorm(Param(convert(atype, gamma_beta)), mean, var, T(momentum), T(eps))
+    # Knet keeps gamma and beta in one vector: the layer trains both or neither.
+    is_frozen = "$name.weight" in frozen && "$name.bias" in frozen
+    ("$name.weight" in frozen) == ("$name.bias" in frozen) ||
+        error("$name: freeze its weight and bias together")
+    gb = convert(atype, gamma_beta)
+    return BatchNorm(is_frozen ? gb : Param(gb), mean, var, T(momentum), T(eps), is_frozen)
 end
 
 """
@@ -103,7 +123,7 @@ Training mode normalises with batch statistics; `update_stats=true` (only in a t
 also moves the running statistics, PyTorch's way. Eval mode uses the running statistics.
 """
 function (bn::BatchNorm)(x; training::Bool, update_stats::Bool=false)
-    if training
+    if training && !bn.frozen
         update_stats && update_running_stats!(bn, value(x))
         # moments=nothing: Knet must not touch running statistics (see the note at the top).
         return batchnorm(x, nothing, bn.params; training=true, eps=bn.eps)

@@ -11,22 +11,24 @@ struct LeNet5
 end
 
 """Build LeNet-5 from Knet-layout weights (see `KnetModels`) on arrays of type `atype`."""
-LeNet5(weights::AbstractDict, atype::Type; conv1_padding=2) = LeNet5(
-    Conv(weights, "conv1", atype; padding=conv1_padding),
-    Conv(weights, "conv2", atype),
-    Dense(weights, "fc1", atype),
-    Dense(weights, "fc2", atype),
-    Dense(weights, "fc3", atype),
+LeNet5(weights::AbstractDict, atype::Type; conv1_padding=2, frozen=()) = LeNet5(
+    Conv(weights, "conv1", atype; padding=conv1_padding, frozen=frozen),
+    Conv(weights, "conv2", atype; frozen=frozen),
+    Dense(weights, "fc1", atype; frozen=frozen),
+    Dense(weights, "fc2", atype; frozen=frozen),
+    Dense(weights, "fc3", atype; frozen=frozen),
 )
 
 """Scores (classes, N) for images (W, H, C, N). LeNet-5 has no BatchNorm, so the mode
 keywords change nothing; they keep one calling convention for every model."""
-function (m::LeNet5)(x; training::Bool=false, update_stats::Bool=false)
+(m::LeNet5)(x; training::Bool=false, update_stats::Bool=false) = m.fc3(features(m, x))
+
+"""Penultimate features (84, N): fc2 after its relu, what fc3 sees."""
+function features(m::LeNet5, x; training::Bool=false, update_stats::Bool=false)
     x = maxpool2(relu.(m.conv1(x)))
     x = maxpool2(relu.(m.conv2(x)))
     x = relu.(m.fc1(x))
-    x = relu.(m.fc2(x))
-    return m.fc3(x)
+    return relu.(m.fc2(x))
 end
 
 """(canonical name, layer) pairs, in canonical order."""

@@ -18,13 +18,19 @@
     build_model(kind, weights, buffers, block_strides, atype; bn_momentum=0.1, bn_eps=1e-5)
 
 `kind` is "lenet5" or a ResNet name; `block_strides` the per-block strides for ResNets (ignored
-for LeNet-5). Weights in Knet layout, see `KnetModels`.
+for LeNet-5), `stem_*` the ResNet stem's stride, padding and max pool (see `ResNet`); `frozen`
+the comma-separated canonical names of the parameters that do not train (`--trainable`). Weights in Knet layout, see `KnetModels`.
 """
 function build_model(kind::AbstractString, weights::AbstractDict, buffers::AbstractDict,
                      block_strides::AbstractVector{<:Integer}, atype::Type;
-                     bn_momentum=0.1, bn_eps=1e-5, conv1_padding=2)
-    kind == "lenet5" && return LeNet5(weights, atype; conv1_padding=conv1_padding)
-    return ResNet(weights, buffers, block_strides, atype; momentum=bn_momentum, eps=bn_eps)
+                     bn_momentum=0.1, bn_eps=1e-5, conv1_padding=2, stem_stride=1,
+                     stem_padding=1, stem_pool=Int[], frozen::AbstractString="")
+    # One comma-separated string: it crosses from Python the same way with any juliacall.
+    names = isempty(frozen) ? Set{String}() : Set{String}(split(frozen, ","))
+    kind == "lenet5" && return LeNet5(weights, atype; conv1_padding=conv1_padding, frozen=names)
+    return ResNet(weights, buffers, block_strides, atype; stem_stride=stem_stride,
+                  stem_padding=stem_padding, stem_pool=stem_pool, frozen=names,
+                  momentum=bn_momentum, eps=bn_eps)
 end
 
 """PyTorch's update rule and its hyper-parameters in the element type `T` of the weights
@@ -67,7 +73,8 @@ element_type(state::TrainState{M,T}) where {M,T} = T
 """
     model_params(model) -> Vector{Param}
 
-Trainable `Param`s of a model, in canonical order. Built with `append!`, not a comprehension:
+Trainable `Param`s of a model, in canonical order (frozen weights are bare arrays, left out).
+Built with `push!`, not a comprehension:
 Julia lowers a comprehension whose body is just the loop variable (`Param[p for ...]`) through
 `identity`, and AutoGrad 1.2 defines `identity(::Param)` outside a tape to return the raw array,
 so the comprehension yields plain arrays and fails converting them back to `Param`.
@@ -75,7 +82,9 @@ so the comprehension yields plain arrays and fails converting them back to `Para
 function model_params(model)
     params = Param[]
     for (_, layer) in named_layers(model)
-        append!(params, layer_params(layer))
+        for w in layer_params(layer)
+            w isa Param && push!(params, w)
+        end
     end
     return params
 end
@@ -223,12 +232,24 @@ end
 
 Eval-mode scores for every sample of `data`, in order, computed batch by batch.
 """
-function predict(state::TrainState, data::DeviceData, batch_size::Integer)
+predict(state::TrainState, data::DeviceData, batch_size::Integer) =
+    evaluate(x -> state.model(x; training=false), state, data, batch_size)
+
+"""
+    embed(state, data, batch_size) -> Matrix (features, N)
+
+Eval-mode penultimate features (what the classifier sees) of every sample of `data`, in order.
+"""
+embed(state::TrainState, data::DeviceData, batch_size::Integer) =
+    evaluate(x -> features(state.model, x; training=false), state, data, batch_size)
+
+"""`f` (eval-mode scores or features) over `data` batch by batch, as a host matrix (·, N)."""
+function evaluate(f, state::TrainState, data::DeviceData, batch_size::Integer)
     check_element_type(state, data)
     n = size(data.images, 4)
     T = element_type(state)
-    # The scores stay on the device until the end: one copy to the host, as torch and JAX make.
-    chunks = [state.model(pixels(data.images[:, :, :, i:min(i + batch_size - 1, n)], data.table); training=false)
+    # The outputs stay on the device until the end: one copy to the host, as torch and JAX make.
+    chunks = [f(pixels(data.images[:, :, :, i:min(i + batch_size - 1, n)], data.table))
               for i in 1:batch_size:n]
     return Array{T}(reduce(hcat, chunks))
 end
