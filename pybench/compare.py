@@ -21,7 +21,6 @@ from pybench.models import check_model, frozen_params, layers
 from pybench.parity import logit_tolerance
 from pybench.peak import machine_peak
 from pybench.results import write_npz, write_results
-from pybench.tensorboard import run_folder
 from pybench.runlife import (
     as_interrupted,
     check_gpu,
@@ -32,6 +31,7 @@ from pybench.runlife import (
     resolve_device,
     results_header,
 )
+from pybench.tensorboard import run_folder
 from pybench.training import TrainConfig, train_and_evaluate
 from pybench.worker import (
     PARITY_BATCH,

@@ -4,9 +4,10 @@ a process with torch): `python tests/conformance.py FRAMEWORK OUT.npz`.
 It records what tests/test_conformance.py compares across every registered framework: the
 exported initial weights (names, shapes, values), float32 eval- and train-mode logits on a fixed
 batch and whether a train-mode forward left the state alone, predictions against the eval
-forward, the penultimate features (`embed`) against the classifier, float64 trajectories (losses and final weights) of three steps for each optimizer
-formula, and how bad input fails. The checks that need no other framework are made here and
-stored as `facts`; the comparisons with torch's figures are made by the test.
+forward, the penultimate features (`embed`) against the classifier, float64 trajectories (losses
+and final weights) of three steps for each optimizer formula, and how bad input fails. The checks
+that need no other framework are made here and stored as `facts`; the comparisons with torch's
+figures are made by the test.
 """
 
 from __future__ import annotations
