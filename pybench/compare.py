@@ -16,8 +16,8 @@ import numpy as np
 
 from pybench import memory, pretrained, runlife
 from pybench.backends import get_backend
-from pybench.errors import Interrupted, PybenchError
-from pybench.models import check_model, frozen_params, layers
+from pybench.errors import Interrupted
+from pybench.models import builds_for, check_model, frozen_params
 from pybench.parity import logit_tolerance
 from pybench.peak import machine_peak
 from pybench.results import write_npz, write_results
@@ -128,8 +128,11 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
             if models_fit_data(model, dataset):  # one that does not fails in its worker, with why
                 memory.check_host_memory(dataset, model, cfg.train.batch_size, cfg.train.optimizer.name,
                                          augment=bool(cfg.train.augment))
-    fitted = pretrained.check_fits(cfg.train.weights, cfg.models, dataset, cfg.run_seeds[0])
-    for model in cfg.models:  # an unknown --trainable layer fails here, in one line
+    # A weights file that does not fit, or an unknown --trainable layer, fails here in one line
+    # (a model that cannot take the images fails in its worker, which records why).
+    buildable = [model for model in cfg.models if models_fit_data(model, dataset)]
+    fitted = pretrained.check_fits(cfg.train.weights, buildable, dataset, cfg.run_seeds[0])
+    for model in buildable:
         frozen_params(model, dataset.in_shape, dataset.num_classes, cfg.train.trainable)
     out_dir = make_out_dir(Path(cfg.out) if cfg.out else default_out_dir(cfg.dataset))
 
@@ -218,11 +221,7 @@ def keep_interrupted(document: dict, out_dir: Path, framework: str, model: str,
 
 def models_fit_data(model: str, dataset) -> bool:
     """Whether `model` can be built for the dataset's images (LeNet-5 needs 12x12 at least)."""
-    try:
-        layers(model, dataset.in_shape, dataset.num_classes)
-    except PybenchError:
-        return False
-    return True
+    return builds_for(model, dataset.in_shape, dataset.num_classes)
 
 
 def check_memory(backend, dataset, cfg: TrainConfig) -> None:

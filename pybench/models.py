@@ -142,6 +142,15 @@ def check_model(name: str) -> None:
         raise PybenchError(f"unknown model {name!r}: choose from {', '.join(MODEL_NAMES)}")
 
 
+def builds_for(model: str, in_shape, num_classes: int) -> bool:
+    """Whether `model` can be built for these images (LeNet-5 needs 12x12 at least)."""
+    try:
+        layers(model, in_shape, num_classes)
+    except PybenchError:
+        return False
+    return True
+
+
 def lenet5_flat_size(height: int, width: int) -> tuple[int, int, int]:
     """(channels, h, w) entering fc1: conv1 keeps the size, each pool halves (floor), conv2 -4."""
     k = LENET5["kernel"]

@@ -195,8 +195,11 @@ def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
                            f"{dataset.name}")
     # The trajectory follows the schedule over its steps: one that cannot fit fails here.
     run_learning_rates(cfg.train, len(dataset.train.labels) // cfg.train.batch_size, cfg.steps)
-    pretrained.check_fits(cfg.train.weights, cfg.models, dataset, cfg.train.seed)
-    for model in cfg.models:  # an unknown --trainable layer fails here, in one line
+    # A weights file that does not fit, or an unknown --trainable layer, fails here in one line
+    # (a model that cannot take the images fails in its worker, which records why).
+    buildable = [m for m in cfg.models if models.builds_for(m, dataset.in_shape, dataset.num_classes)]
+    pretrained.check_fits(cfg.train.weights, buildable, dataset, cfg.train.seed)
+    for model in buildable:
         models.frozen_params(model, dataset.in_shape, dataset.num_classes, cfg.train.trainable)
     rows = []
     for model in cfg.models:

@@ -337,11 +337,11 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         test_logits = backend.predict(state, test, cfg.eval_batch_size)
     predictions = {"labels": dataset.test.labels, "logits": test_logits}
     if cfg.embeddings:  # after the timed run, from the evaluated state
-        predictions["embeddings"] = test_embeddings(backend, state, dataset, cfg, table)
+        predictions["embeddings"] = embeddings_of_test_images(backend, state, dataset, cfg, table)
     return record, predictions
 
 
-def test_embeddings(backend: Backend, state, dataset: Dataset, cfg: TrainConfig,
+def embeddings_of_test_images(backend: Backend, state, dataset: Dataset, cfg: TrainConfig,
                     table: np.ndarray) -> np.ndarray:
     """The penultimate features of the first `cfg.embeddings` test images (the same images for
     every framework: the split's order is the dataset's)."""
