@@ -20,7 +20,7 @@ import time
 from pybench import models
 from pybench.backends import get_backend
 from pybench.datasets import batch_order
-from pybench.training import TrainConfig, initial_weights, model_input, run_learning_rates
+from pybench.training import TrainConfig, initial_weights, loss_settings, model_input, run_learning_rates
 
 EVAL_IMAGES = 1000  # the evaluation pass: this many test images, in batches as compare's
 EVAL_REPEATS = 5
@@ -40,7 +40,7 @@ def timed(fn, synchronize) -> float:
 def time_steps(backend, dataset, cfg: TrainConfig, steps: int, warmup: int) -> dict:
     """First-step seconds, per-step seconds of `steps` steps after `warmup`, and the eval pass."""
     params, buffers = initial_weights(cfg, dataset)
-    state = backend.init_state(model_input(cfg, dataset, params, buffers), cfg.optimizer)
+    state = backend.init_state(model_input(cfg, dataset, params, buffers), loss_settings(cfg, dataset))
     labels = dataset.train.labels
     table = dataset.pixel_table()
     data = backend.put_data(dataset.train.images, labels, table)

@@ -130,6 +130,9 @@ def add_training_arguments(p: argparse.ArgumentParser, batch_size: int) -> None:
                         "(default 0)")
     p.add_argument("--label-smoothing", type=fraction_below_one, default=0.0,
                    help="cross-entropy label smoothing, PyTorch's definition (default 0)")
+    p.add_argument("--pos-weight", choices=("balanced",), default=None,
+                   help="--task multilabel: weigh each finding's positive targets by its negatives / "
+                        "positives in the train split (BCEWithLogitsLoss's pos_weight; default 1)")
     p.add_argument("--schedule", choices=SCHEDULES, default="constant",
                    help="learning rate per step: constant, step (--milestones, --gamma), "
                         "cosine (to 0), onecycle (torch's OneCycleLR) (default constant)")
@@ -312,7 +315,8 @@ def train_config(args, model: str = "lenet5"):
         weights = str(Path(args.weights).expanduser().resolve())
     return TrainConfig(model=model, batch_size=args.batch_size, optimizer=optimizer,
                        seed=args.seed if args.seed is not None else 0, schedule=schedule,
-                       weights=weights, trainable=tuple(args.trainable), **extra)
+                       weights=weights, trainable=tuple(args.trainable), pos_weight=args.pos_weight,
+                       **extra)
 
 
 def parse_arguments(argv: list[str] | None):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pybench import memory, pretrained, runlife
+from pybench import memory, runlife
 from pybench.backends import get_backend
 from pybench.errors import Interrupted
-from pybench.models import builds_for, check_model, frozen_params
+from pybench.models import builds_for, check_model
 from pybench.parity import logit_tolerance
 from pybench.peak import machine_peak
 from pybench.results import write_npz, write_results
@@ -32,7 +32,7 @@ from pybench.runlife import (
     results_header,
 )
 from pybench.tensorboard import run_folder
-from pybench.training import TrainConfig, train_and_evaluate
+from pybench.training import TrainConfig, check_options, train_and_evaluate
 from pybench.worker import (
     PARITY_BATCH,
     float64_logits,
@@ -128,12 +128,7 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
             if models_fit_data(model, dataset):  # one that does not fails in its worker, with why
                 memory.check_host_memory(dataset, model, cfg.train.batch_size, cfg.train.optimizer.name,
                                          augment=bool(cfg.train.augment))
-    # A weights file that does not fit, or an unknown --trainable layer, fails here in one line
-    # (a model that cannot take the images fails in its worker, which records why).
-    buildable = [model for model in cfg.models if models_fit_data(model, dataset)]
-    fitted = pretrained.check_fits(cfg.train.weights, buildable, dataset, cfg.run_seeds[0])
-    for model in buildable:
-        frozen_params(model, dataset.in_shape, dataset.num_classes, cfg.train.trainable)
+    fitted = check_options(cfg.train, cfg.models, dataset, cfg.run_seeds[0])
     out_dir = make_out_dir(Path(cfg.out) if cfg.out else default_out_dir(cfg.dataset))
 
     train = asdict(cfg.train)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pybench import models, pretrained
+from pybench import models
 from pybench.backends import get_backend
 from pybench.datasets import batch_order
 from pybench.errors import Interrupted, PybenchError
@@ -33,7 +33,14 @@ from pybench.runlife import (
     reference_framework,
     resolve_device,
 )
-from pybench.training import TrainConfig, initial_weights, model_input, run_learning_rates
+from pybench.training import (
+    TrainConfig,
+    check_options,
+    initial_weights,
+    loss_settings,
+    model_input,
+    run_learning_rates,
+)
 from pybench.worker import (
     float64_logits,
     forward_check,
@@ -156,7 +163,7 @@ def run_parity_job(job: dict) -> dict:
     params, buffers = initial_weights(cfg, dataset)
     state = backend.init_state(
         model_input(cfg, dataset, {k: v.astype(dtype) for k, v in params.items()},
-                    {k: v.astype(dtype) for k, v in buffers.items()}), cfg.optimizer)
+                    {k: v.astype(dtype) for k, v in buffers.items()}), loss_settings(cfg, dataset))
     if dtype == np.float64:  # the forward in float64 too: exact agreement, and the float32 noise
         arrays.update(float64_logits(backend, dataset, cfg, cfg.batch_size))
     # The float64 trajectory gathers from a float64 table: the float32 table's values, widened.
@@ -195,12 +202,7 @@ def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
                            f"{dataset.name}")
     # The trajectory follows the schedule over its steps: one that cannot fit fails here.
     run_learning_rates(cfg.train, len(dataset.train.labels) // cfg.train.batch_size, cfg.steps)
-    # A weights file that does not fit, or an unknown --trainable layer, fails here in one line
-    # (a model that cannot take the images fails in its worker, which records why).
-    buildable = [m for m in cfg.models if models.builds_for(m, dataset.in_shape, dataset.num_classes)]
-    pretrained.check_fits(cfg.train.weights, buildable, dataset, cfg.train.seed)
-    for model in buildable:
-        models.frozen_params(model, dataset.in_shape, dataset.num_classes, cfg.train.trainable)
+    check_options(cfg.train, cfg.models, dataset, cfg.train.seed)
     rows = []
     for model in cfg.models:
         models.check_model(model)

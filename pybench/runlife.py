@@ -104,6 +104,7 @@ def results_header(command: str | None) -> dict:
 def dataset_summary(dataset) -> dict:
     return {"name": dataset.name, "source": dataset.source, "fingerprint": dataset.fingerprint,
             "classes": list(dataset.classes), "in_shape": list(dataset.in_shape),
+            "task": "multilabel" if dataset.multilabel else "single",
             "train_size": len(dataset.train.labels),
             "val_size": len(dataset.val.labels) if dataset.val is not None else 0,
             "test_size": len(dataset.test.labels),

@@ -43,6 +43,7 @@ from pybench.errors import Interrupted, PybenchError
 from pybench.models import MODEL_DESCRIPTIONS
 from pybench.results import write_results
 from pybench.runlife import as_interrupted
+from pybench.tasks import POS_WEIGHTS
 from pybench.training import TrainConfig
 
 # Keys of SWEEP.toml: the swept lists, with the type of their items ...
@@ -51,15 +52,16 @@ GRID_KEYS = {"frameworks": str, "models": str, "batch_sizes": int, "lrs": float,
 # ... the settings every run shares ...
 SHARED_KEYS = {"dataset": str, "epochs": int, "max_steps": int, "momentum": float,
                "weight_decay": float, "target_accuracy": float, "patience": int,
-               "balance": bool, "device": str, "timeout": float, "cpus_per_run": float}
+               "balance": bool, "pos_weight": str, "embeddings": int,
+               "device": str, "timeout": float, "cpus_per_run": float}
 # ... and the `[dataset_options]` table: `load_dataset`'s keywords (the CLI's dataset options).
 DATASET_OPTION_KEYS = {"data_dir": str, "image_size": int, "grayscale": bool,
                        "test_fraction": float, "seed": int, "manifest": str, "image_col": str,
-                       "label_col": str, "binary_negative": str, "group_col": str,
+                       "label_col": str, "binary_negative": str, "group_col": str, "multilabel": bool,
                        "workers": int, "cache": bool}
 POSITIVE = {"batch_sizes", "lrs", "epochs", "max_steps", "patience", "timeout", "cpus_per_run"}
 CHOICES = {"frameworks": tuple(FRAMEWORK_DESCRIPTIONS), "models": tuple(MODEL_DESCRIPTIONS),
-           "optimizers": tuple(DEFAULT_LR), "device": ("auto", "cpu", "cuda")}
+           "optimizers": tuple(DEFAULT_LR), "device": ("auto", "cpu", "cuda"), "pos_weight": POS_WEIGHTS}
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ def sweep_from_dict(raw: dict, path: Path) -> Sweep:
                       f"unknown key (known: {', '.join(DATASET_OPTION_KEYS)})")
         checked(f"dataset_options.{key}", value, DATASET_OPTION_KEYS[key], bad)
     train = {key: shared[key] for key in ("epochs", "max_steps", "target_accuracy", "patience",
-                                          "balance") if key in shared}
+                                          "balance", "pos_weight", "embeddings") if key in shared}
     if "target_accuracy" in train and not 0 < train["target_accuracy"] <= 1:
         raise bad("target_accuracy", "give a fraction between 0 and 1, e.g. 0.98")
     train["optimizer"] = {k: shared[k] for k in ("momentum", "weight_decay") if k in shared}

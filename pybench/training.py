@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import resource
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from tqdm import tqdm
 
-from pybench import models, pretrained
+from pybench import models, pretrained, tasks
 from pybench.backends.contract import Backend, ModelInput, OptimizerConfig
 from pybench.datasets import Dataset, augmented_train, balanced_order, batch_order
+from pybench.errors import PybenchError
 from pybench.machine import load_snapshot, machine_load
 from pybench.results import TrainingRecord
 from pybench.schedules import Schedule, learning_rates
@@ -60,6 +61,9 @@ class TrainConfig:
     # Store the penultimate features of this many test images with the predictions, for the
     # report's t-SNE maps (0: none).
     embeddings: int = 0
+    # Multi-label tasks: "balanced" weighs each finding's positive targets by its negatives /
+    # positives in the train split (pybench.tasks); None: weight 1.
+    pos_weight: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,7 +142,21 @@ def throughput_block(cfg: TrainConfig, device: str) -> int:
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(np.argmax(logits, axis=1) == labels))
+    """The run's score: accuracy, or for a multi-label task the mean per-finding AUC
+    (`pybench.tasks.score`); target accuracy, patience and the records all use it."""
+    return tasks.score(logits, labels)
+
+
+def loss_settings(cfg: TrainConfig, dataset: Dataset) -> OptimizerConfig:
+    """`cfg.optimizer` with the task's loss settings resolved (`--pos-weight` from the train
+    labels); settings that have no meaning for the task are one-line errors."""
+    multilabel = dataset.multilabel
+    if multilabel and cfg.optimizer.label_smoothing:
+        raise PybenchError("--label-smoothing applies to single-label cross-entropy, not to --task multilabel")
+    if multilabel and cfg.balance:
+        raise PybenchError("--balance samples by class, which --task multilabel does not have; "
+                           "use --pos-weight balanced to weigh rare findings")
+    return replace(cfg.optimizer, pos_weight=tasks.resolve_pos_weight(cfg.pos_weight, dataset.train.labels))
 
 
 def array_fingerprint(array: np.ndarray) -> str:
@@ -162,6 +180,19 @@ def initial_weights(cfg: TrainConfig, dataset: Dataset):
     return models.init_weights(cfg.model, dataset.in_shape, dataset.num_classes, cfg.seed)
 
 
+def check_options(cfg: TrainConfig, model_names, dataset: Dataset, seed: int) -> dict:
+    """Fail in one line, in the parent before any worker starts, on a weights file that does not
+    fit, an unknown --trainable layer, or a loss option the task has no use for; a model that
+    cannot take the images is left to its worker, which records why. Returns what fitting the
+    weights did, per model (`pretrained.check_fits`)."""
+    buildable = [m for m in model_names if models.builds_for(m, dataset.in_shape, dataset.num_classes)]
+    fitted = pretrained.check_fits(cfg.weights, buildable, dataset, seed)
+    for model in buildable:
+        models.frozen_params(model, dataset.in_shape, dataset.num_classes, cfg.trainable)
+    loss_settings(cfg, dataset)
+    return fitted
+
+
 def model_input(cfg: TrainConfig, dataset: Dataset, params, buffers) -> ModelInput:
     """What a backend builds the model from: these weights, and what `cfg.trainable` freezes."""
     return ModelInput(cfg.model, dataset.in_shape, dataset.num_classes, params, buffers,
@@ -181,7 +212,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     """
     params, buffers = initial_weights(cfg, dataset)
     inputs = model_input(cfg, dataset, params, buffers)
-    state = backend.init_state(inputs, cfg.optimizer)
+    state = backend.init_state(inputs, loss_settings(cfg, dataset))
     train_labels = dataset.train.labels
     # uint8 images and the pixel table: each batch is normalised on the device, in the step.
     table = dataset.pixel_table(np.dtype(inputs.dtype))
@@ -286,9 +317,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     load = machine_load(load_before, load_snapshot())
     if best_weights is not None and kept_epoch != len(epoch_s):
         # --patience keeps the best validation epoch: its weights, not the last, are evaluated.
-        state = backend.init_state(
-            model_input(cfg, dataset, *best_weights),
-            cfg.optimizer)
+        state = backend.init_state(model_input(cfg, dataset, *best_weights), loss_settings(cfg, dataset))
         test_logits = backend.predict(state, test, cfg.eval_batch_size)
     elif cfg.patience is None:
         kept_epoch = len(epoch_s) or None

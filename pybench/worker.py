@@ -28,7 +28,7 @@ from pybench.datasets import batch_order, load_dataset, with_validation
 from pybench.datasets.core import normalize
 from pybench.errors import PybenchError, UnavailableError
 from pybench.results import write_json
-from pybench.training import Diverged, TrainConfig, initial_weights, model_input
+from pybench.training import Diverged, TrainConfig, initial_weights, loss_settings, model_input
 
 MEMORY_LIMIT_ENV = "PYBENCH_WORKER_MEMORY_LIMIT"
 
@@ -60,7 +60,7 @@ def forward_check(backend, dataset, cfg: TrainConfig, n_images: int):
     """(logits, state): eval- and train-mode logits of the initial float32 model on the first
     `n_images` of epoch 0's order, and the state they came from."""
     params, buffers = initial_weights(cfg, dataset)
-    state = backend.init_state(model_input(cfg, dataset, params, buffers), cfg.optimizer)
+    state = backend.init_state(model_input(cfg, dataset, params, buffers), loss_settings(cfg, dataset))
     images = forward_batch(dataset, cfg, n_images)
     logits = {"eval_logits": backend.forward(state, images, train=False),
               "train_logits": backend.forward(state, images, train=True)}
@@ -74,7 +74,7 @@ def float64_logits(backend, dataset, cfg: TrainConfig, n_images: int) -> dict:
     params, buffers = initial_weights(cfg, dataset)
     wide = {k: v.astype(np.float64) for k, v in params.items()}
     wide_buffers = {k: v.astype(np.float64) for k, v in buffers.items()}
-    state = backend.init_state(model_input(cfg, dataset, wide, wide_buffers), cfg.optimizer)
+    state = backend.init_state(model_input(cfg, dataset, wide, wide_buffers), loss_settings(cfg, dataset))
     images = forward_batch(dataset, cfg, n_images).astype(np.float64)
     return {f"{mode}_logits64": backend.forward(state, images, train=mode == "train")
             for mode in ("eval", "train")}

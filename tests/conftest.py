@@ -116,6 +116,18 @@ def nih_zip(tmp_path):
     return make
 
 
+@pytest.fixture(scope="session")
+def nih_release_zip(tmp_path_factory) -> Path:
+    """300 synthetic X-rays in the NIH ChestX-ray14 release's layout (scripts/make_nih_zip.py, run
+    as the script it is): its folders, manifest header, multi-label finding cells at the
+    release's rates, and patient ids."""
+    out = tmp_path_factory.mktemp("nih-release") / "nih.zip"
+    script = REPO_ROOT / "scripts" / "make_nih_zip.py"
+    subprocess.run([sys.executable, str(script), str(out), "--images", "300", "--workers", "2"],
+                   check=True, capture_output=True, timeout=300)
+    return out
+
+
 def default_sigint() -> None:
     """In the child, before it runs Python: SIGINT back to its default disposition. A process
     started with SIGINT ignored (every background job of a non-interactive shell: `cmd &` in a

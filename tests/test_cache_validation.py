@@ -50,7 +50,8 @@ def truncate(path, size: int) -> None:
     (lambda p: rewrite_entry(p, mean=[0.1, 0.2, 0.3]), "mean [0.1, 0.2, 0.3] for 1 channels"),
     (lambda p: rewrite_entry(p, classes=[]), "classes []"),
     (lambda p: rewrite_entry(p, test_labels=np.full(360, 99, np.int64)), "test labels outside"),
-    (lambda p: rewrite_entry(p, train_labels=np.zeros(3, np.int64)), "labels must be (N,) matching images"),
+    (lambda p: rewrite_entry(p, train_labels=np.zeros(3, np.int64)),
+     "labels must be (N,) or (N, findings) matching images"),
     (lambda p: rewrite_entry(p, train_images=np.zeros((3, 8, 8), np.float32)), "images must be uint8"),
     (lambda p: rewrite_entry(p, fingerprint=7), "fingerprint 7"),
 ])

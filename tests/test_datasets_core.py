@@ -159,7 +159,8 @@ def test_cli_helpers_round_trip():
     assert dataset_options(args) == {"data_dir": "/d", "image_size": 32, "grayscale": True, "test_fraction": 0.3,
                                      "seed": 4, "manifest": "m.csv", "image_col": "img", "label_col": "lab",
                                      "binary_negative": "No Finding", "group_col": "Patient ID", "workers": 3,
-                                     "cache": False}
+                                     "cache": False, "multilabel": False}
+    assert dataset_options(parser.parse_args(["--task", "multilabel"]))["multilabel"] is True
     defaults = dataset_options(parser.parse_args([]))
     assert defaults["test_fraction"] == 0.2 and defaults["seed"] == 0 and defaults["cache"] is True
     assert defaults["group_col"] is None and defaults["workers"] is None

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -26,12 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("isolated_cache")
 
 
-@pytest.fixture(scope="module")
-def nih(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("nih") / "nih.zip"
-    subprocess.run([sys.executable, str(REPO / "scripts" / "make_nih_zip.py"), str(out), "--images", "300",
-                    "--workers", "2"], check=True, capture_output=True, timeout=300)
-    return out
+@pytest.fixture
+def nih(nih_release_zip) -> Path:
+    return nih_release_zip
 
 
 def manifest_rows(archive: Path) -> list[dict]:

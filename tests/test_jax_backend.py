@@ -303,3 +303,23 @@ def test_both_layouts_compute_the_same_function_and_step(model, in_shape):
         np.testing.assert_allclose(pa[name], pb[name], atol=1e-5, err_msg=name)
     for name in ba:
         np.testing.assert_allclose(ba[name], bb[name], atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("size, stride, kernel, padding", [(2, 1, 3, 1), (1, 1, 3, 1), (4, 2, 3, 1), (3, 2, 7, 3)])
+def test_a_convolution_of_small_maps_as_patches_times_a_matrix_is_torchs(size, stride, kernel, padding):
+    """On the CPU, outputs of at most MATMUL_CONV_MAX_OUTPUT per side are computed as patches
+    times a matrix (XLA's convolution is 30x slower there): the same values as torch's conv2d,
+    to float32 rounding, channel order included."""
+    import jax.numpy as jnp
+
+    from pybench.backends.jax_backend import MATMUL_CONV_MAX_OUTPUT, conv2d
+    from pybench.models import Conv
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 6, size, size)).astype(np.float32)
+    weight = rng.standard_normal((5, 6, kernel, kernel)).astype(np.float32)
+    layer = Conv("c", 6, 5, kernel, stride, padding, bias=False)
+    expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(weight), stride=stride, padding=padding).numpy()
+    assert max(expected.shape[2:]) <= MATMUL_CONV_MAX_OUTPUT  # the patches path, not XLA's conv
+    got = conv2d(layer, {"c.weight": jnp.asarray(weight)}, jnp.asarray(to_layout(x, NHWC)), NHWC)
+    np.testing.assert_allclose(np.transpose(np.asarray(got), (0, 3, 1, 2)), expected, rtol=1e-5, atol=1e-5)

@@ -108,16 +108,19 @@ def test_parity_passes_for_every_model_in_every_framework(run_cli, tmp_path, mod
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, constructor, extra", [
-    # Grey 8x8 digits into torchvision's ResNet-18: conv1 folded, layer4 and fc trained.
-    ("resnet18-imagenet", "resnet18", ["--trainable", "layer4,fc", "--steps", "5"]),
-    # ResNet-50 on 32x32: on 8x8 images its train-mode BatchNorm sees 1x1 maps, and a float64
-    # trajectory's rounding differences grow tenfold per step in every framework pair.
-    ("resnet50-imagenet", "resnet50", ["--trainable", "layer3,layer4,fc", "--image-size", "32",
-                                       "--steps", "3"]),
+@pytest.mark.parametrize("model, constructor, data, extra", [
+    # The X-ray task of issue 23: NIH-layout grey 32x32 X-rays, one sigmoid per finding with
+    # balanced positive weights, torchvision's ResNet-18 with conv1 folded, layer4 and fc trained.
+    ("resnet18-imagenet", "resnet18", "nih", ["--task", "multilabel", "--pos-weight", "balanced",
+                                              "--image-size", "32", "--trainable", "layer4,fc",
+                                              "--steps", "5"]),
+    # ResNet-50 on 32x32 digits: on 8x8 images its train-mode BatchNorm sees 1x1 maps, and a
+    # float64 trajectory's rounding differences grow tenfold per step in every framework pair.
+    ("resnet50-imagenet", "resnet50", "digits", ["--trainable", "layer3,layer4,fc",
+                                                 "--image-size", "32", "--steps", "3"]),
 ])
 def test_parity_passes_for_imagenet_resnets_from_a_weights_file_with_frozen_layers(
-        run_cli, tmp_path, model, constructor, extra):
+        run_cli, tmp_path, nih_release_zip, model, constructor, data, extra):
     import torch
     import torchvision
 
@@ -130,8 +133,9 @@ def test_parity_passes_for_imagenet_resnets_from_a_weights_file_with_frozen_laye
     torch.manual_seed(0)
     torch.save(getattr(torchvision.models, constructor)().state_dict(), weights)
     out = tmp_path / "parity"
-    result = run_cli("parity", "--frameworks", "torch,jax,knet", "--models", model, "--weights",
-                     weights, "--batch-size", "8", "--out", out, *extra, timeout=1800)
+    dataset = str(nih_release_zip) if data == "nih" else data
+    result = run_cli("parity", "--dataset", dataset, "--frameworks", "torch,jax,knet", "--models", model,
+                     "--weights", weights, "--batch-size", "8", "--out", out, *extra, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     doc = json.loads((out / "parity.json").read_text())
     assert doc["ok"] and doc["train"]["weights"] == str(weights.resolve())
@@ -142,15 +146,17 @@ def test_parity_passes_for_imagenet_resnets_from_a_weights_file_with_frozen_laye
         loss_bound, weight_bound = FLOAT64_BOUNDS[framework]
         assert row["max_rel_loss_diff"] <= loss_bound and row["max_abs_weight_diff"] <= weight_bound
         assert row["max_abs_logit_diff_float64"] <= LOGIT64_ATOL
-    # Every framework started from the file (grey digits: conv1 summed over colour) and left
+    # Every framework started from the file (grey images: conv1 summed over colour) and left
     # the frozen parameters, and the frozen BatchNorm statistics, exactly where they were.
-    size = int(extra[extra.index("--image-size") + 1]) if "--image-size" in extra else None
-    digits = load_dataset("digits", image_size=size)
-    params, buffers = fit_weights(read_weights(weights), model, digits.in_shape,
-                                  digits.num_classes, 0)
+    size = int(extra[extra.index("--image-size") + 1])
+    loaded = load_dataset(dataset, image_size=size, multilabel="--task" in extra, progress=False)
+    if data == "nih":  # the multi-label loss trained it: 14 findings, one logit each
+        assert loaded.multilabel and loaded.num_classes == 14 and doc["train"]["pos_weight"] == "balanced"
+        assert len(rows["torch"]["losses"]) == 5
+    params, buffers = fit_weights(read_weights(weights), model, loaded.in_shape, loaded.num_classes, 0)
     trainable = tuple(extra[extra.index("--trainable") + 1].split(","))
-    frozen = frozen_params(model, digits.in_shape, digits.num_classes, trainable)
-    stats = [f"{n}.{s}" for n in frozen_norms(model, digits.in_shape, digits.num_classes, frozen)
+    frozen = frozen_params(model, loaded.in_shape, loaded.num_classes, trainable)
+    stats = [f"{n}.{s}" for n in frozen_norms(model, loaded.in_shape, loaded.num_classes, frozen)
              for s in ("running_mean", "running_var")]
     for framework in frameworks:
         with np.load(out / "arrays" / f"{framework}-{model}.npz") as arrays:

@@ -11,7 +11,7 @@ import torch
 import torchvision
 
 from pybench import models, pretrained
-from pybench.backends import get_backend
+from pybench.backends import availability, get_backend
 from pybench.backends.contract import ModelInput, OptimizerConfig
 from pybench.errors import PybenchError
 
@@ -127,14 +127,19 @@ def test_bad_weight_files_fail_in_one_line(tmp_path, cli_error, content, fragmen
 
 
 @pytest.mark.slow
-def test_compare_starts_every_framework_from_the_loaded_weights(run_cli, tmp_path):
-    """torch and JAX (Knet: the parity test) train resnet18-imagenet from one file on grey
-    8x8 digits: the same init fingerprint, that of the fitted file, and the fit recorded."""
+def test_an_x_ray_multilabel_fine_tune_compares_every_framework_from_the_loaded_weights(
+        run_cli, tmp_path, nih_release_zip):
+    """Issue 23's comparison: an NIH-layout zip, one sigmoid per finding, torchvision's
+    ResNet-18 loaded from a file with only layer4 and fc trained, in torch, JAX and Knet: one
+    init fingerprint (the fitted file's), per-finding AUCs for all three, t-SNE panels."""
     path, _ = torchvision_file(tmp_path, num_classes=1000)
+    frameworks = ["torch", "jax", "knet"] if availability("knet").ok else ["torch", "jax"]
     out = tmp_path / "run"
-    result = run_cli("compare", "digits", "--models", "resnet18-imagenet", "--frameworks",
-                     "torch,jax", "--weights", path, "--max-steps", "3", "--batch-size", "8",
-                     "--out", out, "--no-report")
+    result = run_cli("compare", str(nih_release_zip), "--task", "multilabel", "--pos-weight", "balanced",
+                     "--image-size", "32", "--models", "resnet18-imagenet", "--weights", path,
+                     "--trainable", "layer4,fc", "--frameworks", ",".join(frameworks),
+                     "--max-steps", "4", "--batch-size", "8", "--embeddings", "40", "--out", out,
+                     timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     document = json.loads((out / "results.json").read_text())
     assert document["config"]["weights"] == str(path.resolve())
@@ -142,12 +147,30 @@ def test_compare_starts_every_framework_from_the_loaded_weights(run_cli, tmp_pat
         "resnet18-imagenet": {"head": "replaced (seeded draw)", "grey_to_colour": True}}
     from pybench.datasets import load_dataset
 
-    digits = load_dataset("digits")
+    xrays = load_dataset(str(nih_release_zip), image_size=32, multilabel=True, progress=False)
     expected = models.weights_fingerprint(*pretrained.fit_weights(
-        pretrained.read_weights(path), "resnet18-imagenet", digits.in_shape, digits.num_classes, 0))
+        pretrained.read_weights(path), "resnet18-imagenet", xrays.in_shape, xrays.num_classes, 0))
     runs = document["runs"]
-    assert [r["status"] for r in runs] == ["ok", "ok"]
+    assert [r["status"] for r in runs] == ["ok"] * len(frameworks), runs
     assert {r["init_fingerprint"] for r in runs} == {expected}
-    seeded = models.weights_fingerprint(*models.init_weights(
-        "resnet18-imagenet", digits.in_shape, digits.num_classes, 0))
-    assert expected != seeded
+    assert expected != models.weights_fingerprint(*models.init_weights(
+        "resnet18-imagenet", xrays.in_shape, xrays.num_classes, 0))
+    # Each run's score is its mean per-finding AUC, recomputed here from its predictions.
+    from sklearn.metrics import roc_auc_score
+
+    for run in runs:
+        with np.load(out / run["predictions"]) as stored:
+            labels, logits = stored["labels"], stored["logits"]
+            assert labels.shape == logits.shape == (len(xrays.test), 14) and stored["embeddings"].shape[0] == 40
+        scored = [k for k in range(14) if 0 < labels[:, k].sum() < len(labels)]
+        assert run["test_accuracy"] == pytest.approx(
+            np.mean([roc_auc_score(labels[:, k], logits[:, k]) for k in scored]))
+    report = (out / "report.md").read_text()
+    assert "mean ROC AUC over findings" in report
+    section = report.split("### Test-set metrics (multi-label)")[1]
+    aucs = section.split("| finding | test positives | " + " | ".join(frameworks) + " |")[1]
+    assert "| Effusion |" in aucs and "| Infiltration |" in aucs
+    for framework in frameworks:
+        assert f"### {framework}\n\nSensitivity and specificity of the decision sigmoid ≥ 0.5" in section
+    assert (out / "tsne-resnet18-imagenet.png").stat().st_size > 10_000
+    assert (out / "roc-resnet18-imagenet.png").is_file()

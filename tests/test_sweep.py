@@ -215,6 +215,7 @@ BAD_SWEEPS = {
     "unknown dataset option": ('dataset = "digits"\n[dataset_options]\nsize = 3\n',
                                "dataset_options.size"),
     "no dataset": ('frameworks = ["torch"]\n', "dataset"),
+    "unknown pos_weight": ('dataset = "digits"\npos_weight = "heavy"\n', "pos_weight"),
     "not TOML": ('dataset = digits\n', "not valid TOML"),
 }
 
@@ -244,6 +245,18 @@ def test_an_address_nobody_answers_at_is_a_one_line_error(cli_error, tmp_path):
     path.write_text(SMALL_SWEEP)
     cli_error("sweep", path, "--executor", "ray", "--address", "127.0.0.1:1",
               fragments=("--address 127.0.0.1:1", "ray start --head"))
+
+
+def test_a_sweep_takes_the_multilabel_settings(tmp_path):
+    from pybench.sweep import load_sweep
+
+    path = tmp_path / "xray.toml"
+    path.write_text('dataset = "nih.zip"\npos_weight = "balanced"\nembeddings = 50\n'
+                    '[dataset_options]\nmultilabel = true\n')
+    sweep = load_sweep(path)
+    assert sweep.dataset_options == {"multilabel": True}
+    train = expand(sweep)[0].train
+    assert train.pos_weight == "balanced" and train.embeddings == 50
 
 
 def test_the_example_sweep_file_is_the_readme_grid():

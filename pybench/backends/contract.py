@@ -57,7 +57,9 @@ class OptimizerConfig:
     parameter, BatchNorm and biases included, as torch.optim does with a single parameter group.
     `lr` is the peak learning rate: the rate of each step comes from `pybench.schedules` with the
     epoch order (`Backend.put_order`). label_smoothing is the cross-entropy's, PyTorch's definition:
-    (1 - s) * nll + s * mean over classes of -log p.
+    (1 - s) * nll + s * mean over classes of -log p. A multi-label task (labels (N, findings))
+    trains on PyTorch's BCEWithLogitsLoss instead (`pybench.tasks`), `pos_weight` its
+    per-finding weight of positive targets (None: 1 for every finding).
     """
 
     name: str = "sgd"
@@ -68,6 +70,7 @@ class OptimizerConfig:
     eps: float = 1e-8
     nesterov: bool = False
     label_smoothing: float = 0.0
+    pos_weight: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if self.name not in DEFAULT_LR:
@@ -150,7 +153,8 @@ class Backend(ABC):
 
     @abstractmethod
     def put_data(self, images: np.ndarray, labels: np.ndarray, table: np.ndarray | None = None) -> Any:
-        """Move (N, C, H, W) images and 0-based int64 labels to the device.
+        """Move (N, C, H, W) images and 0-based int64 labels to the device; multi-label
+        (N, findings) 0/1 labels become float targets of the data's dtype (`tasks.targets`).
 
         With a (C, 256) pixel `table`, the images are uint8 and stay uint8: every batch is
         normalised in the step (and in `predict`) as table[c, pixel], a gather. Without one,
@@ -191,8 +195,9 @@ class Backend(ABC):
         """One optimizer step on samples order[step*batch_size:(step+1)*batch_size], at the
         learning rate the epoch plan gives this step.
 
-        Returns (state, loss), the loss a device scalar: the mean cross-entropy of the batch
-        before the update. Read it with `to_float` (which synchronises).
+        Returns (state, loss), the loss a device scalar: the batch's mean loss before the update
+        (cross-entropy, or for multi-label targets the binary cross-entropy: `pybench.tasks`).
+        Read it with `to_float` (which synchronises).
         """
 
     @abstractmethod

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from pybench import tasks
 from pybench.backends.contract import Arrays, Availability, Backend, ModelInput, OptimizerConfig
 from pybench.errors import PybenchError
 from pybench.machine import cpu_model, machine_has_cuda_gpu
@@ -90,17 +91,32 @@ def spatial_axes(layout: str) -> tuple[int, int]:
     return (2, 3) if layout == NCHW else (1, 2)
 
 
+# On the CPU, XLA's convolution of maps this small (output height and width at most this) is
+# far slower than the same product written as patches times a matrix: a 3x3 512->512 conv on
+# 2x2 maps, batch 32, took 285 ms against 9.5 ms (gradient 290 ms against 20 ms), which made
+# resnet18-imagenet's step at 64x64 inputs (layer4 on 2x2 maps) 7x slower than torch's. At
+# 3x3 outputs and above XLA's own convolution is the faster (README, Performance).
+MATMUL_CONV_MAX_OUTPUT = 2
+
+
 def conv2d(layer, params, x, layout: str):
     # OIHW (PyTorch) weights stated as dimension numbers: the canonical weights are used as-is,
     # and XLA picks the physical layouts it prefers for the device. HIGHEST precision keeps
     # float32 on GPUs (no TF32) like torch.
-    y = lax.conv_general_dilated(
-        x, params[f"{layer.name}.weight"],
-        window_strides=(layer.stride, layer.stride),
-        padding=[(layer.padding, layer.padding)] * 2,
-        dimension_numbers=(layout, "OIHW", layout),
-        precision=lax.Precision.HIGHEST,
-    )
+    weight = params[f"{layer.name}.weight"]
+    window = dict(window_strides=(layer.stride, layer.stride),
+                  padding=[(layer.padding, layer.padding)] * 2,
+                  dimension_numbers=(layout, "OIHW", layout), precision=lax.Precision.HIGHEST)
+    height, width = (x.shape[axis] for axis in spatial_axes(layout))
+    kernel = weight.shape[-1]
+    out = [(size + 2 * layer.padding - kernel) // layer.stride + 1 for size in (height, width)]
+    if layout == NHWC and kernel > 1 and max(out) <= MATMUL_CONV_MAX_OUTPUT:
+        # Patches (N, H', W', C_in * kh * kw), in the order of OIHW's flattened (I, H, W) axes.
+        patches = lax.conv_general_dilated_patches(x, (kernel, kernel), **window)
+        y = jnp.einsum("nhwk,ok->nhwo", patches, weight.reshape(weight.shape[0], -1),
+                       precision=lax.Precision.HIGHEST)
+    else:
+        y = lax.conv_general_dilated(x, weight, **window)
     if layer.bias:
         y = y + per_channel(params[f"{layer.name}.bias"], layout)
     return y
@@ -300,6 +316,26 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
     return optax.softmax_cross_entropy(logits, targets).mean()
 
 
+def bce_with_logits(logits, targets, pos_weight):
+    """PyTorch's BCEWithLogitsLoss, mean over images and findings (pybench.tasks): written out
+    rather than optax.sigmoid_binary_cross_entropy, which has no positive weight."""
+    soft = jnp.log1p(jnp.exp(-jnp.abs(logits))) + jnp.maximum(-logits, 0)
+    if pos_weight is None:
+        return ((1 - targets) * logits + soft).mean()
+    weight = jnp.asarray(pos_weight, logits.dtype)
+    return ((1 - targets) * logits + (1 + (weight - 1) * targets) * soft).mean()
+
+
+def batch_loss(logits, labels, loss_settings):
+    """The step's loss: the binary cross-entropy of multi-label targets ((B, findings) floats),
+    else the cross-entropy of class indices. `loss_settings` is (label_smoothing, pos_weight),
+    static (hashable) for jit."""
+    label_smoothing, pos_weight = loss_settings
+    if labels.ndim == 2:
+        return bce_with_logits(logits, labels, pos_weight)
+    return cross_entropy(logits, labels, label_smoothing)
+
+
 def make_direction(config: OptimizerConfig):
     """torch.optim's SGD, Adam or AdamW up to the learning rate, as an optax transformation whose
     output d gives the update w -= lr * d, lr being the step's scheduled rate (`apply_step`).
@@ -340,21 +376,21 @@ def split_frozen(params: dict, frozen) -> tuple[dict, dict]:
             {k: v for k, v in params.items() if k in frozen})
 
 
-def batch_step_fn(apply, optimizer, label_smoothing, frozen, params, buffers, opt_state, x, y, lr):
+def batch_step_fn(apply, optimizer, loss_settings, frozen, params, buffers, opt_state, x, y, lr):
     """One optimizer step on the batch (x, y) at learning rate `lr`; the `frozen` parameters
     are constants of the step (no gradient is computed for them)."""
     trained, fixed = split_frozen(params, frozen)
 
     def loss_fn(p):
         logits, new_buffers = apply({**fixed, **p}, buffers, x, train=True)
-        return cross_entropy(logits, y, label_smoothing), new_buffers
+        return batch_loss(logits, y, loss_settings), new_buffers
 
     (loss, new_buffers), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
     direction, opt_state = optimizer.update(grads, opt_state, trained)
     return {**fixed, **apply_step(trained, direction, lr)}, new_buffers, opt_state, loss
 
 
-def train_step_fn(apply, optimizer, label_smoothing, frozen, layout, params, buffers, opt_state,
+def train_step_fn(apply, optimizer, loss_settings, frozen, layout, params, buffers, opt_state,
                   images, table, labels, order, lrs, step, batch_size):
     """One optimizer step on the batch at position `step` of `order`, at learning rate
     lrs[step], all on the device (the batch normalised through `table` there too)."""
@@ -365,7 +401,7 @@ def train_step_fn(apply, optimizer, label_smoothing, frozen, layout, params, buf
     x = lookup(jnp.take(images, batch, axis=0, mode="clip"), table, layout)
     y = jnp.take(labels, batch, axis=0, mode="clip")
     lr = lax.dynamic_index_in_dim(lrs, step, keepdims=False).astype(x.dtype)
-    return batch_step_fn(apply, optimizer, label_smoothing, frozen, params, buffers, opt_state,
+    return batch_step_fn(apply, optimizer, loss_settings, frozen, params, buffers, opt_state,
                          x, y, lr)
 
 
@@ -376,10 +412,10 @@ def eval_batch_fn(apply, layout, params, buffers, images, table, start, size, fe
     return apply(params, buffers, x, train=False, features=features)[0]
 
 
-def host_batch_fn(apply, optimizer, label_smoothing, frozen, layout, params, buffers, opt_state,
+def host_batch_fn(apply, optimizer, loss_settings, frozen, layout, params, buffers, opt_state,
                   x, table, y, lr):
     """`batch_step_fn` on a batch copied from the host, normalised on the device."""
-    return batch_step_fn(apply, optimizer, label_smoothing, frozen, params, buffers, opt_state,
+    return batch_step_fn(apply, optimizer, loss_settings, frozen, params, buffers, opt_state,
                          lookup(x, table, layout), y, lr)
 
 
@@ -404,9 +440,9 @@ def make_program(model: ModelInput, config: OptimizerConfig, donate: bool,
                  layout: str = NCHW) -> Program:
     apply = make_apply(model.model, model.in_shape, model.num_classes, layout, model.frozen_norms)
     optimizer = make_direction(config)
+    loss_settings = (config.label_smoothing, config.pos_weight)
     train_step = jax.jit(
-        functools.partial(train_step_fn, apply, optimizer, config.label_smoothing, model.frozen,
-                          layout),
+        functools.partial(train_step_fn, apply, optimizer, loss_settings, model.frozen, layout),
         # On a GPU the step's outputs replace params, buffers and optimizer state in place
         # instead of holding two copies of the model and its optimizer state. On the CPU
         # donation made the step slower (README, Performance), so it is used on accelerators
@@ -414,8 +450,8 @@ def make_program(model: ModelInput, config: OptimizerConfig, donate: bool,
         donate_argnums=(0, 1, 2) if donate else (),
         static_argnames="batch_size",
     )
-    train_batch = jax.jit(functools.partial(host_batch_fn, apply, optimizer,
-                                            config.label_smoothing, model.frozen, layout),
+    train_batch = jax.jit(functools.partial(host_batch_fn, apply, optimizer, loss_settings,
+                                            model.frozen, layout),
                           donate_argnums=(0, 1, 2) if donate else ())
     forward = jax.jit(apply, static_argnames="train")
     eval_batch = jax.jit(functools.partial(eval_batch_fn, apply, layout),
@@ -433,7 +469,7 @@ class TrainState(NamedTuple):
 
 class DeviceData(NamedTuple):
     images: Any  # uint8 (normalised per batch through `table`) or normalised images, on the device
-    labels: Any  # int32 (N,) on the device
+    labels: Any  # int32 (N,), or multi-label float targets (N, findings), on the device
     table: Any  # the flattened (C * 256) pixel table in the state's dtype, on the device; or None
 
     on_device = True  # see Backend.data_on_device
@@ -576,8 +612,10 @@ class JaxBackend(Backend):
         if table is None:  # already normalised (augmented epochs)
             images = np.asarray(images, float_dtype(images))
         images = to_layout(images, self.layout)
-        # Labels as int32: int32 indexes any dataset that fits a device.
-        labels = np.asarray(labels, np.int32)
+        # Labels as int32 (int32 indexes any dataset that fits a device); multi-label targets
+        # as floats of the data's dtype.
+        labels = tasks.targets(labels, images.dtype if table is None else table.dtype)
+        labels = labels if labels.ndim == 2 else labels.astype(np.int32)
         device_table = None if table is None else self._put(np.ascontiguousarray(table).reshape(-1))
         if not self.fits_on_device(images.nbytes + labels.nbytes):
             return HostData(images, labels, device_table)

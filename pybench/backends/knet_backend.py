@@ -466,7 +466,8 @@ class KnetBackend(Backend):
             net, atype, optimizer=optimizer.name, lr=optimizer.lr,
             momentum=optimizer.momentum, nesterov=optimizer.nesterov,
             weight_decay=optimizer.weight_decay, beta1=beta1, beta2=beta2, eps=optimizer.eps,
-            label_smoothing=optimizer.label_smoothing)
+            label_smoothing=optimizer.label_smoothing,
+            pos_weight=None if optimizer.pos_weight is None else np.asarray(optimizer.pos_weight))
         self.dtype = dtype
         return state
 

@@ -10,7 +10,8 @@ Knet layout, per canonical name (see julia/KnetModels/src/layers.jl):
 - conv weight (out, in, kh, kw) -> (kw, kh, in, out), used by `conv4(...; mode=1)`;
 - everything else keeps its canonical shape: dense weight (out, in) is Knet's `w * x` as is,
   biases, BatchNorm weight/bias and running statistics are vectors Julia reshapes itself;
-- images (N, C, H, W) -> (W, H, C, N); labels 0-based -> 1-based (Knet's `nll`);
+- images (N, C, H, W) -> (W, H, C, N); labels 0-based -> 1-based (Knet's `nll`), multi-label
+  (N, findings) -> (findings, N);
   sample orders 0-based -> 1-based (Julia indexing); logits (classes, N) -> (N, classes).
 
 Element types: float32 and float64 arrays keep their dtype both ways (KnetModels computes in the
@@ -76,7 +77,10 @@ def images_to_knet(images: np.ndarray) -> np.ndarray:
 
 def labels_to_knet(labels: np.ndarray) -> np.ndarray:
     """0-based class indices -> 1-based int64 (Knet's `nll` skips label 0, so 0-based labels
-    would silently drop class 0 from the loss)."""
+    would silently drop class 0 from the loss); multi-label (N, findings) 0/1 labels -> the
+    (findings, N) view Julia reads as its column-major targets (KnetModels makes them floats)."""
+    if np.ndim(labels) == 2:
+        return np.ascontiguousarray(labels, dtype=np.float64).T
     return np.asarray(labels, dtype=np.int64) + 1
 
 

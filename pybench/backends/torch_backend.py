@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pybench import models
+from pybench import models, tasks
 from pybench.backends.contract import Availability, Backend, ModelInput, OptimizerConfig
 from pybench.machine import cpu_model, machine_has_cuda_gpu, nvidia_gpus
 
@@ -173,6 +173,9 @@ class TorchState:
     module: nn.Module
     optimizer: torch.optim.Optimizer
     label_smoothing: float
+    # Multi-label tasks: each finding's weight of its positive targets (BCEWithLogitsLoss's
+    # pos_weight), on the device; None: every weight 1.
+    pos_weight: torch.Tensor | None
     # What the training step calls: the module itself, or (torch.compile variant) its compiled
     # wrapper, which shares its parameters; evaluation keeps the module, so it compiles nothing.
     train_module: nn.Module
@@ -302,8 +305,10 @@ class TorchBackend(Backend):
         module.to(self.torch_device, self.dtype, memory_format=self.memory_format).train()
         train_module = torch.compile(module) if self.compile_step else module
         trained = [p for p in module.parameters() if p.requires_grad]
+        pos_weight = (None if optimizer.pos_weight is None else
+                      torch.tensor(optimizer.pos_weight, dtype=self.dtype, device=self.torch_device))
         return TorchState(module, make_optimizer(trained, optimizer),
-                          optimizer.label_smoothing, train_module)
+                          optimizer.label_smoothing, pos_weight, train_module)
 
     def free_device_bytes(self) -> int | None:
         if self.device != "cuda":
@@ -316,7 +321,8 @@ class TorchBackend(Backend):
             # and warns that it could not be written to.
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             x = torch.from_numpy(np.ascontiguousarray(images))
-        y = torch.from_numpy(np.asarray(labels, np.int64))
+        # Multi-label targets as floats of the data's dtype (the images' when already normalised).
+        y = torch.from_numpy(tasks.targets(labels, images.dtype if table is None else table.dtype))
         if table is None:  # already normalised (augmented epochs): stored in the model's layout
             x = x.contiguous(memory_format=self.memory_format)
         norm = {}
@@ -349,7 +355,11 @@ class TorchBackend(Backend):
         for group in state.optimizer.param_groups:
             group["lr"] = order.lrs[step]
         state.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(state.train_module(x), y, label_smoothing=state.label_smoothing)
+        logits = state.train_module(x)
+        if y.ndim == 2:  # multi-label (pybench.tasks)
+            loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=state.pos_weight)
+        else:
+            loss = F.cross_entropy(logits, y, label_smoothing=state.label_smoothing)
         loss.backward()
         state.optimizer.step()
         return state, loss.detach()

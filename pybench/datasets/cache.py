@@ -162,10 +162,13 @@ def entry_problem(meta: dict, splits: dict[str, Split]) -> str | None:
         if shape is not None and images.shape[1:] != shape:
             return f"{name} images {images.shape[1:]}, train's {shape}"
         shape = images.shape[1:]
-        if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
+        if (labels.ndim not in (1, 2) or len(labels) != len(images)
+                or not np.issubdtype(labels.dtype, np.integer)
+                or (labels.ndim == 2 and labels.shape[1] != len(classes))):
             return f"{name} labels {labels.dtype} {labels.shape} for {len(images)} images"
-        if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
-            return f"{name} labels outside 0..{len(classes) - 1}"
+        highest = len(classes) - 1 if labels.ndim == 1 else 1  # multi-label: 0/1 per finding
+        if len(labels) and (labels.min() < 0 or labels.max() > highest):
+            return f"{name} labels outside 0..{highest}"
     for key in ("mean", "std"):
         values = meta.get(key)
         if (not isinstance(values, list) or len(values) != shape[0]

@@ -34,7 +34,9 @@ def chunk_rows(images: np.ndarray) -> int:
 
 @dataclass(frozen=True)
 class Split:
-    """Images uint8 (N, C, H, W) and labels int64 (N,), both C-contiguous."""
+    """Images uint8 (N, C, H, W) and labels int64, both C-contiguous: (N,) class indices, or for
+    a multi-label task (`--task multilabel`) an (N, findings) matrix of 0/1, one column per class
+    (finding), an image with none of them (NIH's "No Finding") a row of zeros."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -42,8 +44,8 @@ class Split:
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}")
-        if self.labels.ndim != 1 or len(self.labels) != len(self.images):
-            raise ValueError(f"labels must be (N,) matching images, got {self.labels.shape}")
+        if self.labels.ndim not in (1, 2) or len(self.labels) != len(self.images):
+            raise ValueError(f"labels must be (N,) or (N, findings) matching images, got {self.labels.shape}")
         # Frozen: set the normalised copies through object.__setattr__.
         object.__setattr__(self, "images", np.ascontiguousarray(self.images))
         object.__setattr__(self, "labels", np.ascontiguousarray(self.labels, dtype=np.int64))
@@ -77,6 +79,11 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether each image carries a set of findings (labels (N, findings)), not one class."""
+        return self.train.labels.ndim == 2
 
     def splits(self) -> dict[str, Split]:
         """The splits present, in the order train, val, test."""
@@ -207,9 +214,17 @@ def build_dataset(name: str, source: str, classes: list[str], train: Split, test
                    fingerprint=dataset_fingerprint(classes, splits), source=source, groups=groups)
 
 
+def strata(labels: np.ndarray) -> np.ndarray:
+    """What a split keeps in proportion: the class, or for multi-label (N, findings) labels
+    whether an image has any finding (NIH's No Finding against the rest): a stratum per finding
+    combination would leave most combinations too rare to split."""
+    labels = np.asarray(labels)
+    return labels if labels.ndim == 1 else (labels.sum(axis=1) > 0).astype(np.int64)
+
+
 def split_indices(labels: np.ndarray, test_fraction: float, seed: int, source: str,
                   groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Train and test positions of a seeded split that keeps class proportions.
+    """Train and test positions of a seeded split that keeps class proportions (`strata`).
 
     Without groups: scikit-learn's train_test_split with stratify. With groups (one id per
     sample, e.g. NIH's patient ids), no group is on both sides: scikit-learn's
@@ -219,6 +234,7 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int, source: s
     """
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split  # slow import
 
+    labels = strata(labels)
     indices = np.arange(len(labels))
     if groups is not None:
         folds = max(2, round(1 / test_fraction))
@@ -259,6 +275,8 @@ class LoadOptions:
     image_col: str | None = None
     label_col: str | None = None
     binary_negative: str | None = None
+    # `--task multilabel`: a manifest's label cells are sets of findings ("A|B"), not classes.
+    multilabel: bool = False
     # The manifest column whose values must not straddle train and test (None: "Patient ID"
     # when the manifest has it; "none": no grouping).
     group_col: str | None = None
@@ -266,6 +284,9 @@ class LoadOptions:
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
         check_test_fraction(self.test_fraction)
+        if self.multilabel and self.binary_negative is not None:
+            raise PybenchError("--task multilabel and --binary-negative exclude each other: one keeps every "
+                               "finding, the other folds them into one class")
 
 
 @dataclass(frozen=True)

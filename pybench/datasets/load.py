@@ -51,6 +51,9 @@ def path_source(spec: str, options: LoadOptions, progress: bool, workers: int) -
 
 
 def resolve_source(spec: str, root: Path, options: LoadOptions, progress: bool, workers: int) -> Source:
+    if options.multilabel and Path(spec).suffix.lower() not in (".zip", ".csv"):
+        raise PybenchError(f"--task multilabel needs a manifest (.zip or .csv) whose label cells list "
+                           f"findings (\"A|B\"); {spec!r} is not one")
     if spec == "mnist":
         return mnist_source(root, progress)
     if spec == "digits":
@@ -61,16 +64,17 @@ def resolve_source(spec: str, root: Path, options: LoadOptions, progress: bool, 
 def load_dataset(spec: str, *, data_dir: str | os.PathLike | None = None, image_size: int | None = None,
                  grayscale: bool = False, test_fraction: float = 0.2, seed: int = 0, manifest: str | None = None,
                  image_col: str | None = None, label_col: str | None = None, binary_negative: str | None = None,
-                 group_col: str | None = None, cache: bool = True, progress: bool = True,
+                 group_col: str | None = None, multilabel: bool = False, cache: bool = True, progress: bool = True,
                  workers: int | None = None) -> Dataset:
     """Load `spec` as uint8 (N, C, H, W) splits with int64 labels; see the package docstring.
+    `multilabel` (a manifest only) gives (N, findings) 0/1 labels (`manifest.encode_findings`).
 
     A cached load memory-maps the entry's arrays (read-only): nothing is read until used.
     `workers` decoding processes (default: every core) decode an image source.
     """
     options = LoadOptions(image_size=image_size, grayscale=grayscale, test_fraction=test_fraction, seed=seed,
                           manifest=manifest, image_col=image_col, label_col=label_col,
-                          binary_negative=binary_negative, group_col=group_col)
+                          binary_negative=binary_negative, group_col=group_col, multilabel=multilabel)
     workers = check_workers(workers)
     root = data_root(data_dir)
     source = resolve_source(str(spec), root, options, progress, workers)

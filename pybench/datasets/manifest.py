@@ -14,6 +14,9 @@ unless `binary_negative` is given: then the label equal to it is class 0 (named 
 other cell, multi-label cells included, is class 1 -- a multi-label cell can never equal the single
 negative label, so it counts as positive. Class 1 is named as a reader would name it
 (`positive_name`): "No Finding" gives "Finding", "Normal" gives "Abnormal", else "not <label>".
+With `multilabel` (`--task multilabel`), a cell is a set of findings: split on "|", NIH's
+"No Finding" (`NO_FINDING`) the empty set, the classes the sorted findings, and the labels an
+(N, findings) 0/1 matrix (`encode_findings`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ DEFAULT_LABEL_COLUMN = "Finding Labels"
 DEFAULT_GROUP_COLUMN = "Patient ID"  # NIH's: the follow-up images of one patient
 NO_GROUPS = "none"
 MULTI_LABEL_SEPARATOR = "|"
+NO_FINDING = "No Finding"  # NIH's cell for an image with none of the findings
 
 
 @dataclass(frozen=True)
@@ -139,10 +143,35 @@ def encode_labels(cells: list[str], manifest_name: str,
         if MULTI_LABEL_SEPARATOR in cell:
             raise PybenchError(f"{manifest_name}: row {number} has the multi-label cell {cell!r}: single-label "
                                f"classification needs one label per image; pass --binary-negative LABEL "
-                               f"(e.g. --binary-negative 'No Finding') for a two-class task")
+                               f"(e.g. --binary-negative 'No Finding') for a two-class task, or --task "
+                               f"multilabel for one output per finding")
     classes = sorted(set(cells))
     index = {name: i for i, name in enumerate(classes)}
     return classes, np.asarray([index[cell] for cell in cells], dtype=np.int64)
+
+
+def encode_findings(cells: list[str], manifest_name: str) -> tuple[list[str], np.ndarray]:
+    """Findings (sorted) and an int64 (N, findings) 0/1 matrix from "A|B" cells, "No Finding"
+    a row of zeros. A cell naming "No Finding" beside a finding, or an empty part ("A||B"), is
+    an error: it contradicts itself or hides a typo."""
+    sets = []
+    for number, cell in enumerate(cells, start=1):
+        parts = [part.strip() for part in cell.split(MULTI_LABEL_SEPARATOR)]
+        if cell.strip() == NO_FINDING:
+            parts = []
+        elif NO_FINDING in parts or not all(parts):
+            raise PybenchError(f"{manifest_name}: row {number} has the finding cell {cell!r}: expected "
+                               f"{NO_FINDING!r} alone or findings joined by {MULTI_LABEL_SEPARATOR!r}")
+        sets.append(parts)
+    findings = sorted({part for parts in sets for part in parts})
+    if not findings:
+        raise PybenchError(f"{manifest_name}: every row is {NO_FINDING!r}: --task multilabel needs at least one "
+                           "finding")
+    column = {name: i for i, name in enumerate(findings)}
+    labels = np.zeros((len(cells), len(findings)), dtype=np.int64)
+    for row, parts in enumerate(sets):
+        labels[row, [column[part] for part in parts]] = 1
+    return findings, labels
 
 
 def index_by_basename(names: list[str]) -> dict[str, str | None]:
@@ -172,7 +201,10 @@ def load_manifest_images(name: str, source: str, rows: ManifestRows, paths: list
                          progress: bool, workers: int, store) -> Dataset:
     """Split by the labels (grouped when the manifest has a group column), then decode each
     split's images straight into the store."""
-    classes, labels = encode_labels(rows.labels, manifest_name, options.binary_negative)
+    if options.multilabel:
+        classes, labels = encode_findings(rows.labels, manifest_name)
+    else:
+        classes, labels = encode_labels(rows.labels, manifest_name, options.binary_negative)
     groups = None if rows.groups is None else np.asarray(rows.groups)
     train_idx, test_idx = split_indices(labels, options.test_fraction, options.seed, manifest_name, groups)
     images = decode_splits(store, {"train": [paths[i] for i in train_idx], "test": [paths[i] for i in test_idx]},

@@ -14,6 +14,8 @@ import numpy as np
 from pybench.datasets.core import Dataset
 from pybench.errors import PybenchError
 
+TASKS = ("single", "multilabel")
+
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("dataset options")
@@ -32,6 +34,9 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
                        help='manifest column of labels (default "Finding Labels", else the second)')
     group.add_argument("--binary-negative", metavar="LABEL", default=None,
                        help="two classes: LABEL (class 0) against everything else, multi-label cells included")
+    group.add_argument("--task", choices=TASKS, default="single",
+                       help='single: one class per image (default); multilabel (a manifest only): each '
+                            'image has a set of findings ("A|B", "No Finding" none), one sigmoid output each')
     group.add_argument("--group-col", metavar="COL", default=None,
                        help='manifest column whose groups never straddle train and test (default "Patient ID" '
                             'when present; "none": no grouping)')
@@ -62,6 +67,7 @@ def dataset_options(args: argparse.Namespace) -> dict:
         "label_col": args.label_col,
         "binary_negative": args.binary_negative,
         "group_col": args.group_col,
+        "multilabel": args.task == "multilabel",
         "workers": parse_number(args.workers, int, "--workers", "a whole number of at least 1"),
         "cache": not args.no_cache,
     }
@@ -72,15 +78,27 @@ def class_counts_text(labels: np.ndarray, classes: list[str]) -> str:
     return ", ".join(f"{name}: {int(count)}" for name, count in zip(classes, counts))
 
 
+def finding_counts_text(labels: np.ndarray, findings: list[str]) -> str:
+    """Images per finding, then how many have none and how many several (multi-label labels)."""
+    per_image = labels.sum(axis=1)
+    counts = ", ".join(f"{name}: {int(count)}" for name, count in zip(findings, labels.sum(axis=0)))
+    return (f"{counts}; no finding: {int((per_image == 0).sum())}, several findings: "
+            f"{int((per_image > 1).sum())}")
+
+
 def describe_dataset(ds: Dataset) -> str:
     """What `python -m pybench datasets info SPEC` prints."""
+    kind = "findings, multi-label" if ds.multilabel else "classes"
     lines = [f"name: {ds.name}", f"source: {ds.source}",
-             f"classes ({ds.num_classes}): {', '.join(ds.classes)}", f"input shape (C, H, W): {ds.in_shape}",
+             f"{kind} ({ds.num_classes}): {', '.join(ds.classes)}", f"input shape (C, H, W): {ds.in_shape}",
              "splits:"]
     for name, split in ds.splits().items():
         lines.append(f"  {name}: images {split.images.shape} {split.images.dtype}, "
                      f"labels {split.labels.shape} {split.labels.dtype}")
-        lines.append(f"    class counts: {class_counts_text(split.labels, ds.classes)}")
+        if ds.multilabel:
+            lines.append(f"    images per finding: {finding_counts_text(split.labels, ds.classes)}")
+        else:
+            lines.append(f"    class counts: {class_counts_text(split.labels, ds.classes)}")
     lines.append("normalisation (train, images/255): mean " + ", ".join(f"{m:.6f}" for m in ds.mean)
                  + "; std " + ", ".join(f"{s:.6f}" for s in ds.std))
     if ds.groups is not None:

@@ -149,11 +149,15 @@ def load_predictions(run_dir: str | Path, run: dict) -> Predictions | None:
 
 
 def check_predictions(labels: np.ndarray, logits: np.ndarray, path: Path) -> None:
-    if labels.ndim != 1 or logits.ndim != 2 or len(labels) != len(logits):
+    """Labels (N,) of classes, or (N, findings) 0/1 of a multi-label task, beside (N, classes)
+    logits."""
+    if (labels.ndim not in (1, 2) or logits.ndim != 2 or len(labels) != len(logits)
+            or (labels.ndim == 2 and labels.shape != logits.shape)):
         raise PybenchError(
-            f"{path}: expected labels (N,) and logits (N, classes), "
+            f"{path}: expected labels (N,) or (N, findings) and logits (N, classes), "
             f"got {labels.shape} and {logits.shape}"
         )
-    if len(labels) and (labels.min() < 0 or labels.max() >= logits.shape[1]):
-        raise PybenchError(f"{path}: labels must lie in 0..{logits.shape[1] - 1}")
+    highest = logits.shape[1] - 1 if labels.ndim == 1 else 1
+    if len(labels) and (labels.min() < 0 or labels.max() > highest):
+        raise PybenchError(f"{path}: labels must lie in 0..{highest}")
     # Non-finite logits (a diverged run) are not rejected here: that is a result to report.

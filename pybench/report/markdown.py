@@ -165,7 +165,16 @@ def sources_section(results: dict) -> str:
 
 def headline_section(results: dict) -> str:
     """Per model (and source): the verdicts, each with its interval (see `verdicts`)."""
-    return "\n".join(["## Headline", "", *headline_lines(results)])
+    return "\n".join(["## Headline", "", *score_note(results), *headline_lines(results)])
+
+
+def score_note(results: dict) -> list[str]:
+    """What "accuracy" means in a multi-label report (`pybench.tasks.score`)."""
+    if not (results.get("config", {}).get("dataset_options") or {}).get("multilabel"):
+        return []
+    return ["Multi-label task (`--task multilabel`): a run's score, which this report calls its "
+            "accuracy wherever it compares runs (in %: times 100), is its **mean ROC AUC over "
+            "findings**; the per-finding figures are under each model.", ""]
 
 
 # --- seeds and baseline -----------------------------------------------------------------------
@@ -240,7 +249,8 @@ def dataset_line(dataset: dict) -> str:
     parts = [
         str(dataset.get("name", "?")),
         sizes or None,
-        f"{len(classes)} classes ({shown})" if classes else None,
+        f"{len(classes)} {'findings, multi-label' if dataset.get('task') == 'multilabel' else 'classes'} "
+        f"({shown})" if classes else None,
         f"input {shape}" if shape else None,
         f"fingerprint `{short(dataset.get('fingerprint')) or MISSING}`",
     ]
@@ -387,6 +397,8 @@ def model_section(model: ModelRuns, class_names: list[str], figures: Path | None
         return "\n".join(lines + ["", "No predictions to evaluate."])
     if lines[-1] != "":
         lines.append("")
+    if any(metrics.is_multilabel(p) for p in model.predictions.values()):
+        return "\n".join(lines + multilabel_lines(model, class_names, figures))
 
     binary = len(class_names) == 2
     curves = {fw: metrics.roc_curves(p, class_names) for fw, p in model.predictions.items()}
@@ -410,6 +422,43 @@ def model_section(model: ModelRuns, class_names: list[str], figures: Path | None
     for framework, predictions in model.predictions.items():
         lines += ["", *framework_subsection(framework, predictions, curves[framework], class_names)]
     return "\n".join(lines)
+
+
+def multilabel_lines(model: ModelRuns, findings: list[str], figures: Path | None) -> list[str]:
+    """A multi-label model's section: mean AUC per framework, each finding's AUC side by side,
+    then per framework each finding's sensitivity and specificity at the stated threshold."""
+    curves = {fw: metrics.finding_curves(p, findings) for fw, p in model.predictions.items()}
+    tables = {fw: metrics.per_finding_metrics(p, findings, curves[fw])
+              for fw, p in model.predictions.items()}
+    overview = pd.DataFrame([{"framework": fw, "mean AUC": metrics.macro_auc(curves[fw]),
+                              "findings scored": len(curves[fw]), "test images": len(p.labels)}
+                             for fw, p in model.predictions.items()])
+    aucs = pd.DataFrame({fw: table["AUC"] for fw, table in tables.items()})
+    aucs.insert(0, "test positives", next(iter(tables.values()))["positives"])
+    threshold = metrics.MULTILABEL_THRESHOLD
+    lines = ["### Test-set metrics (multi-label)", "",
+             markdown_table(overview, {"mean AUC": rate}), "",
+             "ROC AUC of each finding's sigmoid output; mean AUC is the unweighted mean over the "
+             "findings the test set holds both with and without (the others have no AUC: —).", "",
+             markdown_table(aucs.rename_axis("finding"), dict.fromkeys(tables, rate), index=True)]
+    if len(model.predictions) >= 2:
+        agreement = metrics.agreement(model.predictions).rename_axis("")
+        lines += ["", f"Agreement: fraction of image-finding decisions (sigmoid ≥ {threshold:g}) "
+                  "on which two frameworks agree.", "",
+                  markdown_table(agreement, dict.fromkeys(agreement, rate), index=True)]
+    if figures is not None:
+        if any(curves.values()):
+            roc_png = f"roc-{file_stem(model.name)}.png"
+            draw.roc_plot(curves, f"{model.name}: ROC per finding (test set)", figures / roc_png)
+            lines += ["", image(roc_png, f"{model.name} ROC curves per finding")]
+        lines += embedding_maps(model, findings, figures)
+    for framework, table in tables.items():
+        lines += ["", f"### {framework}", "",
+                  f"Sensitivity and specificity of the decision sigmoid ≥ {threshold:g} "
+                  "(a logit ≥ 0).", "",
+                  markdown_table(table, {c: rate for c in table.columns if c != "positives"},
+                                 index=True)]
+    return lines
 
 
 def overview_frame(predictions: dict[str, Predictions], curves: dict,
@@ -456,14 +505,18 @@ def embedding_maps(model: ModelRuns, class_names: list[str], out: Path) -> list[
         return ["", f"Embeddings: only {n} test images stored, too few for a t-SNE map."]
     maps = {fw: metrics.tsne_map(p.embeddings[:n]) for fw, p in stored.items()}
     png = f"tsne-{file_stem(model.name)}.png"
-    draw.tsne_panels(maps, next(iter(stored.values())).labels[:n], class_names,
+    labels, names = next(iter(stored.values())).labels[:n], class_names
+    if labels.ndim == 2:  # multi-label: one colour per "No Finding", single finding, "several"
+        labels, names = metrics.finding_groups(labels, class_names)
+    draw.tsne_panels(maps, labels, names,
                      f"{model.name}: t-SNE of the penultimate features ({n} test images)", out / png)
     return ["", image(png, f"{model.name} t-SNE maps"), "",
             f"Each panel is one framework's penultimate features (what its classifier sees) of "
             f"the same first {n} test images, mapped to 2-d by t-SNE (scikit-learn, perplexity "
             f"{metrics.tsne_perplexity(n):g}, PCA initialisation, seed 0) and coloured by true "
-            "class. A map's axes and orientation are arbitrary: compare which classes form "
-            "clusters and which mix, not where they lie."]
+            "class (multi-label: No Finding, the one finding, or several). A map's axes and "
+            "orientation are arbitrary: compare which classes form clusters and which mix, not "
+            "where they lie."]
 
 
 def framework_subsection(framework: str, predictions: Predictions, curves: dict,

@@ -26,7 +26,19 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
     return softmax(logits, axis=1)
 
 
+# A multi-label prediction is positive where its sigmoid reaches this (a logit of 0 or more).
+MULTILABEL_THRESHOLD = 0.5
+
+
+def is_multilabel(predictions: Predictions) -> bool:
+    return predictions.labels.ndim == 2
+
+
 def predicted_classes(predictions: Predictions) -> np.ndarray:
+    """The predicted class of each image, or for multi-label the (N, findings) 0/1 decisions at
+    MULTILABEL_THRESHOLD."""
+    if is_multilabel(predictions):
+        return (predictions.logits >= 0).astype(np.int64)  # sigmoid(x) >= 0.5 <=> x >= 0
     return predictions.logits.argmax(axis=1)
 
 
@@ -102,6 +114,50 @@ def roc_curves(predictions: Predictions, class_names: list[str]) -> dict[str, Ro
     return curves
 
 
+def finding_curves(predictions: Predictions, findings: list[str]) -> dict[str, RocCurve]:
+    """Multi-label: the ROC of each finding's sigmoid (its logit ranks the same), for the
+    findings the test labels hold both with and without."""
+    if not np.isfinite(predictions.logits).all():
+        return {}
+    curves = {}
+    for k, name in enumerate(findings):
+        truth = predictions.labels[:, k]
+        if truth.all() or not truth.any():
+            continue
+        fpr, tpr, _ = roc_curve(truth, predictions.logits[:, k])
+        curves[name] = RocCurve(fpr, tpr, float(roc_auc_score(truth, predictions.logits[:, k])))
+    return curves
+
+
+def per_finding_metrics(predictions: Predictions, findings: list[str],
+                        curves: dict[str, RocCurve]) -> pd.DataFrame:
+    """Multi-label: each finding's test positives, ROC AUC, and sensitivity and specificity of
+    its decision at MULTILABEL_THRESHOLD (NaN where the test set has no positive, or no
+    negative, to measure them on)."""
+    truth, decided = predictions.labels.astype(bool), predictions_decided(predictions)
+    positives, negatives = truth.sum(axis=0), (~truth).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sensitivity = np.where(positives > 0, (truth & decided).sum(axis=0) / positives, np.nan)
+        specificity = np.where(negatives > 0, (~truth & ~decided).sum(axis=0) / negatives, np.nan)
+    return pd.DataFrame({"positives": positives, "AUC": [curves[f].auc if f in curves else np.nan
+                                                         for f in findings],
+                         "sensitivity": sensitivity, "specificity": specificity},
+                        index=pd.Index(findings, name="finding"))
+
+
+def predictions_decided(predictions: Predictions) -> np.ndarray:
+    return predicted_classes(predictions).astype(bool)
+
+
+def finding_groups(labels: np.ndarray, findings: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Multi-label labels as one group per image, for colouring a map: "No Finding", the one
+    finding, or "several findings"."""
+    count = labels.sum(axis=1)
+    names = ["No Finding", *findings, "several findings"]
+    groups = np.where(count == 0, 0, np.where(count > 1, len(names) - 1, labels.argmax(axis=1) + 1))
+    return groups, names
+
+
 def macro_auc(curves: dict[str, RocCurve]) -> float:
     """Unweighted mean of the one-vs-rest AUCs, as sklearn's multi_class='ovr', average='macro'."""
     return float(np.mean([curve.auc for curve in curves.values()])) if curves else float("nan")
@@ -137,7 +193,8 @@ def agreement(predictions_by_framework: dict[str, Predictions]) -> pd.DataFrame:
 
 
 def same_prediction_rate(a: Predictions, b: Predictions) -> float:
-    if len(a.labels) != len(b.labels):  # different test sets: there is no pairing to compare
+    """The share of test images (multi-label: of image-finding decisions) two runs decide alike."""
+    if a.labels.shape != b.labels.shape:  # different test sets: there is no pairing to compare
         return float("nan")
     return float(np.mean(predicted_classes(a) == predicted_classes(b)))
 

@@ -77,7 +77,7 @@ that are on the device too (`EpochPlan`), so nothing crosses between host and de
 batch, as in torch and JAX."""
 struct DeviceData{A,L,P}
     images::A  # (W, H, C, N) UInt8 pixels (normalised per batch by `pixels`) or normalised images
-    labels::L  # 1-based classes, on the same device
+    labels::L  # 1-based classes, or multi-label (findings, N) 0/1 targets of the element type; on the same device
     table::P   # `nothing`, or (256, C) normalised value of every pixel value, then the offsets
 end
 
@@ -102,8 +102,12 @@ pixels(x::AbstractArray{UInt8,4}, table) = table[1][x .+ table[2]]
 uploads it; on the CPU the images stay in that host copy. Either way the images end up in
 `atype`, so the data is always "on the device" (see `on_device`).
 """
-put_data(images, labels, atype::Type) =
-    DeviceData(to_device(images, atype), convert(index_type(atype), Vector{Int}(labels)))
+put_data(images, labels, atype::Type) = DeviceData(to_device(images, atype), device_labels(labels, atype))
+
+"""Labels on the device of `atype`: 1-based classes as integers, multi-label targets
+((findings, N) 0/1) as the computing element type, which the binary cross-entropy multiplies."""
+device_labels(labels::AbstractVector, atype::Type) = convert(index_type(atype), Vector{Int}(labels))
+device_labels(labels::AbstractMatrix, atype::Type) = convert(atype, Array{eltype(atype)}(labels))
 
 """
     put_pixels(address, dims, labels, table, atype) -> DeviceData
@@ -119,8 +123,7 @@ function put_pixels(address::Integer, dims, labels, table, atype::Type)
     images = atype <: CuArray ? CuArray(host) : host
     channels = size(host, 3)
     offsets = convert(index_type(atype), reshape(collect(1:256:256 * channels), 1, 1, channels, 1))
-    return DeviceData(images, convert(index_type(atype), Vector{Int}(labels)),
-                      (to_device(table, atype), offsets))
+    return DeviceData(images, device_labels(labels, atype), (to_device(table, atype), offsets))
 end
 
 """
@@ -160,10 +163,13 @@ function batch_positions(order::AbstractVector{Int}, step::Integer, batch_size::
     return order[lo:hi]
 end
 
-"""Images (W, H, C, B) and 1-based labels of the samples at `positions`, gathered on the device
-(CUDA.jl indexes a CuArray with a CuArray of positions in a kernel)."""
+"""Images (W, H, C, B) and labels (1-based, or (findings, B) targets) of the samples at
+`positions`, gathered on the device (CUDA.jl indexes a CuArray with a CuArray of positions in a
+kernel)."""
 select_batch(data::DeviceData, positions) =
-    (pixels(data.images[:, :, :, positions], data.table), data.labels[positions])
+    (pixels(data.images[:, :, :, positions], data.table), batch_labels(data.labels, positions))
+batch_labels(labels::AbstractVector, positions) = labels[positions]
+batch_labels(labels::AbstractMatrix, positions) = labels[:, positions]
 
 """The (W, H, C, B) inputs a step on 1-based `positions` feeds the model, on the host."""
 batch_inputs(data::DeviceData, positions) = Array(select_batch(data, Vector{Int}(positions))[1])

@@ -64,6 +64,7 @@ struct TrainState{M,T<:AbstractFloat}
     rule::UpdateRule{T}
     lr::T
     label_smoothing::T
+    pos_weight::Any  # multi-label: (findings, 1) weights of positive targets on the device, or nothing
     atype::Type
 end
 
@@ -94,31 +95,35 @@ layer_params(bn::BatchNorm) = [bn.params]
 
 """
     init_state(model, atype; optimizer="sgd", lr, momentum, nesterov, weight_decay, beta1, beta2,
-               eps, label_smoothing) -> TrainState
+               eps, label_smoothing, pos_weight) -> TrainState
 
 `optimizer` is "sgd", "adam" or "adamw" (see the top of this file); `lr` is used only for orders
-put without their learning rates.
+put without their learning rates. `pos_weight` (one weight per finding, or nothing) weighs the
+positive targets of a multi-label task (`bce_with_logits`).
 """
 function init_state(model, atype::Type; optimizer::AbstractString="sgd", lr=0.05, momentum=0.9,
                     nesterov::Bool=false, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8,
-                    label_smoothing=0.0)
+                    label_smoothing=0.0, pos_weight=nothing)
     optimizer in ("sgd", "adam", "adamw") ||
         error("unknown optimizer $optimizer: choose sgd, adam or adamw")
     T = eltype(atype)
     params = model_params(model)
     rule = UpdateRule{T}(optimizer, momentum, nesterov, beta1, beta2, eps, weight_decay)
+    weights = pos_weight === nothing ? nothing : convert(atype, reshape(T.(collect(pos_weight)), :, 1))
     return TrainState(model, params, [Memory() for _ in params], rule, T(lr),
-                      T(label_smoothing), atype)
+                      T(label_smoothing), weights, atype)
 end
 
 """
-    batch_loss(model, x, labels; update_stats=false, label_smoothing=0)
+    batch_loss(model, x, labels; update_stats=false, label_smoothing=0, pos_weight=nothing)
 
 Mean cross-entropy of a batch: `mean_nll` on (classes, N) scores, 1-based labels. With label
-smoothing s, PyTorch's (1 - s) * nll + s * (mean over samples and classes of -log p).
+smoothing s, PyTorch's (1 - s) * nll + s * (mean over samples and classes of -log p). Multi-label
+targets ((findings, N) 0/1 floats) take `bce_with_logits` instead.
 """
-function batch_loss(model, x, labels; update_stats::Bool=false, label_smoothing=0)
+function batch_loss(model, x, labels; update_stats::Bool=false, label_smoothing=0, pos_weight=nothing)
     scores = model(x; training=true, update_stats=update_stats)
+    labels isa AbstractMatrix && return bce_with_logits(scores, labels, pos_weight)
     logp = logsoftmax(scores; dims=1)
     nll_ = mean_nll(logp, labels)
     label_smoothing == 0 && return nll_
@@ -138,6 +143,20 @@ README, On a GPU).
 function mean_nll(logp, labels)
     mask = reshape(labels, 1, :) .== (1:size(logp, 1))  # (classes, N) Bool, on labels' device
     return -sum(logp .* mask) / size(logp, 2)
+end
+
+"""
+    bce_with_logits(x, y, pos_weight)
+
+PyTorch's `BCEWithLogitsLoss` (pybench/tasks.py): the mean over findings and samples of
+(1 - y) x + (1 + (w - 1) y) (log(1 + exp(-|x|)) + max(-x, 0)) for (findings, N) logits `x`,
+0/1 targets `y` and per-finding weights `w` ((findings, 1), or `nothing` for 1). Like `mean_nll`,
+the final `sum` returns a host scalar.
+"""
+function bce_with_logits(x, y, pos_weight)
+    soft = log1p.(exp.(-abs.(x))) .+ relu.(-x)
+    pos_weight === nothing && return sum((1 .- y) .* x .+ soft) / length(x)
+    return sum((1 .- y) .* x .+ (1 .+ (pos_weight .- 1) .* y) .* soft) / length(x)
 end
 
 """
@@ -201,7 +220,7 @@ function train_step!(state::TrainState, data::DeviceData, plan::EpochPlan, step:
     x, labels = select_batch(data, batch_positions(plan.order, step, batch_size))
     lr = plan.lrs === nothing ? state.lr : T(plan.lrs[step+1])
     tape = @diff batch_loss(state.model, x, labels; update_stats=true,
-                            label_smoothing=state.label_smoothing)
+                            label_smoothing=state.label_smoothing, pos_weight=state.pos_weight)
     for (p, memory) in zip(state.params, state.memory)
         g = grad(tape, p)
         g === nothing && continue  # AutoGrad returns nothing for a parameter the loss ignores
