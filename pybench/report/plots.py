@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -64,6 +65,15 @@ def draw_confusion(ax, matrix: pd.DataFrame) -> None:
                     color="white" if count > threshold else "black")
 
 
+def class_palette(n: int) -> list:
+    """A distinct colour per class: matplotlib's ten cycle colours, tab20's twenty beyond ten
+    (NIH's 14 findings and their groups), repeating only past twenty."""
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    colours = matplotlib.colormaps["tab20"].colors
+    return [colours[i % len(colours)] for i in range(n)]
+
+
 def tsne_panels(maps: dict[str, np.ndarray], labels: np.ndarray, class_names: list[str],
                 title: str, path: Path) -> Path:
     """One t-SNE map per framework, side by side: the same test images in every panel, each
@@ -71,7 +81,7 @@ def tsne_panels(maps: dict[str, np.ndarray], labels: np.ndarray, class_names: li
     n = len(maps)
     figure = Figure(figsize=(4.2 * n + 1.6, 4.2), layout="constrained")
     axes = figure.subplots(1, n, squeeze=False)[0]
-    palette = [f"C{i % 10}" for i in range(len(class_names))]
+    palette = class_palette(len(class_names))
     for ax, (framework, points) in zip(axes, maps.items()):
         for index, name in enumerate(class_names):
             chosen = labels[:len(points)] == index
