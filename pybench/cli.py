@@ -500,6 +500,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     # SIGTERM (a scheduler, `kill`) stops like Ctrl-C does: finished runs kept, worker stopped.
     signal.signal(signal.SIGTERM, stop_on_sigterm)
+    # Started by a process that runs Julia in its own process (juliacall in a notebook or a
+    # test runner), pybench inherits SIGINT and SIGTERM blocked (Julia's runtime blocks them in
+    # every thread but its listener): they would wait unheard until the end. An inherited
+    # SIG_IGN is a choice and is kept (Python installs no Ctrl-C handler then); a mask is not.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     args = parse_arguments(argv)
     try:
         return COMMANDS[args.command](args)

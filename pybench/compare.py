@@ -276,10 +276,10 @@ def summary_text(document: dict) -> str:
     """What `compare` prints: the runs (one row each, or with several seeds or repeats one row
     per framework and model, aggregated), the forward check per model, one line per run that
     did not finish with its full reason, then the headline's verdicts."""
-    from pybench.report.headline import headline_lines
+    from pybench.report.headline import headline_lines, score_note
 
     several = len({(r.get("seed"), r.get("repeat")) for r in document["runs"]}) > 1
-    lines = [console_table(document, several)]
+    lines = [*score_note(document)[:1], console_table(document, several)]
     checks: dict[str, dict[str, float]] = {}
     tolerances: dict[str, float] = {}
     bad: set[tuple[str, str]] = set()

@@ -44,7 +44,7 @@ from pybench.models import MODEL_DESCRIPTIONS
 from pybench.results import write_results
 from pybench.runlife import as_interrupted
 from pybench.tasks import POS_WEIGHTS
-from pybench.training import TrainConfig
+from pybench.training import TrainConfig, check_options
 
 # Keys of SWEEP.toml: the swept lists, with the type of their items ...
 GRID_KEYS = {"frameworks": str, "models": str, "batch_sizes": int, "lrs": float,
@@ -52,8 +52,8 @@ GRID_KEYS = {"frameworks": str, "models": str, "batch_sizes": int, "lrs": float,
 # ... the settings every run shares ...
 SHARED_KEYS = {"dataset": str, "epochs": int, "max_steps": int, "momentum": float,
                "weight_decay": float, "target_accuracy": float, "patience": int,
-               "balance": bool, "pos_weight": str, "embeddings": int,
-               "device": str, "timeout": float, "cpus_per_run": float}
+               "balance": bool, "pos_weight": str, "embeddings": int, "weights": str,
+               "trainable": str, "device": str, "timeout": float, "cpus_per_run": float}
 # ... and the `[dataset_options]` table: `load_dataset`'s keywords (the CLI's dataset options).
 DATASET_OPTION_KEYS = {"data_dir": str, "image_size": int, "grayscale": bool,
                        "test_fraction": float, "seed": int, "manifest": str, "image_col": str,
@@ -164,6 +164,10 @@ def sweep_from_dict(raw: dict, path: Path) -> Sweep:
         checked(f"dataset_options.{key}", value, DATASET_OPTION_KEYS[key], bad)
     train = {key: shared[key] for key in ("epochs", "max_steps", "target_accuracy", "patience",
                                           "balance", "pos_weight", "embeddings") if key in shared}
+    if "weights" in shared:  # a path relative to the sweep file, as a file's own paths read
+        train["weights"] = str((path.parent / Path(shared["weights"]).expanduser()).resolve())
+    if "trainable" in shared:  # "layer4,fc", as --trainable takes it
+        train["trainable"] = tuple(part.strip() for part in shared["trainable"].split(",") if part.strip())
     if "target_accuracy" in train and not 0 < train["target_accuracy"] <= 1:
         raise bad("target_accuracy", "give a fraction between 0 and 1, e.g. 0.98")
     train["optimizer"] = {k: shared[k] for k in ("momentum", "weight_decay") if k in shared}
@@ -317,6 +321,7 @@ def run_sweep(sweep_path: Path, executor, out: Path | None = None, resume: bool 
               command: str | None = None, progress: bool = True) -> tuple[Path, dict]:
     """Run every combination of SWEEP.toml with `executor`; return the folder and the document."""
     from pybench.datasets import load_dataset, with_validation
+    from pybench.pretrained import prepare
     from pybench.runlife import check_requested_frameworks, dataset_summary, make_out_dir, results_header
 
     sweep = load_sweep(sweep_path)
@@ -326,6 +331,9 @@ def run_sweep(sweep_path: Path, executor, out: Path | None = None, resume: bool 
     dataset = load_dataset(sweep.dataset, progress=progress, **sweep.dataset_options)
     if sweep.train.get("patience") is not None:  # as the workers do (of the first seed)
         dataset = with_validation(dataset, seed=sweep.seeds[0])
+    if sweep.train.get("weights"):  # converted once here, so no worker reads the torch file
+        prepare(sweep.train["weights"])
+    check_options(runs[0].train, sweep.models, dataset, sweep.seeds[0])
     out_dir = Path(out) if out else default_out_dir(sweep_path)
     records = finished_records(previous_document(out_dir, resume, dataset.fingerprint))
     with executor:

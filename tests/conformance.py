@@ -21,7 +21,7 @@ import numpy as np
 # float64 trajectories below: JAX reads this when it starts (the backend imports it lazily).
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
-from pybench import models  # noqa: E402
+from pybench import models, tasks  # noqa: E402
 from pybench.backends import get_backend  # noqa: E402
 from pybench.backends.contract import ModelInput, OptimizerConfig  # noqa: E402
 from pybench.datasets.core import normalize, pixel_table  # noqa: E402
@@ -38,6 +38,8 @@ OPTIMIZERS = {
     "adamw": OptimizerConfig("adamw", lr=1e-3, weight_decay=5e-2),
     "smoothing": OptimizerConfig("sgd", lr=0.05, momentum=0.9, label_smoothing=0.1),
 }
+# The multi-label loss (--task multilabel, pybench.tasks) with per-finding positive weights.
+MULTILABEL = OptimizerConfig("sgd", lr=0.05, momentum=0.9, pos_weight=tuple(np.linspace(0.5, 4.0, CLASSES)))
 
 
 def inputs(dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,10 +95,16 @@ def float32_checks(backend, model: str, arrays: dict, facts: dict) -> None:
         atol=1e-5))
 
 
-def trajectory(backend, model: str, name: str, optimizer: OptimizerConfig, arrays: dict) -> None:
+def multilabel_labels() -> np.ndarray:
+    """(N, CLASSES) 0/1 findings, some images with none, some with several."""
+    return np.random.default_rng(1).binomial(1, 0.3, (N, CLASSES))
+
+
+def trajectory(backend, model: str, name: str, optimizer: OptimizerConfig, arrays: dict,
+               multilabel: bool = False) -> None:
     state = backend.init_state(model_input(model, np.float64), optimizer)
     images, labels, order = inputs(np.float64)
-    data = backend.put_data(images, labels)
+    data = backend.put_data(images, multilabel_labels() if multilabel else labels)
     plan = backend.put_order(order, np.full(N // BATCH, optimizer.lr))
     losses = []
     for step in range(STEPS):
@@ -107,6 +115,25 @@ def trajectory(backend, model: str, name: str, optimizer: OptimizerConfig, array
     arrays[f"{model}/{name}/losses"] = np.asarray(losses)
     for key, value in {**params, **buffers}.items():
         arrays[f"{model}/{name}/final/{key}"] = value
+
+
+def multilabel_checks(backend, facts: dict) -> None:
+    """A multi-label step's loss (float64) is PyTorch's BCEWithLogitsLoss as pybench.tasks
+    writes it, on the backend's own train-mode logits of the batch, with per-finding positive
+    weights and without."""
+    images, _, order = inputs(np.float64)
+    labels = multilabel_labels()
+    weight = tuple(np.linspace(0.5, 4.0, CLASSES))
+    batch = order[:BATCH]
+    for name, pos_weight in (("weighted", weight), ("unweighted", None)):
+        state = backend.init_state(model_input("lenet5", np.float64),
+                                   OptimizerConfig("sgd", lr=0.05, pos_weight=pos_weight))
+        logits = backend.forward(state, images[batch], train=True)
+        data = backend.put_data(images, labels)
+        _, loss = backend.train_step(state, data, backend.put_order(order, np.full(N // BATCH, 0.05)), 0, BATCH)
+        expected = tasks.bce_with_logits(logits, labels[batch], pos_weight)
+        facts[f"multilabel/{name}_loss_is_bce_with_logits"] = bool(
+            np.isclose(backend.to_float(loss), expected, rtol=1e-13, atol=0))
 
 
 def pixel_checks(backend, arrays: dict, facts: dict) -> None:
@@ -156,6 +183,8 @@ def main(framework: str, out: str) -> None:
     for model in MODELS:
         for name, optimizer in OPTIMIZERS.items():
             trajectory(backend, model, name, optimizer, arrays)
+        trajectory(backend, model, "multilabel", MULTILABEL, arrays, multilabel=True)
+    multilabel_checks(backend, facts)
     error_checks(backend, facts)
     np.savez(out, facts=np.array(json.dumps(facts)), **arrays)
 

@@ -133,7 +133,11 @@ def default_sigint() -> None:
     started with SIGINT ignored (every background job of a non-interactive shell: `cmd &` in a
     script, some CI runners) passes SIG_IGN on to its children, and Python then installs no
     KeyboardInterrupt handler: a test's Ctrl-C would do nothing. pybench is right to respect an
-    inherited SIG_IGN; a test that sends SIGINT must not depend on what its parent inherited."""
+    inherited SIG_IGN; a test that sends SIGINT must not depend on what its parent inherited.
+    The signals are also unblocked: a parent that ever started Julia in its own process (its
+    runtime blocks SIGINT and SIGTERM in every thread but its own listener) passes that mask on,
+    and a blocked signal waits unheard until the process ends."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 

@@ -335,6 +335,20 @@ def test_a_child_started_for_a_signal_test_hears_sigint_even_from_a_parent_that_
     assert probe("default_sigint") == "default_int_handler"
 
 
+def test_pybench_hears_signals_a_julia_embedding_parent_left_blocked():
+    """A process that ran Julia in its own process (juliacall in a notebook) passes SIGINT and
+    SIGTERM blocked to its children; pybench unblocks them before anything else, so Ctrl-C and
+    `kill` still stop it."""
+    def block() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+    probe = ("import signal, sys\nfrom pybench.cli import main\nmain(['list'])\n"
+             "print('blocked:', sorted(s.name for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])))")
+    done = subprocess.run([sys.executable, "-c", probe], preexec_fn=block, capture_output=True,
+                          text=True, timeout=300, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "blocked: []", done.stdout[-2000:]
+
+
 @pytest.mark.slow
 def test_the_signal_tests_pass_when_pytest_itself_ignores_sigint(tmp_path):
     """A real signal test run by a pytest that was started with SIGINT ignored, as `.ci/run &`

@@ -247,16 +247,20 @@ def test_an_address_nobody_answers_at_is_a_one_line_error(cli_error, tmp_path):
               fragments=("--address 127.0.0.1:1", "ray start --head"))
 
 
-def test_a_sweep_takes_the_multilabel_settings(tmp_path):
+def test_a_sweep_takes_the_x_ray_settings(tmp_path):
     from pybench.sweep import load_sweep
 
     path = tmp_path / "xray.toml"
     path.write_text('dataset = "nih.zip"\npos_weight = "balanced"\nembeddings = 50\n'
+                    'weights = "weights/r18.pth"\ntrainable = "layer4, fc"\n'
                     '[dataset_options]\nmultilabel = true\n')
     sweep = load_sweep(path)
     assert sweep.dataset_options == {"multilabel": True}
     train = expand(sweep)[0].train
     assert train.pos_weight == "balanced" and train.embeddings == 50
+    # The weights file is found beside the sweep file, and --trainable's list is split.
+    assert train.weights == str((tmp_path / "weights" / "r18.pth").resolve())
+    assert train.trainable == ("layer4", "fc")
 
 
 def test_the_example_sweep_file_is_the_readme_grid():

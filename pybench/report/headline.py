@@ -16,6 +16,15 @@ def headline_groups(results: dict) -> dict[tuple, list[dict]]:
     return group_by(runs, lambda r: (r.get("source"), r["model"], swept_values(r)))
 
 
+def score_note(results: dict) -> list[str]:
+    """What "accuracy" means in a multi-label report (`pybench.tasks.score`)."""
+    if not (results.get("config", {}).get("dataset_options") or {}).get("multilabel"):
+        return []
+    return ["Multi-label task (--task multilabel): a run's score, called its accuracy wherever runs "
+            "are compared (in %: times 100), is its mean ROC AUC over findings; the report gives "
+            "each finding's AUC, sensitivity and specificity under each model.", ""]
+
+
 def headline_lines(results: dict) -> list[str]:
     """One Markdown bullet per group: step-time ratios with intervals, accuracy over seeds with
     paired differences, and the time to the target when one was set."""

@@ -19,7 +19,7 @@ import pandas as pd
 import pybench.report.metrics as metrics
 import pybench.report.plots as draw
 from pybench.report.building import ModelRuns, build_report, classes_for
-from pybench.report.headline import headline_lines
+from pybench.report.headline import headline_lines, score_note
 from pybench.report.html import write_html
 from pybench.report.loading import Predictions
 from pybench.report.significance import (
@@ -166,15 +166,6 @@ def sources_section(results: dict) -> str:
 def headline_section(results: dict) -> str:
     """Per model (and source): the verdicts, each with its interval (see `verdicts`)."""
     return "\n".join(["## Headline", "", *score_note(results), *headline_lines(results)])
-
-
-def score_note(results: dict) -> list[str]:
-    """What "accuracy" means in a multi-label report (`pybench.tasks.score`)."""
-    if not (results.get("config", {}).get("dataset_options") or {}).get("multilabel"):
-        return []
-    return ["Multi-label task (`--task multilabel`): a run's score, which this report calls its "
-            "accuracy wherever it compares runs (in %: times 100), is its **mean ROC AUC over "
-            "findings**; the per-finding figures are under each model.", ""]
 
 
 # --- seeds and baseline -----------------------------------------------------------------------
