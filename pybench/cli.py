@@ -8,6 +8,7 @@ with exit status 2; `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import signal
@@ -495,6 +496,11 @@ def stop_on_sigterm(signum, frame):
     raise Interrupted("SIGTERM", 128 + signal.SIGTERM)
 
 
+# The OS errors of an output that cannot be written: full disk, quota, file size limit,
+# read-only file system, no permission.
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES}
+
+
 def main(argv: list[str] | None = None) -> int:
     # Should anything in this process start JAX, it must not take the GPU memory the workers need.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -516,6 +522,12 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as exc:
         print(f"pybench: {exc}", file=sys.stderr)
         return exc.exit_status
+    except OSError as exc:
+        # A write that `errors.writing` does not guard (a library's own file): still one line.
+        if args.debug or exc.errno not in OUTPUT_ERRNOS:
+            raise
+        print(f"pybench: error: cannot write {exc.filename or 'an output file'}: {exc.strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("pybench: interrupted by SIGINT", file=sys.stderr)
         return 130

@@ -16,6 +16,7 @@ import numpy as np
 
 from pybench import memory, runlife
 from pybench.backends import get_backend
+from pybench.datasets.core import with_validation
 from pybench.errors import Interrupted
 from pybench.models import builds_for, check_model
 from pybench.parity import logit_tolerance
@@ -30,6 +31,7 @@ from pybench.runlife import (
     reference_framework,
     resolve_device,
     results_header,
+    write_unreadable,
 )
 from pybench.tensorboard import run_folder
 from pybench.training import TrainConfig, check_options, train_and_evaluate
@@ -108,7 +110,7 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
                 echo: bool = True) -> tuple[Path, dict]:
     """Run the comparison; return the results directory and the results document."""
     # The parent loads once: it fills the cache and fails early on bad input.
-    from pybench.datasets import load_dataset, with_validation
+    from pybench.datasets import load_dataset
     from pybench.training import planned_steps, run_learning_rates
 
     for model in cfg.models:
@@ -116,10 +118,9 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
     device = resolve_device(cfg.device)
     check_gpu(device, cfg.gpu)
     unavailable = check_requested_frameworks(cfg.frameworks)
-    options = cfg.dataset_options or {}
+    # --patience needs a validation split; the workers get these very options.
+    options = with_validation(cfg.dataset_options or {}, cfg.train.patience)
     dataset = load_dataset(cfg.dataset, progress=echo, **options)
-    if cfg.train.patience is not None:  # the workers hold out the same validation split
-        dataset = with_validation(dataset, seed=cfg.train.seed)
     # A schedule that cannot fit the run (a warm-up longer than it) fails here, in one line, and
     # so does a CPU run that cannot fit in memory (each worker checks again, with its device).
     run_learning_rates(cfg.train, *planned_steps(cfg.train, len(dataset.train.labels)))
@@ -146,6 +147,7 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
         "dataset": dataset_summary(dataset), "runs": [],
     }
     write_results(out_dir, document)
+    write_unreadable(out_dir, dataset)
     progress = echo and sys.stderr.isatty()
     for job in planned_runs(cfg):
         framework, model = job.framework, job.model
@@ -253,7 +255,8 @@ def run_one(cfg: CompareConfig, framework: str, model: str, device: str, out_dir
     """One training job in a worker; its files are named `stem` (a sweep has many per pair);
     with `board`, its TensorBoard event files go there."""
     stem = stem or f"{framework}-{model}"
-    job = job_for("train", framework, model, cfg.dataset, cfg.dataset_options or {}, cfg.train,
+    job = job_for("train", framework, model, cfg.dataset,
+                  with_validation(cfg.dataset_options or {}, cfg.train.patience), cfg.train,
                   device, progress=progress, gpu=cfg.gpu,
                   parity_path=str(out_dir / "parity" / f"{stem}.npz"),
                   predictions_path=str(out_dir / "predictions" / f"{stem}.npz"),

@@ -16,7 +16,7 @@ from pathlib import Path
 from pybench.backends import availability, check_framework
 from pybench.errors import Interrupted, PybenchError, UnavailableError
 from pybench.machine import machine_has_cuda_gpu, machine_info, nvidia_gpus
-from pybench.results import SCHEMA, code_info
+from pybench.results import SCHEMA, atomic_write_bytes, code_info
 from pybench.worker import cuda_env
 
 # Every check of one framework against another is against this one when it ran: its numbers are
@@ -108,7 +108,22 @@ def dataset_summary(dataset) -> dict:
             "train_size": len(dataset.train.labels),
             "val_size": len(dataset.val.labels) if dataset.val is not None else 0,
             "test_size": len(dataset.test.labels),
-            "mean": [float(m) for m in dataset.mean], "std": [float(s) for s in dataset.std]}
+            "mean": [float(m) for m in dataset.mean], "std": [float(s) for s in dataset.std],
+            # How it was read (layout, where each split came from, what was left out); the
+            # unreadable images' names go to the run's unreadable.txt (`write_unreadable`).
+            "provenance": {**dataset.provenance.to_dict(), "unreadable": len(dataset.provenance.unreadable)},
+            "groups": dataset.groups}
+
+
+UNREADABLE_FILE = "unreadable.txt"
+
+
+def write_unreadable(out_dir: Path, dataset) -> None:
+    """The images `--skip-unreadable` left out, one per line, in the run's folder (the results
+    count them; a list of thousands belongs in a file)."""
+    if dataset.provenance.unreadable:
+        atomic_write_bytes(out_dir / UNREADABLE_FILE, "".join(f"{name}\n" for name in
+                                                              dataset.provenance.unreadable).encode())
 
 
 def as_interrupted(exc: BaseException) -> Interrupted:

@@ -58,7 +58,8 @@ SHARED_KEYS = {"dataset": str, "epochs": int, "max_steps": int, "momentum": floa
 DATASET_OPTION_KEYS = {"data_dir": str, "image_size": int, "grayscale": bool,
                        "test_fraction": float, "seed": int, "manifest": str, "image_col": str,
                        "label_col": str, "binary_negative": str, "group_col": str, "multilabel": bool,
-                       "workers": int, "cache": bool}
+                       "val_fraction": float, "layout": str, "split": str, "skip_unreadable": bool,
+                       "checksum": bool, "workers": int, "cache": bool}
 POSITIVE = {"batch_sizes", "lrs", "epochs", "max_steps", "patience", "timeout", "cpus_per_run"}
 CHOICES = {"frameworks": tuple(FRAMEWORK_DESCRIPTIONS), "models": tuple(MODEL_DESCRIPTIONS),
            "optimizers": tuple(DEFAULT_LR), "device": ("auto", "cpu", "cuda"), "pos_weight": POS_WEIGHTS}
@@ -322,15 +323,21 @@ def run_sweep(sweep_path: Path, executor, out: Path | None = None, resume: bool 
     """Run every combination of SWEEP.toml with `executor`; return the folder and the document."""
     from pybench.datasets import load_dataset, with_validation
     from pybench.pretrained import prepare
-    from pybench.runlife import check_requested_frameworks, dataset_summary, make_out_dir, results_header
+    from pybench.runlife import (
+        check_requested_frameworks,
+        dataset_summary,
+        make_out_dir,
+        results_header,
+        write_unreadable,
+    )
 
     sweep = load_sweep(sweep_path)
     runs = expand(sweep)
     unavailable = check_requested_frameworks(sweep.frameworks)
     # The parent loads once: it fills the cache, fails early on bad input, and fingerprints.
-    dataset = load_dataset(sweep.dataset, progress=progress, **sweep.dataset_options)
-    if sweep.train.get("patience") is not None:  # as the workers do (of the first seed)
-        dataset = with_validation(dataset, seed=sweep.seeds[0])
+    # --patience needs a validation split: the workers ask for the same one (`with_validation`).
+    dataset = load_dataset(sweep.dataset, progress=progress,
+                           **with_validation(sweep.dataset_options, sweep.train.get("patience")))
     if sweep.train.get("weights"):  # converted once here, so no worker reads the torch file
         prepare(sweep.train["weights"])
     check_options(runs[0].train, sweep.models, dataset, sweep.seeds[0])
@@ -339,6 +346,7 @@ def run_sweep(sweep_path: Path, executor, out: Path | None = None, resume: bool 
     with executor:
         device = executor.resolve_device(sweep.device)
         make_out_dir(out_dir)
+        write_unreadable(out_dir, dataset)
         document = {
             **results_header(command),
             "config": shared_config(sweep, device, executor.name),

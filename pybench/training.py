@@ -304,10 +304,11 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
                      "eval/val_accuracy": val_accuracy[-1] if val is not None else None,
                      "time/epoch_s": epoch_s[-1]})
         if val is not None:
+            # The validation split selects the kept epoch; the test split is recorded every epoch
+            # (for curves) but never selects.
             if val_accuracy[-1] > best_val:
                 best_val, epochs_since_best, kept_epoch = val_accuracy[-1], 0, epoch + 1
-                if cfg.patience is not None:  # kept to restore before the final evaluation
-                    best_weights = backend.export_weights(state)
+                best_weights = backend.export_weights(state)  # restored before the final evaluation
             else:
                 epochs_since_best += 1
             if cfg.patience is not None and epochs_since_best >= cfg.patience:
@@ -316,10 +317,11 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     board.close()
     load = machine_load(load_before, load_snapshot())
     if best_weights is not None and kept_epoch != len(epoch_s):
-        # --patience keeps the best validation epoch: its weights, not the last, are evaluated.
+        # With a validation split the best validation epoch is kept: its weights, not the
+        # last, give the test figures.
         state = backend.init_state(model_input(cfg, dataset, *best_weights), loss_settings(cfg, dataset))
         test_logits = backend.predict(state, test, cfg.eval_batch_size)
-    elif cfg.patience is None:
+    elif val is None:
         kept_epoch = len(epoch_s) or None
 
     device_peak = backend.peak_memory_bytes()

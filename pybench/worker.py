@@ -39,10 +39,9 @@ PARITY_BATCH = 32
 # ---------------------------------------------------------------- the worker side
 
 def load_job_dataset(job: dict):
-    dataset = load_dataset(job["dataset"], progress=False, **job.get("dataset_options", {}))
-    if job.get("train", {}).get("patience") is not None:
-        dataset = with_validation(dataset, seed=job["train"]["seed"])
-    return dataset
+    # --patience needs a validation split: the same one the parent asked for.
+    options = with_validation(job.get("dataset_options", {}), job.get("train", {}).get("patience"))
+    return load_dataset(job["dataset"], progress=False, **options)
 
 
 def train_config(job: dict) -> TrainConfig:

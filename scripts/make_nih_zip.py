@@ -9,8 +9,12 @@ gradient with two darker lung fields, per-image noise (so each PNG is about as l
 one), and for every image with a finding, a bright round "lesion" (so a binary No Finding /
 Finding model has something real to learn). Everything is drawn from `--seed`.
 
+With `--official-lists`, the archive also holds the release's official patient-wise split,
+`train_val_list.txt` and `test_list.txt` (about 23% of the patients in test, as in the release),
+which pybench uses by default.
+
 Usage:
-    python scripts/make_nih_zip.py OUT.zip --images 20000 [--workers 2] [--seed 0]
+    python scripts/make_nih_zip.py OUT.zip --images 20000 [--workers 2] [--seed 0] [--official-lists]
 
 The images are encoded by a pool of processes and written to the zip as they come, stored
 (PNGs do not compress further), so memory stays flat whatever N.
@@ -44,6 +48,7 @@ HEADER = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient
           "Patient Gender", "View Position", "OriginalImage[Width", "Height]",
           "OriginalImagePixelSpacing[x", "y]", ""]
 CHUNK = 64  # images per pool task
+TEST_PATIENT_SHARE = 0.23  # the release's test_list.txt: 25,596 of 112,120 images, patient-wise
 
 
 def folder_of(index: int) -> str:
@@ -106,7 +111,18 @@ def render_chunk(task: tuple[int, list[bool], int]) -> list[bytes]:
     return [render(start + i, finding, seed, base) for i, finding in enumerate(findings)]
 
 
-def build(out: str, n: int, seed: int, workers: int) -> None:
+def official_lists(rows: list[list[str]], seed: int) -> dict[str, str]:
+    """train_val_list.txt and test_list.txt: every image of a patient on the same side."""
+    patients = sorted({row[3] for row in rows})
+    draws = np.random.default_rng([seed, 2]).random(len(patients))
+    test_patients = {p for p, draw in zip(patients, draws) if draw < TEST_PATIENT_SHARE}
+    sides = {"train_val_list.txt": [], "test_list.txt": []}
+    for row in rows:
+        sides["test_list.txt" if row[3] in test_patients else "train_val_list.txt"].append(row[0])
+    return {name: "".join(f"{image}\n" for image in images) for name, images in sides.items()}
+
+
+def build(out: str, n: int, seed: int, workers: int, lists: bool = False) -> None:
     rows = manifest_rows(n, seed)
     findings = [row[1] != "No Finding" for row in rows]
     tasks = [(start, findings[start:start + CHUNK], seed) for start in range(0, n, CHUNK)]
@@ -117,6 +133,8 @@ def build(out: str, n: int, seed: int, workers: int) -> None:
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED, allowZip64=True) as bundle, \
             ProcessPoolExecutor(workers) as pool:
         bundle.writestr("Data_Entry_2017.csv", text.getvalue())
+        for name, listed in (official_lists(rows, seed) if lists else {}).items():
+            bundle.writestr(name, listed)
         for (start, _, _), pngs in zip(tasks, pool.map(render_chunk, tasks)):
             for i, png in enumerate(pngs):
                 index = start + i
@@ -136,11 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="encoding processes (default: every core)")
+    parser.add_argument("--official-lists", action="store_true",
+                        help="also write train_val_list.txt and test_list.txt (patient-wise, as the release)")
     args = parser.parse_args(argv)
     if args.images < 1 or args.workers < 1:
         print("make_nih_zip: --images and --workers must be at least 1", file=sys.stderr)
         return 2
-    build(args.out, args.images, args.seed, args.workers)
+    build(args.out, args.images, args.seed, args.workers, args.official_lists)
     return 0
 
 

@@ -155,11 +155,13 @@ def test_cli_helpers_round_trip():
     args = parser.parse_args(["--image-size", "32", "--grayscale", "--test-fraction", "0.3", "--split-seed", "4",
                               "--manifest", "m.csv", "--image-col", "img", "--label-col", "lab",
                               "--binary-negative", "No Finding", "--group-col", "Patient ID", "--workers", "3",
-                              "--no-cache", "--data-dir", "/d"])
+                              "--no-cache", "--data-dir", "/d", "--val-fraction", "0.1", "--layout", "splits",
+                              "--split", "random", "--skip-unreadable", "--no-checksum"])
     assert dataset_options(args) == {"data_dir": "/d", "image_size": 32, "grayscale": True, "test_fraction": 0.3,
                                      "seed": 4, "manifest": "m.csv", "image_col": "img", "label_col": "lab",
                                      "binary_negative": "No Finding", "group_col": "Patient ID", "workers": 3,
-                                     "cache": False, "multilabel": False}
+                                     "cache": False, "multilabel": False, "val_fraction": 0.1, "layout": "splits",
+                                     "split": "random", "skip_unreadable": True, "checksum": False}
     assert dataset_options(parser.parse_args(["--task", "multilabel"]))["multilabel"] is True
     defaults = dataset_options(parser.parse_args([]))
     assert defaults["test_fraction"] == 0.2 and defaults["seed"] == 0 and defaults["cache"] is True
@@ -187,7 +189,7 @@ def test_cache_is_never_written_into_the_data_folder(data_dir, tmp_path, monkeyp
     monkeypatch.setenv("HOME", str(tmp_path))
     before = sorted(p.name for p in data_dir.iterdir())
     load_dataset(str(data_dir / "pneumoniamnist" / "pneumoniamnist.npz"), data_dir=data_dir,
-                 progress=False)
+                 progress=False, checksum=False)
     assert sorted(p.name for p in data_dir.iterdir()) == before
     entries = list((tmp_path / ".cache" / "pybench" / "cache").glob("pneumoniamnist-*"))
     assert entries and all((entry / "meta.json").is_file() for entry in entries)

@@ -76,7 +76,8 @@ def test_patient_ids_never_straddle_the_split(tmp_path):
     train_patients = set(np.unique(ds.train.images[:, 0, 0, 0]))
     test_patients = set(np.unique(ds.test.images[:, 0, 0, 0]))
     assert train_patients and test_patients and not train_patients & test_patients
-    assert ds.groups == {"column": "Patient ID", "train": len(train_patients), "test": len(test_patients)}
+    assert ds.groups == {"column": "Patient ID", "train": len(train_patients), "test": len(test_patients),
+                         "both": 0}
     ungrouped = load_dataset(str(path), binary_negative="No Finding", group_col="none", progress=False)
     assert set(np.unique(ungrouped.train.images[:, 0, 0, 0])) & set(np.unique(ungrouped.test.images[:, 0, 0, 0]))
 
@@ -84,7 +85,7 @@ def test_patient_ids_never_straddle_the_split(tmp_path):
 def test_datasets_info_says_how_the_split_was_grouped(run_cli, nih):
     result = run_cli("datasets", "info", nih, "--binary-negative", "No Finding", "--image-size", "32")
     assert result.returncode == 0, result.stderr
-    assert "split grouped by 'Patient ID'" in result.stdout and "none in both" in result.stdout
+    assert "splits grouped by 'Patient ID'" in result.stdout and "none in two splits" in result.stdout
 
 
 def test_bad_group_and_worker_options_are_one_line_errors(cli_error, nih):

@@ -3,14 +3,16 @@
 `load_dataset(spec)` returns a `Dataset` of uint8 (N, C, H, W) splits with int64 labels, the
 train normalisation statistics and a fingerprint; `batch_order`/`balanced_order` are the only
 source of sample order. Modules: `core` (records, pixel table, statistics, fingerprint, split),
-`idx` and `mnist` (MNIST files, checksums, download), `digits`, `folder`, `manifest` (zip/csv,
-patient-grouped splits), `npz` (MedMNIST), `images` (decode/resize/grayscale), `decode`
+`idx` and `mnist` (MNIST files, checksums, download), `digits`, `folder` (layouts: class
+folders, pre-split folders, masks left out), `manifest` (zip/csv, official split lists,
+patient-grouped splits), `npz` and `medmnist` (MedMNIST files, INFO's names and MD5s), `images`
+(decode/resize/grayscale), `decode`
 (parallel decoding into one array on disk), `cache` (memory-mapped entries), `order`, `augment` (per-epoch
 augmentation drawn from the seed), `options` (CLI helpers), `load` (spec resolution).
 """
 
 from pybench.datasets.augment import AUGMENTATIONS, augmented_train
-from pybench.datasets.core import Dataset, Split, data_root, with_validation
+from pybench.datasets.core import LAYOUTS, Dataset, Provenance, Split, data_root, with_validation
 from pybench.datasets.load import DATASETS, load_dataset
 from pybench.datasets.options import add_dataset_arguments, dataset_options, describe_dataset
 from pybench.datasets.order import balanced_order, batch_order
@@ -19,6 +21,8 @@ __all__ = [
     "AUGMENTATIONS",
     "DATASETS",
     "Dataset",
+    "LAYOUTS",
+    "Provenance",
     "Split",
     "add_dataset_arguments",
     "augmented_train",

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pybench.datasets.core import DEFAULT_DATA_ROOT, Dataset, LoadOptions, Source, Split
+from pybench.datasets.core import DEFAULT_DATA_ROOT, Dataset, LoadOptions, Provenance, Source, Split
 
 CACHE_DIR_ENV = "PYBENCH_CACHE_DIR"
-CACHE_FORMAT = 2  # bump when the decoding or the file layout changes: old entries stop matching
+CACHE_FORMAT = 3  # bump when the decoding or the file layout changes: old entries stop matching
 SMALL_FILE_BYTES = 1 << 20
 
 
@@ -101,7 +101,7 @@ class ArrayStore:
                     np.save(path, array)
         meta = {"name": dataset.name, "classes": dataset.classes, "mean": dataset.mean, "std": dataset.std,
                 "fingerprint": dataset.fingerprint, "source": dataset.source, "splits": list(splits),
-                "groups": dataset.groups}
+                "groups": dataset.groups, "provenance": dataset.provenance.to_dict()}
         (self.folder / "meta.json").write_text(json.dumps(meta))
 
     def commit(self, dataset: Dataset, entry: Path) -> bool:
@@ -142,7 +142,8 @@ def read_cached(path: Path) -> Dataset | None:
         return None
     return Dataset(name=meta["name"], classes=meta["classes"], train=splits["train"], test=splits["test"],
                    val=splits.get("val"), mean=tuple(meta["mean"]), std=tuple(meta["std"]),
-                   fingerprint=meta["fingerprint"], source=meta["source"], groups=meta.get("groups"))
+                   fingerprint=meta["fingerprint"], source=meta["source"], groups=meta.get("groups"),
+                   provenance=Provenance.from_dict(meta.get("provenance")))
 
 
 def entry_problem(meta: dict, splits: dict[str, Split]) -> str | None:
@@ -179,4 +180,6 @@ def entry_problem(meta: dict, splits: dict[str, Split]) -> str | None:
     for key in ("name", "fingerprint", "source"):
         if not isinstance(meta.get(key), str):
             return f"{key} {meta.get(key)!r}"
+    if not isinstance(meta.get("provenance"), dict) or not isinstance(meta["provenance"].get("layout"), str):
+        return f"provenance {meta.get('provenance')!r}"
     return None

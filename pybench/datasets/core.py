@@ -21,6 +21,11 @@ import numpy as np
 from pybench.errors import PybenchError
 
 SPLIT_NAMES = ("train", "val", "test")
+# How a folder can be read (`--layout`): auto detects; classes: every sub-folder a class;
+# splits: sub-folders train/, val/, test/ holding class folders; manifest: a CSV beside images.
+LAYOUTS = ("auto", "classes", "splits", "manifest")
+# Where a manifest's test split comes from (`--split`).
+SPLIT_SOURCES = ("auto", "official", "random")
 DEFAULT_DATA_ROOT = Path("~/.cache/pybench")
 # Bytes of images per chunk when a whole split is read (statistics, normalising): bounds the
 # temporaries whatever the image size, and reads a memory-mapped split sequentially.
@@ -55,6 +60,44 @@ class Split:
 
 
 @dataclass
+class Provenance:
+    """How a dataset was read, said wherever the dataset is described (`datasets info`, results,
+    the report), so that a layout read one way cannot pass for another without a word.
+
+    `layout` names what was found ("pre-split folders train/, test/", "class folders", a
+    manifest, a MedMNIST file); `splits` says where each split came from ("given: test/",
+    "10% of train, stratified, split seed 0"); `left_out` counts what was deliberately not read
+    ("mask files": 3616); `unreadable` names the images `--skip-unreadable` left out.
+    """
+
+    layout: str
+    splits: dict[str, str] = field(default_factory=dict)
+    left_out: dict[str, int] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"layout": self.layout, "splits": dict(self.splits), "left_out": dict(self.left_out),
+                "unreadable": list(self.unreadable)}
+
+    @classmethod
+    def from_dict(cls, fields: dict | None) -> Provenance:
+        fields = fields or {}
+        return cls(layout=str(fields.get("layout", "arrays")), splits=dict(fields.get("splits") or {}),
+                   left_out=dict(fields.get("left_out") or {}), unreadable=list(fields.get("unreadable") or []))
+
+    def lines(self) -> list[str]:
+        """`datasets info`'s lines about the layout, the splits' sources and what was left out."""
+        lines = [f"layout: {self.layout}"]
+        lines += [f"  {name}: {how}" for name, how in self.splits.items()]
+        for what, count in self.left_out.items():
+            lines.append(f"left out {count:,} {what}")
+        if self.unreadable:
+            shown = ", ".join(self.unreadable[:3]) + (", ..." if len(self.unreadable) > 3 else "")
+            lines.append(f"left out {len(self.unreadable):,} unreadable images (--skip-unreadable): {shown}")
+        return lines
+
+
+@dataclass
 class Dataset:
     """A loaded dataset: splits, class names, train normalisation and a content fingerprint."""
 
@@ -70,6 +113,8 @@ class Dataset:
     # How the split kept groups apart, when it did: {"column", "train", "test"} (the numbers of
     # groups on each side; none is on both).
     groups: dict | None = None
+    # How the source was read: its layout, where each split came from, what was left out.
+    provenance: Provenance = field(default_factory=lambda: Provenance("arrays"))
     _normalized: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -155,9 +200,10 @@ def check_image_size(image_size: int | None) -> None:
         raise PybenchError(f"--image-size must be an integer from 1 to 4096, got {image_size!r}")
 
 
-def check_test_fraction(test_fraction: float) -> None:
-    if not isinstance(test_fraction, (int, float)) or not 0.0 < test_fraction < 1.0:
-        raise PybenchError(f"--test-fraction must be a number strictly between 0 and 1, got {test_fraction!r}")
+def check_test_fraction(test_fraction: float, option: str = "--test-fraction") -> None:
+    if (isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float))
+            or not 0.0 < test_fraction < 1.0):
+        raise PybenchError(f"{option} must be a number strictly between 0 and 1, got {test_fraction!r}")
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -201,7 +247,8 @@ def dataset_fingerprint(classes: list[str], splits: dict[str, Split]) -> str:
 
 
 def build_dataset(name: str, source: str, classes: list[str], train: Split, test: Split,
-                  val: Split | None = None, groups: dict | None = None) -> Dataset:
+                  val: Split | None = None, groups: dict | None = None,
+                  provenance: Provenance | None = None) -> Dataset:
     """Assemble a Dataset, computing the train statistics and the fingerprint."""
     splits = {"train": train, "val": val, "test": test}
     splits = {split_name: split for split_name, split in splits.items() if split is not None}
@@ -211,7 +258,8 @@ def build_dataset(name: str, source: str, classes: list[str], train: Split, test
                                f"train has {train.images.shape[1:]}")
     mean, std = channel_stats(train.images)
     return Dataset(name=name, classes=list(classes), train=train, test=test, val=val, mean=mean, std=std,
-                   fingerprint=dataset_fingerprint(classes, splits), source=source, groups=groups)
+                   fingerprint=dataset_fingerprint(classes, splits), source=source, groups=groups,
+                   provenance=provenance or Provenance("arrays"))
 
 
 def strata(labels: np.ndarray) -> np.ndarray:
@@ -223,14 +271,16 @@ def strata(labels: np.ndarray) -> np.ndarray:
 
 
 def split_indices(labels: np.ndarray, test_fraction: float, seed: int, source: str,
-                  groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  groups: np.ndarray | None = None,
+                  option: str = "--test-fraction") -> tuple[np.ndarray, np.ndarray]:
     """Train and test positions of a seeded split that keeps class proportions (`strata`).
 
     Without groups: scikit-learn's train_test_split with stratify. With groups (one id per
     sample, e.g. NIH's patient ids), no group is on both sides: scikit-learn's
     StratifiedGroupKFold with round(1/test_fraction) folds (at least 2), shuffled by `seed`, and
     its first fold is the test split, so the test share is the nearest 1/k to test_fraction and
-    class proportions are kept as far as whole groups allow.
+    class proportions are kept as far as whole groups allow. `option` names the fraction's
+    option in messages (the same split makes the validation split: --val-fraction).
     """
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split  # slow import
 
@@ -240,8 +290,8 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int, source: s
         folds = max(2, round(1 / test_fraction))
         if len(np.unique(groups)) < folds:
             raise PybenchError(f"{source}: {len(np.unique(groups))} groups cannot make a grouped split "
-                               f"into {folds} folds (--test-fraction {test_fraction}): add images, change "
-                               "--test-fraction, or pass --group-col none")
+                               f"into {folds} folds ({option} {test_fraction}): add images, change "
+                               f"{option}, or pass --group-col none")
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
         train_idx, test_idx = next(splitter.split(indices, labels, groups))
         return train_idx, test_idx
@@ -251,16 +301,81 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int, source: s
     except ValueError as error:
         counts = dict(zip(*np.unique(labels, return_counts=True)))
         counts_text = ", ".join(f"class {int(k)}: {int(v)}" for k, v in counts.items())
-        raise PybenchError(f"{source}: cannot make a stratified split with test fraction {test_fraction} "
-                           f"({counts_text}; {error}): add images or change --test-fraction") from None
+        raise PybenchError(f"{source}: cannot make a stratified split with {option} {test_fraction} "
+                           f"({counts_text}; {error}): add images or change {option}") from None
     return train_idx, test_idx
 
 
-def stratified_split(images: np.ndarray, labels: np.ndarray, test_fraction: float, seed: int,
-                     source: str) -> tuple[Split, Split]:
-    """`split_indices` applied to arrays already in memory (sources that arrive as arrays)."""
-    train_idx, test_idx = split_indices(labels, test_fraction, seed, source)
-    return (Split(images[train_idx], labels[train_idx]), Split(images[test_idx], labels[test_idx]))
+def carve(labels: np.ndarray, source: str, seed: int, test_fraction: float | None = None,
+          val_fraction: float | None = None, groups: np.ndarray | None = None, group_col: str = "",
+          pool: str = "the images") -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Positions (into `labels`) of the train split and of the test and validation splits made
+    from it: test first (`test_fraction` of the pool), then validation (`val_fraction` of what
+    is left for training), each seeded and stratified (`split_indices`), grouped when `groups`
+    is given (`group_col` names their column). Returns the positions by split name and how
+    each split was made (for `Provenance.splits`); `pool` names what was split ("the images").
+    """
+    kept = np.arange(len(labels))
+    positions, described = {}, {}
+    how = f"stratified, {f'grouped by {group_col!r}, ' if groups is not None else ''}split seed {seed}"
+    if test_fraction is not None:
+        train_idx, test_idx = split_indices(labels, test_fraction, seed, source, groups)
+        positions["test"], kept = kept[test_idx], kept[train_idx]
+        described["test"] = f"{test_fraction:g} of {pool}, {how}"
+    if val_fraction is not None:
+        train_idx, val_idx = split_indices(labels[kept], val_fraction, seed, source,
+                                           None if groups is None else groups[kept], option="--val-fraction")
+        positions["val"], kept = kept[val_idx], kept[train_idx]
+        described["val"] = f"{val_fraction:g} of the training part, {how}"
+    positions["train"] = kept
+    return positions, described
+
+
+def split_story(given: dict[str, str], carved: dict[str, str], options: LoadOptions,
+                given_val: bool) -> dict[str, str]:
+    """How each split was made, in the order train, val, test: `given` for the splits the
+    source holds, `carved` for those `carve` made from the training part."""
+    story = dict(given)
+    if carved:
+        taken = [name for name in ("val", "test") if name in carved]
+        story["train"] = f"{given['train']}, less the {' and '.join(taken)} split{'s' if len(taken) > 1 else ''}"
+    story.update(carved)
+    if given_val and options.val_fraction is not None:
+        story["val"] += f" (--val-fraction {options.val_fraction:g} not applied: the source has its own)"
+    return {name: story[name] for name in SPLIT_NAMES if name in story}
+
+
+def dataset_from_arrays(name: str, source: str, classes: list[str], given: dict[str, Split],
+                        how: dict[str, str], options: LoadOptions, layout: str) -> Dataset:
+    """A Dataset from splits that arrive as arrays (`given`, train at least; `how` says where
+    each came from): the test split, when missing, and the validation split, when asked for
+    and missing, are carved from train (`carve`)."""
+    train = given["train"]
+    positions, carved = carve(train.labels, source, options.seed,
+                              test_fraction=None if "test" in given else options.test_fraction,
+                              val_fraction=None if "val" in given else options.val_fraction,
+                              pool=how["train"])
+    splits = dict(given)
+    if carved:  # indexing copies: only when something was taken out of train
+        splits.update({split: Split(train.images[idx], train.labels[idx]) for split, idx in positions.items()})
+    provenance = Provenance(layout, split_story(how, carved, options, "val" in given))
+    return build_dataset(name, source, classes, splits["train"], splits["test"], splits.get("val"),
+                         provenance=provenance)
+
+
+# The validation share `--patience` carves when no --val-fraction is given and the source has no
+# validation split of its own: early stopping needs a split that is neither trained on nor the test.
+PATIENCE_VAL_FRACTION = 0.1
+
+
+def with_validation(options: dict, patience: int | None) -> dict:
+    """load_dataset keywords `options`, with a validation split asked for when `patience` needs
+    one and none is (a source with its own validation split keeps it). Every process that loads
+    the dataset (the parent, each worker) applies it alike, so they all get the same split,
+    made with the split seed: the same for every run seed, and part of the fingerprint."""
+    if patience is None or options.get("val_fraction") is not None:
+        return options
+    return {**options, "val_fraction": PATIENCE_VAL_FRACTION}
 
 
 @dataclass(frozen=True)
@@ -280,10 +395,27 @@ class LoadOptions:
     # The manifest column whose values must not straddle train and test (None: "Patient ID"
     # when the manifest has it; "none": no grouping).
     group_col: str | None = None
+    # A validation split carved from the training split when the source gives none (None: none).
+    val_fraction: float | None = None
+    # How a folder is read: "auto" detects (LAYOUTS); the others force one reading.
+    layout: str = "auto"
+    # Where the test split comes from when a manifest has official split lists: "auto" uses
+    # them when present, "official" requires them, "random" ignores them.
+    split: str = "auto"
+    # Images that cannot be decoded are left out and listed instead of stopping the load.
+    skip_unreadable: bool = False
+    # A MedMNIST file must have medmnist.INFO's MD5 (False: a modified copy is accepted, said).
+    checksum: bool = True
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
         check_test_fraction(self.test_fraction)
+        if self.val_fraction is not None:
+            check_test_fraction(self.val_fraction, "--val-fraction")
+        if self.layout not in LAYOUTS:
+            raise PybenchError(f"--layout {self.layout!r}: choose {', '.join(LAYOUTS)}")
+        if self.split not in SPLIT_SOURCES:
+            raise PybenchError(f"--split {self.split!r}: choose {', '.join(SPLIT_SOURCES)}")
         if self.multilabel and self.binary_negative is not None:
             raise PybenchError("--task multilabel and --binary-negative exclude each other: one keeps every "
                                "finding, the other folds them into one class")
@@ -299,6 +431,9 @@ class Source:
     # folder the cache entry is made in, so decoded images are written once, straight to disk.
     load: Callable[[Any], Dataset]
     version: str = ""  # changes the cache key when a source without files changes (e.g. scikit-learn's digits)
+    # Whether the source can give multi-label (N, findings) labels (`--task multilabel`): a
+    # manifest's finding cells or an .npz's label matrix.
+    multilabel_capable: bool = False
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -306,18 +441,3 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         return Path(path).read_bytes()
     except OSError as error:
         raise PybenchError(f"cannot read {path}: {error.strerror or error}") from None
-
-
-def with_validation(dataset: Dataset, fraction: float = 0.1, seed: int = 0) -> Dataset:
-    """`dataset` with a validation split: its own, or a seeded stratified `fraction` of train.
-
-    Early stopping needs a split that is neither trained on nor the reported test set. The held-out
-    part leaves the training set, so the statistics and the fingerprint are computed anew, and
-    every framework, calling this with the same arguments, still gets identical arrays.
-    """
-    if dataset.val is not None:
-        return dataset
-    train, val = stratified_split(dataset.train.images, dataset.train.labels, fraction, seed,
-                                  dataset.source)
-    return build_dataset(dataset.name, dataset.source, dataset.classes, train, dataset.test, val,
-                         dataset.groups)

@@ -61,13 +61,27 @@ class ZipReader:
     archive: str
 
     def __call__(self, name: str) -> bytes:
-        from pybench.datasets.manifest import read_zip_member
-
         return read_zip_member(_open_archive(self.archive), name, Path(self.archive))
 
     def label(self, name: str) -> str:
         """"archive.zip:inner/path.png", so a decoding error says where the image is."""
         return f"{self.archive}:{name}"
+
+
+def open_zip(archive: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise PybenchError(f"{archive}: not a readable zip archive ({error})") from None
+
+
+def read_zip_member(bundle: zipfile.ZipFile, member: str, archive: Path) -> bytes:
+    try:
+        return bundle.read(member)
+    # A damaged member raises BadZipFile (CRC), zlib.error (deflate), EOFError, OSError... all mean
+    # "this member cannot be read".
+    except Exception as error:  # noqa: BLE001
+        raise PybenchError(f"{archive}:{member}: cannot read from the archive ({error})") from None
 
 
 _archives: dict[tuple[int, str], zipfile.ZipFile] = {}
@@ -76,8 +90,6 @@ _archives: dict[tuple[int, str], zipfile.ZipFile] = {}
 def _open_archive(archive: str) -> zipfile.ZipFile:
     key = (os.getpid(), archive)  # a forked child must not share its parent's file position
     if key not in _archives:
-        from pybench.datasets.manifest import open_zip
-
         _archives[key] = open_zip(Path(archive))
     return _archives[key]
 
@@ -98,21 +110,38 @@ def check_workers(workers) -> int:
     return workers
 
 
-def probe_shape(name: str, read: Callable[[str], bytes], image_size: int | None,
-                grayscale: bool) -> tuple[int, int, int]:
-    """(C, H, W) of the first image after the size and grayscale options."""
-    first = decode_image(read(name), read.label(name), image_size, grayscale)
-    channels = 3 if first.ndim == 3 else 1
-    return channels, first.shape[0], first.shape[1]
+def probe_shape(names: Sequence[str], read: Callable[[str], bytes], image_size: int | None,
+                grayscale: bool, skip_unreadable: bool) -> tuple[tuple[int, int, int], str]:
+    """(C, H, W) of the first image after the size and grayscale options, and its name (with
+    `skip_unreadable`, the first image that decodes)."""
+    for name in names:
+        try:
+            first = decode_image(read(name), read.label(name), image_size, grayscale)
+        except PybenchError:
+            if not skip_unreadable:
+                raise
+            continue
+        channels = 3 if first.ndim == 3 else 1
+        return (channels, first.shape[0], first.shape[1]), name
+    raise PybenchError(f"none of the {len(names):,} images could be decoded (--skip-unreadable)")
 
 
-def decode_slice(task: tuple) -> int:
-    """Decode names[start:stop] into rows start:stop of the .npy at `out_path` (in a worker)."""
-    out_path, names, start, read, image_size, grayscale, first_name = task
+def decode_slice(task: tuple) -> tuple[int, list[tuple[int, str]]]:
+    """Decode names[start:stop] into rows start:stop of the .npy at `out_path` (in a worker);
+    returns how many were done and, with `skip_unreadable`, the (row, label) of each image that
+    could not be read or decoded (its row stays zero)."""
+    out_path, names, start, read, image_size, grayscale, first_name, skip_unreadable = task
     out = np.lib.format.open_memmap(out_path, mode="r+")
     channels, height, width = out.shape[1:]
+    unreadable = []
     for offset, name in enumerate(names):
-        array = decode_image(read(name), read.label(name), image_size, grayscale)
+        try:
+            array = decode_image(read(name), read.label(name), image_size, grayscale)
+        except PybenchError:
+            if not skip_unreadable:
+                raise
+            unreadable.append((start + offset, read.label(name)))
+            continue
         if array.shape[:2] != (height, width):
             raise PybenchError(f"images have different sizes ({read.label(first_name)} is {width}x{height}, "
                                f"{read.label(name)} is "
@@ -122,7 +151,7 @@ def decode_slice(task: tuple) -> int:
         out[start + offset] = array.transpose(2, 0, 1) if array.ndim == 3 else array  # gray -> RGB broadcasts
     out.flush()
     del out
-    return len(names)
+    return len(names), unreadable
 
 
 def pool_context():
@@ -135,59 +164,102 @@ def pool_context():
 
 
 def decode_into(outputs: dict[str, Path], names: dict[str, Sequence[str]], read: Callable[[str], bytes],
-                image_size: int | None, grayscale: bool, workers: int, progress: bool, first_name: str) -> None:
+                image_size: int | None, grayscale: bool, workers: int, progress: bool, first_name: str,
+                skip_unreadable: bool = False) -> dict[str, list[tuple[int, str]]]:
     """Fill each (N, C, H, W) uint8 .npy of `outputs` (already created) with its `names`, in
-    order, all splits through one pool of `workers` processes.
+    order, all splits through one pool of `workers` processes; returns, per split, the (row,
+    label) of the images `skip_unreadable` left out.
 
     Raises ColourFound when a colour image turns up in a one-channel array.
     """
-    tasks = [(str(outputs[split]), list(split_names[start:start + TASK_IMAGES]), start, read, image_size,
-              grayscale, first_name)
+    tasks = [(split, (str(outputs[split]), list(split_names[start:start + TASK_IMAGES]), start, read, image_size,
+                      grayscale, first_name, skip_unreadable))
              for split, split_names in names.items() for start in range(0, len(split_names), TASK_IMAGES)]
     total = sum(len(split_names) for split_names in names.values())
     parallel = workers > 1 and total >= PARALLEL_MIN_IMAGES
     bar = tqdm(total=total, desc="decoding images", unit="img", disable=not (progress and total >= PARALLEL_MIN_IMAGES))
+    unreadable: dict[str, list[tuple[int, str]]] = {split: [] for split in names}
     try:
         if not parallel:
-            for task in tasks:
-                bar.update(decode_slice(task))
-            return
+            results = (decode_slice(task) for _, task in tasks)
+            for (split, _), (done, bad) in zip(tasks, results):
+                bar.update(done)
+                unreadable[split] += bad
+            return unreadable
         pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=pool_context())
         try:
-            for done in pool.map(decode_slice, tasks):
+            for (split, _), (done, bad) in zip(tasks, pool.map(decode_slice, [task for _, task in tasks])):
                 bar.update(done)
+                unreadable[split] += bad
         except BaseException:
             # A bad image or Ctrl-C: the queued slices are dropped, not decoded first.
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+        return unreadable
     finally:
         bar.close()
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """Each split's decoded images (memory-mapped, read-only), and what `--skip-unreadable` left
+    out: per split the positions dropped (into the names given), and every such image's label."""
+
+    images: dict[str, np.ndarray]
+    dropped: dict[str, list[int]]
+    unreadable: list[str]
+
+
 def decode_splits(store, splits: dict[str, Sequence[str]], read: Callable[[str], bytes],
-                  image_size: int | None, grayscale: bool, workers: int, progress: bool) -> dict[str, np.ndarray]:
+                  image_size: int | None, grayscale: bool, workers: int, progress: bool,
+                  skip_unreadable: bool = False) -> Decoded:
     """Decode each split's images, in the split's order, into `<split>_images.npy` of `store`
-    (a `cache.ArrayStore`); returns them memory-mapped read-only.
+    (a `cache.ArrayStore`).
 
     Decoding in split order (the split is made from the labels first) writes every image once,
-    where it stays: no full-set array is made and then copied into train and test.
+    where it stays: no full-set array is made and then copied into train and test. With
+    `skip_unreadable`, an image that cannot be read or decoded is left out (its split's array is
+    written again without its row) and named in `Decoded.unreadable`.
     """
-    first = next(name for names in splits.values() for name in names)
-    channels, height, width = probe_shape(first, read, image_size, grayscale)
+    every = [name for names in splits.values() for name in names]
+    shape, first = probe_shape(every, read, image_size, grayscale, skip_unreadable)
     try:
-        return _decode_all(store, splits, read, image_size, grayscale, workers, progress, first,
-                           (channels, height, width))
+        unreadable = _decode_all(store, splits, read, image_size, grayscale, workers, progress, first,
+                                 shape, skip_unreadable)
     except ColourFound:
         # A set that starts grayscale and holds a colour image becomes RGB (gray repeated).
-        return _decode_all(store, splits, read, image_size, grayscale, workers, progress, first,
-                           (3, height, width))
+        unreadable = _decode_all(store, splits, read, image_size, grayscale, workers, progress, first,
+                                 (3, *shape[1:]), skip_unreadable)
+    images, dropped = {}, {}
+    for split in splits:
+        rows = [row for row, _ in unreadable[split]]
+        if rows:
+            drop_rows(store, f"{split}_images", rows)
+        dropped[split] = rows
+        images[split] = np.load(store.path(f"{split}_images"), mmap_mode="r")
+        if not len(images[split]):
+            raise PybenchError(f"every image of the {split} split is unreadable (--skip-unreadable)")
+    return Decoded(images, dropped, [label for split in splits for _, label in unreadable[split]])
 
 
-def _decode_all(store, splits, read, image_size, grayscale, workers, progress, first, shape):
+def drop_rows(store, name: str, rows: list[int]) -> None:
+    """Write `store`'s array `name` again without `rows`, chunk by chunk (the decoded set may
+    not fit in memory)."""
+    full = np.load(store.path(name), mmap_mode="r")
+    keep = np.setdiff1d(np.arange(len(full)), rows)
+    kept = store.empty(f"{name}.kept", (len(keep), *full.shape[1:]), full.dtype)
+    step = 1024
+    for start in range(0, len(keep), step):
+        kept[start:start + step] = full[keep[start:start + step]]
+    kept.flush()
+    del kept, full
+    os.replace(store.path(f"{name}.kept"), store.path(name))
+
+
+def _decode_all(store, splits, read, image_size, grayscale, workers, progress, first, shape, skip_unreadable):
     outputs = {}
     for split_name, names in splits.items():
         outputs[split_name] = store.path(f"{split_name}_images")
         store.empty(f"{split_name}_images", (len(names), *shape))  # full size; decode_slice fills it
-    decode_into(outputs, splits, read, image_size, grayscale, workers, progress, first)
-    return {split_name: np.load(path, mmap_mode="r") for split_name, path in outputs.items()}
+    return decode_into(outputs, splits, read, image_size, grayscale, workers, progress, first, skip_unreadable)

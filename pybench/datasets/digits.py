@@ -2,14 +2,15 @@
 
 1,797 images, values 0-16, shipped inside scikit-learn: it never touches the network, which is
 why it is the offline default of the quick start. Values are scaled to 0-255, resized to 28x28
-(or `image_size`) with PIL bilinear, and split by a seeded stratified split.
+(or `image_size`) with PIL bilinear, and split by a seeded stratified split (a validation split
+too with `val_fraction`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from pybench.datasets.core import Dataset, LoadOptions, Source, build_dataset, stratified_split
+from pybench.datasets.core import Dataset, LoadOptions, Source, Split, dataset_from_arrays
 from pybench.datasets.images import transform_images
 
 DIGITS_SIDE = 28
@@ -28,8 +29,9 @@ def digits_images() -> tuple[np.ndarray, np.ndarray]:
 def load_digits_dataset(options: LoadOptions) -> Dataset:
     images, labels = digits_images()
     images = transform_images(images, options.image_size or DIGITS_SIDE, options.grayscale)
-    train, test = stratified_split(images, labels, options.test_fraction, options.seed, "digits")
-    return build_dataset("digits", "sklearn.datasets.load_digits", [str(d) for d in range(10)], train, test)
+    return dataset_from_arrays("digits", "sklearn.datasets.load_digits", [str(d) for d in range(10)],
+                               {"train": Split(images, labels)}, {"train": f"all {len(labels):,} images"},
+                               options, "scikit-learn's bundled digits (arrays, no split of their own)")
 
 
 def digits_source(options: LoadOptions) -> Source:

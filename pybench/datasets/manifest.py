@@ -6,8 +6,12 @@ Images are matched to the manifest by file name only (basename): inside a zip th
 sub-folder and are read without extracting; for a standalone .csv they are looked up under the
 csv's folder, recursively. Row numbers in messages count data rows from 1 (the header is row 0).
 
-Groups: when the manifest has a group column (`group_col`, default NIH's "Patient ID" when
-present, "none" for none), the split keeps each group's images on one side (`split_indices`).
+Splits: an archive or folder holding NIH's official lists (`train_val_list.txt`,
+`test_list.txt`) is split by them unless `--split random` (`OFFICIAL_LISTS`); otherwise by a
+seeded stratified split. Groups: when the manifest has a group column (`group_col`, default
+NIH's "Patient ID" when present, "none" for none), the random split and the validation split
+(`--val-fraction`, carved from the training part) keep each group's images on one side
+(`split_indices`).
 
 Labels: classes are the sorted unique label strings. A multi-label cell ("A|B") is an error,
 unless `binary_negative` is given: then the label equal to it is class 0 (named by it) and every
@@ -24,14 +28,25 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pybench.datasets.core import Dataset, LoadOptions, Source, Split, build_dataset, read_bytes, split_indices
-from pybench.datasets.decode import FileReader, ZipReader, decode_splits
+from pybench.datasets.core import (
+    Dataset,
+    LoadOptions,
+    Provenance,
+    Source,
+    Split,
+    build_dataset,
+    carve,
+    read_bytes,
+    split_story,
+)
+from pybench.datasets.decode import FileReader, ZipReader, decode_splits, open_zip, read_zip_member
 from pybench.datasets.images import is_image_name
 from pybench.errors import PybenchError
 
@@ -196,25 +211,98 @@ def match_images(rows: ManifestRows, index: dict[str, str | None], manifest_name
     return matched
 
 
+OFFICIAL_LISTS = ("train_val_list.txt", "test_list.txt")  # NIH ChestX-ray14's patient-wise split
+
+
+@dataclass(frozen=True)
+class OfficialLists:
+    """The image names of an official split (NIH's train_val_list.txt and test_list.txt)."""
+
+    train_val: frozenset[str]
+    test: frozenset[str]
+    where: str  # where the lists were found, for messages and the provenance
+
+    @classmethod
+    def parse(cls, texts: tuple[str, str], where: str) -> OfficialLists:
+        names = [frozenset(basename(line.strip()) for line in text.splitlines() if line.strip()) for text in texts]
+        return cls(names[0], names[1], where)
+
+
+def basename(name: str) -> str:
+    return PurePosixPath(name.replace("\\", "/")).name
+
+
+def official_positions(rows: ManifestRows, lists: OfficialLists, manifest_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the rows the official lists put in train (train_val_list.txt) and in test;
+    a row in both is an error; rows in neither are left out (counted by the caller)."""
+    names = [basename(image) for image in rows.images]
+    in_train = np.asarray([name in lists.train_val for name in names], dtype=bool)
+    in_test = np.asarray([name in lists.test for name in names], dtype=bool)
+    both = np.flatnonzero(in_train & in_test)
+    if len(both):
+        raise PybenchError(f"{manifest_name}: row {both[0] + 1}: image {rows.images[both[0]]!r} is in both "
+                           f"{OFFICIAL_LISTS[0]} and {OFFICIAL_LISTS[1]} ({lists.where})")
+    if not in_test.any() or not in_train.any():
+        empty = OFFICIAL_LISTS[1] if not in_test.any() else OFFICIAL_LISTS[0]
+        raise PybenchError(f"{manifest_name}: no manifest image is in {empty} ({lists.where}): pass --split random "
+                           "to split at random instead")
+    return np.flatnonzero(in_train), np.flatnonzero(in_test)
+
+
+def choose_split_source(lists: OfficialLists | None, options: LoadOptions, source: str) -> OfficialLists | None:
+    """The official lists to use, if any (`--split`)."""
+    if options.split == "official" and lists is None:
+        raise PybenchError(f"{source}: --split official needs {' and '.join(OFFICIAL_LISTS)} beside the manifest "
+                           "(NIH's official split); none was found")
+    return None if options.split == "random" else lists
+
+
 def load_manifest_images(name: str, source: str, rows: ManifestRows, paths: list[str],
                          read: Callable[[str], bytes], manifest_name: str, options: LoadOptions,
-                         progress: bool, workers: int, store) -> Dataset:
-    """Split by the labels (grouped when the manifest has a group column), then decode each
-    split's images straight into the store."""
+                         progress: bool, workers: int, store, layout: str,
+                         lists: OfficialLists | None = None) -> Dataset:
+    """Split by the official lists when there are (and `--split` allows), else by the labels
+    (grouped when the manifest has a group column); carve the validation split from train
+    (grouped too) with `--val-fraction`; then decode each split's images straight into the store."""
     if options.multilabel:
         classes, labels = encode_findings(rows.labels, manifest_name)
     else:
         classes, labels = encode_labels(rows.labels, manifest_name, options.binary_negative)
     groups = None if rows.groups is None else np.asarray(rows.groups)
-    train_idx, test_idx = split_indices(labels, options.test_fraction, options.seed, manifest_name, groups)
-    images = decode_splits(store, {"train": [paths[i] for i in train_idx], "test": [paths[i] for i in test_idx]},
-                           read, options.image_size, options.grayscale, workers, progress)
+    left_out = {}
+    found, lists = lists, choose_split_source(lists, options, source)
+    if lists is not None:
+        pool, test_idx = official_positions(rows, lists, manifest_name)
+        if len(labels) - len(pool) - len(test_idx):
+            left_out["manifest rows in neither official list"] = int(len(labels) - len(pool) - len(test_idx))
+        carved_at, carved = carve(labels[pool], manifest_name, options.seed, val_fraction=options.val_fraction,
+                                  groups=None if groups is None else groups[pool], group_col=rows.group_col or "",
+                                  pool=OFFICIAL_LISTS[0])
+        positions = {split: pool[idx] for split, idx in carved_at.items()}
+        positions["test"] = test_idx
+        given = {"train": f"given: {OFFICIAL_LISTS[0]} (official split, {lists.where})",
+                 "test": f"given: {OFFICIAL_LISTS[1]} (official split, {lists.where})"}
+    else:
+        positions, carved = carve(labels, manifest_name, options.seed, test_fraction=options.test_fraction,
+                                  val_fraction=options.val_fraction, groups=groups, group_col=rows.group_col or "")
+        given = {"train": f"all {len(labels):,} manifest rows"}
+        if found is not None:
+            given["train"] += f" (--split random: the official lists in {found.where} are not used)"
+    decoded = decode_splits(store, {split: [paths[i] for i in idx] for split, idx in positions.items()},
+                            read, options.image_size, options.grayscale, workers, progress,
+                            skip_unreadable=options.skip_unreadable)
+    positions = {split: np.delete(idx, decoded.dropped[split]) for split, idx in positions.items()}
     grouping = None
     if groups is not None:
-        grouping = {"column": rows.group_col, "train": int(len(np.unique(groups[train_idx]))),
-                    "test": int(len(np.unique(groups[test_idx])))}
-    return build_dataset(name, source, classes, Split(images["train"], labels[train_idx]),
-                         Split(images["test"], labels[test_idx]), groups=grouping)
+        grouping = {"column": rows.group_col,
+                    **{split: int(len(np.unique(groups[idx]))) for split, idx in positions.items()},
+                    # groups in more than one split: none unless the official lists put some there
+                    "both": sum(1 for n in Counter(g for idx in positions.values()
+                                                   for g in set(groups[idx].tolist())).values() if n > 1)}
+    provenance = Provenance(layout, split_story(given, carved, options, False), left_out, decoded.unreadable)
+    splits = {split: Split(decoded.images[split], labels[idx]) for split, idx in positions.items()}
+    return build_dataset(name, source, classes, splits["train"], splits["test"], splits.get("val"),
+                         groups=grouping, provenance=provenance)
 
 
 def decode_text(data: bytes, name: str) -> str:
@@ -241,20 +329,29 @@ def choose_zip_manifest(members: list[str], requested: str | None, archive: Path
     return csvs[0]
 
 
-def open_zip(archive: Path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise PybenchError(f"{archive}: not a readable zip archive ({error})") from None
+def zip_lists(bundle: zipfile.ZipFile, members: list[str], archive: Path) -> OfficialLists | None:
+    """The official split lists in the archive (any folder), or None when it holds not both."""
+    found = {}
+    for member in members:
+        name = basename(member)
+        if name in OFFICIAL_LISTS:
+            if name in found:
+                raise PybenchError(f"{archive}: {name} is in the archive twice ({found[name]}, {member}): keep one")
+            found[name] = member
+    if len(found) < len(OFFICIAL_LISTS):
+        return None
+    texts = tuple(decode_text(read_zip_member(bundle, found[n], archive), f"{archive}:{found[n]}")
+                  for n in OFFICIAL_LISTS)
+    return OfficialLists.parse(texts, f"in {archive.name}")
 
 
-def read_zip_member(bundle: zipfile.ZipFile, member: str, archive: Path) -> bytes:
-    try:
-        return bundle.read(member)
-    # A damaged member raises BadZipFile (CRC), zlib.error (deflate), EOFError, OSError... all mean
-    # "this member cannot be read".
-    except Exception as error:  # noqa: BLE001
-        raise PybenchError(f"{archive}:{member}: cannot read from the archive ({error})") from None
+def folder_lists(folder: Path) -> OfficialLists | None:
+    """The official split lists beside a manifest, or None when the folder holds not both."""
+    paths = [folder / name for name in OFFICIAL_LISTS]
+    if not all(path.is_file() for path in paths):
+        return None
+    texts = tuple(decode_text(read_bytes(path), str(path)) for path in paths)
+    return OfficialLists.parse(texts, f"beside the manifest in {folder}")
 
 
 def zip_source(archive: Path, options: LoadOptions, progress: bool, workers: int) -> Source:
@@ -267,18 +364,24 @@ def zip_source(archive: Path, options: LoadOptions, progress: bool, workers: int
             rows = parse_manifest(text, manifest_name, options.image_col, options.label_col, options.group_col)
             index = index_by_basename([m for m in members if is_image_name(m)])
             members_in_order = match_images(rows, index, manifest_name, str(archive))
+            lists = zip_lists(bundle, members, archive)
         # Each decoding process opens the archive itself and reads only its own members.
         return load_manifest_images(archive.stem, str(archive), rows, members_in_order, ZipReader(str(archive)),
-                                    manifest_name, options, progress, workers, store)
+                                    manifest_name, options, progress, workers, store,
+                                    f"zip archive with the CSV manifest {manifest}", lists)
 
-    return Source(name=archive.stem, files=[archive], load=load)
+    return Source(name=archive.stem, files=[archive], load=load, multilabel_capable=True)
 
 
 # --- a standalone .csv with images somewhere under its folder --------------------------------------------
 
-def csv_source(manifest_path: Path, options: LoadOptions, progress: bool, workers: int) -> Source:
+def csv_source(manifest_path: Path, options: LoadOptions, progress: bool, workers: int,
+               name: str | None = None, layout: str | None = None) -> Source:
+    """Images under the manifest's folder (searched recursively), named by the manifest; the
+    official split lists are looked for beside it. `name` and `layout` default to the manifest's."""
     folder = manifest_path.parent
     image_paths = [str(p) for p in folder.rglob("*") if p.is_file() and is_image_name(p.name)]
+    list_files = [folder / n for n in OFFICIAL_LISTS if (folder / n).is_file()]
 
     def load(store) -> Dataset:
         manifest_name = str(manifest_path)
@@ -286,7 +389,42 @@ def csv_source(manifest_path: Path, options: LoadOptions, progress: bool, worker
                               options.image_col, options.label_col, options.group_col)
         index = index_by_basename(image_paths)
         paths = match_images(rows, index, manifest_name, f"{folder} (searched recursively)")
-        return load_manifest_images(manifest_path.stem, str(manifest_path), rows, paths, FileReader(),
-                                    manifest_name, options, progress, workers, store)
+        return load_manifest_images(name or manifest_path.stem, str(manifest_path), rows, paths, FileReader(),
+                                    manifest_name, options, progress, workers, store,
+                                    layout or f"CSV manifest {manifest_path.name} with images under {folder}",
+                                    folder_lists(folder))
 
-    return Source(name=manifest_path.stem, files=[manifest_path, *sorted(map(Path, image_paths))], load=load)
+    return Source(name=name or manifest_path.stem,
+                  files=[manifest_path, *list_files, *sorted(map(Path, image_paths))], load=load,
+                  multilabel_capable=True)
+
+
+def folder_manifest_source(root: Path, options: LoadOptions, progress: bool, workers: int) -> Source:
+    """A folder whose top level holds the CSV manifest (`--manifest NAME` picks one of several)
+    and, anywhere below, the images (an extracted NIH release)."""
+    csvs = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
+    if options.manifest is not None:
+        chosen = [p for p in csvs if p.name == options.manifest]
+        if not chosen:
+            raise PybenchError(f"{root}: no manifest {options.manifest!r} at the top of the folder; CSV files "
+                               f"there: {', '.join(p.name for p in csvs) or 'none'}")
+    elif len(csvs) != 1:
+        raise PybenchError(f"{root}: {'several CSV files' if csvs else 'no CSV file'} at the top of the folder "
+                           f"({', '.join(p.name for p in csvs) or 'none'}): pass --manifest NAME to read one as the "
+                           "manifest, or --layout classes to read the sub-folders as classes")
+    else:
+        chosen = csvs
+    manifest = chosen[0]
+    source = csv_source(manifest, options, progress, workers, name=root.name,
+                        layout=f"folder with the CSV manifest {manifest.name} at its top level")
+    if options.layout == "manifest":
+        return source
+
+    def load(store) -> Dataset:
+        try:
+            return source.load(store)
+        except PybenchError as error:
+            raise PybenchError(f"{error} (read as a manifest because {root} holds {manifest.name} at its top "
+                               "level; --layout classes reads its sub-folders as classes)") from None
+
+    return Source(name=source.name, files=source.files, load=load, multilabel_capable=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pybench.datasets.core import Dataset, Split, build_dataset, read_bytes
+from pybench.datasets.core import Dataset, LoadOptions, Split, dataset_from_arrays, read_bytes
 from pybench.datasets.idx import gunzip, parse_idx
 from pybench.errors import PybenchError
 
@@ -156,9 +156,13 @@ def read_mnist_split(root: Path, images_key: str, labels_key: str) -> Split:
     return Split(images.reshape(len(images), 1, IMAGE_SIDE, IMAGE_SIDE).copy(), labels.astype(np.int64))
 
 
-def load_mnist(root: Path) -> Dataset:
-    """MNIST from `root/mnist` (the files must be present: see ensure_mnist_files)."""
-    train = read_mnist_split(root, "train_images", "train_labels")
-    test = read_mnist_split(root, "test_images", "test_labels")
+def load_mnist(root: Path, options: LoadOptions | None = None) -> Dataset:
+    """MNIST from `root/mnist` (the files must be present: see ensure_mnist_files); with
+    `options.val_fraction`, a validation split carved from the 60,000 training images."""
+    files = read_manifest()["files"]
+    given = {"train": read_mnist_split(root, "train_images", "train_labels"),
+             "test": read_mnist_split(root, "test_images", "test_labels")}
+    how = {split: f"given: {files[f'{split}_images']['file']}" for split in given}
     classes = [str(digit) for digit in range(10)]
-    return build_dataset("mnist", str(mnist_folder(root)), classes, train, test)
+    return dataset_from_arrays("mnist", str(mnist_folder(root)), classes, given, how, options or LoadOptions(),
+                               "MNIST IDX files (sha256 checked)")

@@ -1,8 +1,11 @@
 """MedMNIST-style .npz files: `train_images`, `val_images`, `test_images` and their `*_labels`.
 
-Images are (N, H, W) or (N, H, W, C) uint8, labels (N, 1) or (N,). The val split is kept as
-`val`; a file without a test split gets a seeded stratified split of its train images. The file
-holds no class names, so classes are "0".."K-1" with K = the largest label + 1.
+Images are (N, H, W) or (N, H, W, C) uint8, labels (N, 1) or (N,), or (N, findings) of 0/1 for
+a multi-label task (`--task multilabel`, e.g. ChestMNIST). The val split is kept as `val`; a
+file without a test split (or, with `val_fraction`, without a val split) gets a seeded
+stratified split of its train images. A MedMNIST file known by name (`pybench.datasets.medmnist`)
+takes its label names and task from medmnist.INFO and must have INFO's MD5; any other file
+holds no class names, so its classes are "0".."K-1" with K = the largest label + 1.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pybench.datasets.core import Dataset, LoadOptions, Source, Split, build_dataset, stratified_split
+from pybench.datasets import medmnist
+from pybench.datasets.core import Dataset, LoadOptions, Source, Split, dataset_from_arrays
 from pybench.datasets.images import transform_images
 from pybench.errors import PybenchError
 
@@ -41,13 +45,24 @@ def images_nchw(images: np.ndarray, key: str, path: Path) -> np.ndarray:
     raise PybenchError(f"{path}: {key} must be (N, H, W) or (N, H, W, C) with C 1 or 3, got {images.shape}")
 
 
-def labels_1d(labels: np.ndarray, key: str, path: Path, count: int) -> np.ndarray:
-    if labels.ndim == 2 and labels.shape[1] == 1:
+def labels_of(labels: np.ndarray, key: str, path: Path, count: int, multilabel: bool) -> np.ndarray:
+    """int64 (N,) class indices, or with `multilabel` an (N, findings) 0/1 matrix."""
+    if labels.ndim == 2 and labels.shape[1] == 1 and not multilabel:
         labels = labels[:, 0]
-    if labels.ndim != 1 or len(labels) != count:
-        raise PybenchError(f"{path}: {key} must be ({count},) or ({count}, 1) single-label, got {labels.shape}")
+    if labels.ndim == 2 and not multilabel:
+        raise PybenchError(f"{path}: {key} is {labels.shape}, one column per finding: a multi-label file, not "
+                           "single-label; pass --task multilabel")
     if not np.issubdtype(labels.dtype, np.integer):
         raise PybenchError(f"{path}: {key} must hold integers, got {labels.dtype}")
+    if len(labels) != count:
+        raise PybenchError(f"{path}: {key} has {len(labels)} rows for {count} images")
+    if multilabel:
+        if labels.ndim != 2 or (labels.size and (labels.min() < 0 or labels.max() > 1)):
+            raise PybenchError(f"{path}: {key} must be ({count}, findings) of 0 and 1 for --task multilabel, "
+                               f"got {labels.shape}")
+        return labels.astype(np.int64)
+    if labels.ndim != 1:
+        raise PybenchError(f"{path}: {key} must be ({count},) or ({count}, 1) single-label, got {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() >= MAX_CLASSES):
         raise PybenchError(f"{path}: {key} has label {int(labels.min() if labels.min() < 0 else labels.max())}: "
                            f"labels must be 0-based class indices")
@@ -61,24 +76,43 @@ def read_split(arrays: dict[str, np.ndarray], split_name: str, path: Path, optio
     if labels_key not in arrays:
         raise PybenchError(f"{path}: has {images_key} but no {labels_key}; keys present: {', '.join(arrays)}")
     images = images_nchw(arrays[images_key], images_key, path)
-    labels = labels_1d(arrays[labels_key], labels_key, path, len(images))
+    labels = labels_of(arrays[labels_key], labels_key, path, len(images), options.multilabel)
     if len(images) == 0:
         raise PybenchError(f"{path}: {images_key} is empty")
     return Split(transform_images(np.ascontiguousarray(images), options.image_size, options.grayscale), labels)
 
 
+def class_names(med: medmnist.MedFile | None, given: dict[str, Split], path: Path) -> list[str]:
+    """INFO's label names for a MedMNIST file (every label checked against them), else "0".."K-1"."""
+    if given["train"].labels.ndim == 2:
+        count = given["train"].labels.shape[1]
+    else:
+        count = int(max(split.labels.max() for split in given.values())) + 1
+    if med is None:
+        return [str(i) for i in range(count)]
+    if count > len(med.classes):
+        raise PybenchError(f"{path}: labels reach class {count - 1}, but {med.flag} has {len(med.classes)} classes "
+                           f"({', '.join(med.classes)})")
+    return med.classes
+
+
 def load_npz(path: Path, options: LoadOptions) -> Dataset:
+    med = medmnist.recognise(path.name)
+    layout = medmnist.check_md5(path, med, options.checksum) if med is not None else "MedMNIST-layout .npz"
+    if med is not None and med.multilabel != options.multilabel:
+        raise PybenchError(f"{path}: {med.flag} is {med.info.get('task')} ({len(med.classes)} "
+                           f"{'findings' if med.multilabel else 'classes'}): "
+                           + ("pass --task multilabel" if med.multilabel else "--task multilabel does not apply"))
     arrays = read_npz(path)
     splits = {name: read_split(arrays, name, path, options) for name in ("train", "val", "test")}
-    train, val, test = splits["train"], splits["val"], splits["test"]
-    if train is None:
+    given = {name: split for name, split in splits.items() if split is not None}
+    if "train" not in given:
         raise PybenchError(f"{path}: no train_images (MedMNIST layout expected); keys present: {', '.join(arrays)}")
-    if test is None:
-        train, test = stratified_split(train.images, train.labels, options.test_fraction, options.seed, str(path))
-    present = [split for split in (train, val, test) if split is not None]
-    classes = [str(i) for i in range(int(max(split.labels.max() for split in present)) + 1)]
-    return build_dataset(path.stem, str(path), classes, train, test, val)
+    classes = class_names(med, given, path)
+    how = {name: f"given: {name}_images" for name in given}
+    return dataset_from_arrays(path.stem, str(path), classes, given, how, options, layout)
 
 
 def npz_source(path: Path, options: LoadOptions) -> Source:
-    return Source(name=path.stem, files=[path], load=lambda store: load_npz(path, options))
+    return Source(name=path.stem, files=[path], load=lambda store: load_npz(path, options),
+                  multilabel_capable=True)

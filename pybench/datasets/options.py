@@ -11,7 +11,7 @@ import argparse
 
 import numpy as np
 
-from pybench.datasets.core import Dataset
+from pybench.datasets.core import LAYOUTS, SPLIT_SOURCES, Dataset
 from pybench.errors import PybenchError
 
 TASKS = ("single", "multilabel")
@@ -26,7 +26,22 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--grayscale", action="store_true", help="convert images to one channel")
     group.add_argument("--test-fraction", metavar="F", default="0.2",
                        help="test share when the source has no test split (default 0.2)")
-    group.add_argument("--split-seed", metavar="N", default="0", help="seed of that split (default 0)")
+    group.add_argument("--val-fraction", metavar="F", default=None,
+                       help="validation share carved from train when the source has no validation split "
+                            "(stratified, grouped like the test split); best epoch and --patience select on "
+                            "it (default: none; 0.1 with --patience)")
+    group.add_argument("--split-seed", metavar="N", default="0", help="seed of those splits (default 0)")
+    group.add_argument("--layout", choices=LAYOUTS, default="auto",
+                       help="how a folder is read: auto detects (default); classes: every sub-folder a class; "
+                            "splits: train/ val/ test/ folders of class folders; manifest: a CSV beside images")
+    group.add_argument("--split", choices=SPLIT_SOURCES, default="auto",
+                       help="a manifest's test split: auto uses the official lists (train_val_list.txt, "
+                            "test_list.txt) when present (default); official requires them; random ignores them")
+    group.add_argument("--skip-unreadable", action="store_true",
+                       help="leave out images that cannot be decoded (listed in the run's unreadable.txt) "
+                            "instead of stopping")
+    group.add_argument("--no-checksum", action="store_true",
+                       help="accept a MedMNIST file whose MD5 differs from medmnist.INFO's (a modified copy)")
     group.add_argument("--manifest", metavar="NAME", default=None, help="the CSV manifest inside a .zip")
     group.add_argument("--image-col", metavar="COL", default=None,
                        help='manifest column of image file names (default "Image Index", else the first)')
@@ -68,6 +83,11 @@ def dataset_options(args: argparse.Namespace) -> dict:
         "binary_negative": args.binary_negative,
         "group_col": args.group_col,
         "multilabel": args.task == "multilabel",
+        "val_fraction": parse_number(args.val_fraction, float, "--val-fraction", "a number between 0 and 1"),
+        "layout": args.layout,
+        "split": args.split,
+        "skip_unreadable": args.skip_unreadable,
+        "checksum": not args.no_checksum,
         "workers": parse_number(args.workers, int, "--workers", "a whole number of at least 1"),
         "cache": not args.no_cache,
     }
@@ -86,12 +106,20 @@ def finding_counts_text(labels: np.ndarray, findings: list[str]) -> str:
             f"{int((per_image > 1).sum())}")
 
 
+def groups_text(groups: dict) -> str:
+    """How many groups (patients) each split holds, and how many are in more than one."""
+    counts = ", ".join(f"{groups[split]} in {split}" for split in ("train", "val", "test") if split in groups)
+    shared = groups.get("both", 0)
+    return (f"splits grouped by {groups['column']!r}: groups {counts}; "
+            + (f"{shared} in more than one (the official lists' own overlap)" if shared else "none in two splits"))
+
+
 def describe_dataset(ds: Dataset) -> str:
     """What `python -m pybench datasets info SPEC` prints."""
     kind = "findings, multi-label" if ds.multilabel else "classes"
     lines = [f"name: {ds.name}", f"source: {ds.source}",
              f"{kind} ({ds.num_classes}): {', '.join(ds.classes)}", f"input shape (C, H, W): {ds.in_shape}",
-             "splits:"]
+             *ds.provenance.lines(), "splits:"]
     for name, split in ds.splits().items():
         lines.append(f"  {name}: images {split.images.shape} {split.images.dtype}, "
                      f"labels {split.labels.shape} {split.labels.dtype}")
@@ -102,7 +130,6 @@ def describe_dataset(ds: Dataset) -> str:
     lines.append("normalisation (train, images/255): mean " + ", ".join(f"{m:.6f}" for m in ds.mean)
                  + "; std " + ", ".join(f"{s:.6f}" for s in ds.std))
     if ds.groups is not None:
-        lines.append(f"split grouped by {ds.groups['column']!r}: {ds.groups['train']} groups in train, "
-                     f"{ds.groups['test']} in test, none in both")
+        lines.append(groups_text(ds.groups))
     lines.append(f"fingerprint: {ds.fingerprint}")
     return "\n".join(lines)

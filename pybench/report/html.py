@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from pybench import __version__
+from pybench.errors import writing
 
 HTML_FILE = "report.html"
 TEMPLATES = Path(__file__).parent / "templates"
@@ -64,5 +65,6 @@ def render_html(title: str, headline_md: str, body_md: str, figures: Path) -> st
 
 def write_html(out: Path, title: str, headline_md: str, body_md: str) -> Path:
     path = out / HTML_FILE
-    path.write_text(render_html(title, headline_md, body_md, out), encoding="utf-8")
+    with writing(path):
+        path.write_text(render_html(title, headline_md, body_md, out), encoding="utf-8")
     return path

@@ -18,6 +18,7 @@ import pandas as pd
 # `draw`, since `plots` is write_report's on/off flag, as the CLI's --no-plots names it.
 import pybench.report.metrics as metrics
 import pybench.report.plots as draw
+from pybench.errors import writing
 from pybench.report.building import ModelRuns, build_report, classes_for
 from pybench.report.headline import headline_lines, score_note
 from pybench.report.html import write_html
@@ -93,7 +94,8 @@ def write_report(sources: str | Path | list, out_dir: str | Path | None = None,
     body_md = "\n\n".join(s for s in body if s).rstrip() + "\n"
     title = report_title(results)
     path = out / REPORT_FILE
-    path.write_text(f"# {title}\n\n{headline}\n\n{body_md}", encoding="utf-8")
+    with writing(path):
+        path.write_text(f"# {title}\n\n{headline}\n\n{body_md}", encoding="utf-8")
     write_html(out, title, headline, body_md)
     return path
 
@@ -245,7 +247,20 @@ def dataset_line(dataset: dict) -> str:
         f"input {shape}" if shape else None,
         f"fingerprint `{short(dataset.get('fingerprint')) or MISSING}`",
     ]
-    return "; ".join(p for p in parts if p)
+    return "; ".join(p for p in parts if p) + provenance_text(dataset.get("provenance"))
+
+
+def provenance_text(provenance) -> str:
+    """How the data was read (results from before it was recorded have none): the layout, each
+    split's source, and what was left out."""
+    if not isinstance(provenance, dict) or not provenance.get("layout"):
+        return ""
+    splits = "; ".join(f"{name}: {how}" for name, how in (provenance.get("splits") or {}).items())
+    left = [f"{count:,} {what}" for what, count in (provenance.get("left_out") or {}).items()]
+    if provenance.get("unreadable"):
+        left.append(f"{provenance['unreadable']:,} unreadable images (listed in unreadable.txt)")
+    return (f". Read as {provenance['layout']}" + (f" ({splits})" if splits else "")
+            + (f"; left out {', '.join(left)}" if left else "") + ".")
 
 
 def config_frame(config: dict) -> pd.DataFrame:
@@ -539,7 +554,7 @@ def training_section(models, figures: Path | None) -> str:
         ok = model.ok_runs
         if not ok:
             continue
-        formats = {"accuracy %": percent, "epoch s": seconds}
+        formats = {"accuracy %": percent, "val accuracy %": percent, "epoch s": seconds}
         lines += [f"### {model.name}", "", *shown_note(model),
                   markdown_table(epoch_frame(ok), formats)]
         if figures is None:
@@ -563,12 +578,19 @@ def epoch_frame(runs: list[dict]) -> pd.DataFrame:
     rows = []
     for run in runs:
         accuracy = run.get("epoch_accuracy") or []
+        val = run.get("epoch_val_accuracy") or []
         durations = run.get("epoch_s") or []
         for epoch in range(max(len(accuracy), len(durations))):
             fraction = accuracy[epoch] if epoch < len(accuracy) else None
             rows.append({
                 "framework": run["framework"], "epoch": epoch + 1,
                 "accuracy %": None if fraction is None else 100 * fraction,
+                "val accuracy %": 100 * val[epoch] if epoch < len(val) else None,
+                "kept": "✓" if run.get("kept_epoch") == epoch + 1 and val else "",
                 "epoch s": durations[epoch] if epoch < len(durations) else None,
             })
-    return pd.DataFrame(rows, columns=["framework", "epoch", "accuracy %", "epoch s"])
+    columns = ["framework", "epoch", "accuracy %", "val accuracy %", "kept", "epoch s"]
+    frame = pd.DataFrame(rows, columns=columns)
+    if frame["val accuracy %"].isna().all():  # no validation split: the columns say nothing
+        frame = frame.drop(columns=["val accuracy %", "kept"])
+    return frame

@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
+from pybench.errors import writing
 from pybench.report.metrics import RocCurve
 
 # One colour per framework in every figure, so a reader learns them once.
@@ -34,7 +35,8 @@ def color(framework: str, position: int) -> str:
 
 def save(figure: Figure, path: Path) -> Path:
     # No metadata: the same results give byte-identical PNGs across runs of the report.
-    figure.savefig(path, dpi=DPI, metadata={"Software": None})
+    with writing(path):
+        figure.savefig(path, dpi=DPI, metadata={"Software": None})
     return path
 
 
@@ -139,7 +141,16 @@ def training_curves(runs: list[dict], title: str, path: Path) -> Path:
         if epoch_accuracy:
             epochs = np.arange(1, len(epoch_accuracy) + 1)
             accuracy_ax.plot(epochs, 100 * np.asarray(epoch_accuracy, dtype=float), marker="o",
-                             color=c, label=run["framework"])
+                             color=c, label=f"{run['framework']} test")
+        val_accuracy = run.get("epoch_val_accuracy") or []
+        if val_accuracy:  # dashed: the split that selects the kept epoch (ringed)
+            epochs = np.arange(1, len(val_accuracy) + 1)
+            accuracy_ax.plot(epochs, 100 * np.asarray(val_accuracy, dtype=float), marker="s", linestyle="--",
+                             color=c, label=f"{run['framework']} validation")
+            kept = run.get("kept_epoch")
+            if kept and kept <= len(val_accuracy):
+                accuracy_ax.plot([kept], [100 * val_accuracy[kept - 1]], marker="o", markersize=12,
+                                 markerfacecolor="none", color=c)
         if scheduled and run.get("learning_rates"):
             rates = np.asarray(run["learning_rates"], dtype=float)
             # Identical curves would hide each other: dashes of different lengths show them all.
@@ -147,7 +158,9 @@ def training_curves(runs: list[dict], title: str, path: Path) -> Path:
                          linestyle=(position * 2, (6, 2 + 2 * position)))
     loss_ax.set(title=f"training loss ({LOSS_SMOOTHING_STEPS}-step mean)", xlabel="step",
                 ylabel="loss")
-    accuracy_ax.set(title="accuracy per epoch", xlabel="epoch", ylabel="accuracy (%)")
+    validated = any(run.get("epoch_val_accuracy") for run in runs)
+    accuracy_ax.set(title="accuracy per epoch" + (" (ringed: kept epoch)" if validated else ""),
+                    xlabel="epoch", ylabel="accuracy (%)")
     epochs_run = max((len(run.get("epoch_accuracy") or []) for run in runs), default=0)
     if epochs_run:  # whole epochs only, with room around a single one
         accuracy_ax.set_xlim(0.5, epochs_run + 0.5)

@@ -61,7 +61,7 @@ with zipfile.ZipFile(archive) as bundle:
     names = sorted(n for n in bundle.namelist() if n.endswith(".png"))
 folder.mkdir()
 began = time.perf_counter()
-arrays = decode_splits(ArrayStore(folder), {"train": names}, ZipReader(archive), size, False, workers, False)
+arrays = decode_splits(ArrayStore(folder), {"train": names}, ZipReader(archive), size, False, workers, False).images
 print(time.perf_counter() - began, len(arrays["train"]), int(arrays["train"][-1].any()))
 """
 
