@@ -23,7 +23,7 @@ from pybench.models import MODEL_NAMES
 from pybench.recipes import RECIPES, recipe_help
 
 # Defaults chosen so that LeNet-5 reaches about 98% test accuracy on MNIST in one epoch in every
-# framework (the seeds measured: README, Commands); larger batches at this budget land lower.
+# framework (the seeds measured: docs/usage.md, compare); larger batches at this budget land lower.
 # `--recipe mnist-fast` (pybench/recipes.py) is the one that reaches 99%.
 DEFAULT_BATCH_SIZE = 32
 

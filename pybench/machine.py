@@ -60,7 +60,7 @@ def machine_has_cuda_gpu() -> bool:
 # processes used more than a quarter of a core on average, or the hypervisor stole more than 5%
 # of the machine's CPU time. Either is enough to move a step time by more than the differences
 # pybench reports: one other process keeping a core busy makes a framework's threads wait for
-# the preempted one at every parallel region (the measurement: README, Statistics).
+# the preempted one at every parallel region (the measurement: docs/statistics.md).
 BUSY_OTHER_CORES = 0.25
 BUSY_STEAL_SHARE = 0.05
 _BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq")  # guest time is counted in user

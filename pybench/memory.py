@@ -13,7 +13,7 @@ comparison, loses the hour. The estimate adds up:
   every convolution's output at the batch size (its BatchNorm and ReLU outputs are the same
   size, and the backward pass holds gradients of that size too).
 
-It is an estimate, checked against measured peaks in the README (X-ray scale): it must not
+It is an estimate, checked against measured peaks in docs/datasets.md (X-ray scale): it must not
 refuse a run that fits, so the check allows what the machine has available (MemAvailable,
 which counts the reclaimable page cache) or, on a GPU, the device's free memory.
 """

@@ -3,7 +3,7 @@
 A recipe only fills in the options the command line leaves out (`--recipe mnist-fast --epochs 6`
 trains six epochs with the rest of the recipe), and the options it sets are recorded in the
 results like any others, so a recipe is a shorthand, never a hidden setting. Each recipe states
-what it was measured to reach; the README gives the figures and the command that made them.
+what it was measured to reach; docs/models.md (Recipes) gives the figures and the command that made them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ RECIPES: dict[str, dict] = {
     # LeNet-5 on MNIST to 99% test accuracy in every framework in a few epochs: one-cycle SGD
     # with Nesterov momentum at batch 128, label smoothing 0.1. Measured on a 2-core CPU: 99%
     # within the third epoch and 99.23-99.32% at the end in torch, jax and knet over seeds 0-2
-    # (README "Recipes" has every figure; without label smoothing 99% came half an epoch later).
+    # (docs/models.md, "Recipes", has every figure; without label smoothing 99% came half an epoch later).
     "mnist-fast": {
         "batch_size": 128,
         "optimizer": "sgd",

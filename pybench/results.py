@@ -1,6 +1,6 @@
 """Stored results: the machine record, atomic writes of results.json and its CSV.
 
-results.json is the one document reports read (schema in the README). It is rewritten atomically
+results.json is the one document reports read (schema in docs/results.md). It is rewritten atomically
 after every finished run, so an interrupted comparison keeps everything that had finished.
 """
 
@@ -26,8 +26,8 @@ SCHEMA = 1
 @dataclass
 class TrainingRecord:
     """What one training run measured: the fields of a `runs` entry in results.json that
-    `pybench.training` fills, each once, typed (the worker adds who ran it: RUN_IDENTITY; the
-    README's Results section says what each means)."""
+    `pybench.training` fills, each once, typed (the worker adds who ran it: RUN_IDENTITY;
+    docs/results.md says what each means)."""
 
     test_accuracy: float | None
     val_accuracy: float | None

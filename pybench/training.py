@@ -41,7 +41,7 @@ class TrainConfig:
     patience: int | None = None  # epochs without a better validation accuracy before stopping
     balance: bool = False  # class-balanced sampling (with replacement) instead of a permutation
     # Evaluation batches of 100: on the CPU a batch of 1000 spills the caches and every
-    # framework's evaluation slows down (the figures: README, Timing).
+    # framework's evaluation slows down (the figures: docs/results.md, Timing).
     eval_batch_size: int = 100
     schedule: Schedule = field(default_factory=Schedule)  # the learning rate of every step
     augment: tuple[str, ...] = ()  # see pybench.datasets.augment

@@ -1,6 +1,6 @@
 """Make a pretrained-weights file offline: torchvision's ResNet trained on MNIST in plain PyTorch.
 
-pybench downloads nothing, so the X-ray walkthrough (README, Pretrained weights and frozen layers)
+pybench downloads nothing, so the X-ray walkthrough (docs/xray-walkthrough.md)
 starts from weights made here: torchvision's own `resnet18` (or `resnet50`), 3-channel like the
 ImageNet weights (the grey digits are repeated over three channels), trained for `--epochs` with
 SGD, then saved as `torch.save(model.state_dict(), OUT)`, exactly as torchvision's pretrained

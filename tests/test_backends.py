@@ -10,7 +10,7 @@ from pybench.backends import FRAMEWORK_NAMES, get_backend
 from pybench.backends.contract import ModelInput, OptimizerConfig
 
 # Every registered framework that may share the pytest process (which has imported torch).
-# juliacall must not (README, Julia and Knet): tests/test_knet_backend.py holds knet to the same
+# juliacall must not (docs/julia.md): tests/test_knet_backend.py holds knet to the same
 # promises from a worker process of its own.
 OWN_PROCESS = {"knet"}
 FRAMEWORKS = [name for name in FRAMEWORK_NAMES if name not in OWN_PROCESS]

@@ -19,7 +19,7 @@ from pybench.backends import FRAMEWORK_NAMES, availability
 from pybench.parity import LOGIT_ATOL
 
 # float64 trajectories of three steps: what two implementations of the same formulas agree to
-# (torch against JAX and Knet: 1e-14 and better, README, Fidelity), with room for summation order.
+# (torch against JAX and Knet: 1e-14 and better, docs/statistics.md, Fidelity), with room for summation order.
 FLOAT64_RTOL = FLOAT64_ATOL = 1e-9
 
 pytestmark = pytest.mark.slow  # a worker per framework, Knet's with Julia: about 1.5 minutes

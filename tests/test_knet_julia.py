@@ -187,7 +187,7 @@ def test_knet_models_pass_against_real_knet_with_pytorch_parity(tmp_path):
     julia = julia_executable()
     if julia is None:
         missing("no Julia executable: neither PYTHON_JULIAPKG_EXE nor `julia` on PATH "
-                "(see the README, 'Julia and Knet')")
+                "(see docs/julia.md)")
     npz, report = tmp_path / "parity.npz", tmp_path / "figures.tsv"
     write_parity_npz(npz)
     env = {**os.environ, "KNETMODELS_PARITY_NPZ": str(npz), "KNETMODELS_PARITY_REPORT": str(report)}

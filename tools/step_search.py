@@ -57,6 +57,7 @@ SLOWEST_RATIO = 1.2  # default median / fastest candidate's median: beyond it, a
 # Steps per round and variant (the first of each round is left out: warm-up), chosen so that one
 # round of one variant takes about a second on 2 cores whatever the model.
 DEFAULT_STEPS = {"lenet5": 60, "resnet8": 40, "resnet20": 16, "resnet18": 6}
+FALLBACK_STEPS = 4  # a registered model without a measured default (the ImageNet-size ResNets)
 DEFAULT_ROUNDS = 5
 TABLES = ("torch", "jax", "jax process options", "knet", "jax against Keras",
           "torch against Keras")
@@ -867,7 +868,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help=f"comma-separated, from: {', '.join(TABLES)} (default all)")
     parser.add_argument("--steps", type=int, default=None,
                         help="steps per round and variant, the first untimed (default per model: "
-                             + ", ".join(f"{m} {n}" for m, n in DEFAULT_STEPS.items()) + ")")
+                             + ", ".join(f"{m} {n}" for m, n in DEFAULT_STEPS.items())
+                             + f", any other {FALLBACK_STEPS})")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
                         help=f"alternating rounds per variant (default {DEFAULT_ROUNDS})")
     parser.add_argument("--compile", action="store_true",
@@ -886,7 +888,7 @@ def checked_search(args: argparse.Namespace) -> tuple[Search, list[str]]:
     if unknown or not tables:
         raise PybenchError(f"--tables {args.tables!r}: unknown table {', '.join(unknown) or '(none)'}"
                            f"; choose from {', '.join(TABLES)}")
-    steps = DEFAULT_STEPS[args.model] if args.steps is None else args.steps
+    steps = DEFAULT_STEPS.get(args.model, FALLBACK_STEPS) if args.steps is None else args.steps
     if steps < 2 or args.rounds < 1:
         raise PybenchError(f"--steps {steps} --rounds {args.rounds}: a round needs at least 2 "
                            "steps (the first is untimed) and a search at least 1 round")

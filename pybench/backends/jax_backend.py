@@ -75,7 +75,7 @@ optax = _LazyModule("optax")
 # NCHW (PyTorch's) or NHWC activations: the layout changes where the channel axis is, never a
 # number beyond float rounding (the forward parity and float64 trajectories hold in both). XLA's
 # CPU convolutions work in NHWC, so NCHW activations cost transposes around every convolution
-# (measured with tools/step_search.py; README, Performance). GPUs keep NCHW, the layout these
+# (measured with tools/step_search.py; docs/performance.md). GPUs keep NCHW, the layout these
 # runs were verified with, until a GPU measurement says otherwise.
 
 NCHW, NHWC = "NCHW", "NHWC"
@@ -95,7 +95,7 @@ def spatial_axes(layout: str) -> tuple[int, int]:
 # far slower than the same product written as patches times a matrix: a 3x3 512->512 conv on
 # 2x2 maps, batch 32, took 285 ms against 9.5 ms (gradient 290 ms against 20 ms), which made
 # resnet18-imagenet's step at 64x64 inputs (layer4 on 2x2 maps) 7x slower than torch's. At
-# 3x3 outputs and above XLA's own convolution is the faster (README, Performance).
+# 3x3 outputs and above XLA's own convolution is the faster (docs/performance.md).
 MATMUL_CONV_MAX_OUTPUT = 2
 
 
@@ -153,7 +153,7 @@ def batch_norm(layer, params, buffers, new_buffers, x, train, layout: str):
     # vectors: the same function as ((x - mean) * rsqrt(var + eps)) * weight + bias up to
     # float rounding, but two full-size operations instead of four, forward and backward. XLA
     # on the CPU does not fuse the four-operation form: it made the ResNet-8 step about 1.8x
-    # slower (see the README's Performance section for the measurement).
+    # slower (see docs/performance.md for the measurement).
     scale = params[f"{layer.name}.weight"] * lax.rsqrt(var + BN_EPS)
     shift = params[f"{layer.name}.bias"] - mean * scale
     return x * per_channel(scale, layout) + per_channel(shift, layout)
@@ -445,7 +445,7 @@ def make_program(model: ModelInput, config: OptimizerConfig, donate: bool,
         functools.partial(train_step_fn, apply, optimizer, loss_settings, model.frozen, layout),
         # On a GPU the step's outputs replace params, buffers and optimizer state in place
         # instead of holding two copies of the model and its optimizer state. On the CPU
-        # donation made the step slower (README, Performance), so it is used on accelerators
+        # donation made the step slower (docs/performance.md), so it is used on accelerators
         # only.
         donate_argnums=(0, 1, 2) if donate else (),
         static_argnames="batch_size",
@@ -656,7 +656,7 @@ class JaxBackend(Backend):
                 # The step number as a Python int: jit's C++ dispatch passes it to the device
                 # in microseconds, where a jax.device_put per step (every step number of an
                 # epoch is new, so no cache of them hits) cost a tenth of a LeNet-5 step on the
-                # CPU (README, Performance).
+                # CPU (docs/performance.md).
                 order.device, order.lrs, step, batch_size=batch_size)
         state = TrainState(params, buffers, opt_state, state.program)
         self._pending["step"] = loss

@@ -6,7 +6,7 @@ next to torch can crash (LLVM/libstdc++ symbol clashes), and the first import ma
 and packages. `availability()` therefore never imports juliacall either; it looks for the
 package and for a Julia executable.
 
-Versions (see the README, "Julia and Knet"): Julia 1.9, Knet 1.4.10, CUDA.jl 3.13 and juliacall
+Versions (see docs/julia.md): Julia 1.9, Knet 1.4.10, CUDA.jl 3.13 and juliacall
 0.9.28 are the supported configuration. Knet 1.4.10 also loads on Julia 1.5-1.8 (through an older
 juliacall, as pybench's own CI runs it on Julia 1.5.3): accepted, and labelled unsupported in
 every record (`support_note`). The Julia dependencies are declared in pybench/juliapkg.json,
@@ -245,7 +245,7 @@ def julia_main():
     jl.seval("using KnetModels, CUDA, Knet")
     # NNlib's CPU convolutions (Knet's conv4) split the batch over Julia's threads, one small
     # gemm per sample; OpenBLAS's own threads beneath them only oversubscribe the cores (the
-    # thread counts measured side by side: tools/step_search.py; README, Performance).
+    # thread counts measured side by side: tools/step_search.py; docs/performance.md).
     jl.seval("import LinearAlgebra; Threads.nthreads() > 1 && LinearAlgebra.BLAS.set_num_threads(1)")
     return jl
 

@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from pybench.report.verdicts import mean_interval, timed_steps
+from pybench.report.verdicts import EFFECT_FLOOR, mean_interval, timed_steps
 
 ALPHA = 0.01
-EFFECT_FLOOR = 0.03  # 3% of the baseline median
 # Keys of a run's configuration that do not make it another configuration: the seed (that is
 # what gets aggregated) and the lists a compare document names all its runs by.
 NOT_CONFIGURATION = {"seed", "seeds", "repeats", "frameworks", "models", "timeout_s", "run_id"}

@@ -22,11 +22,13 @@ from pathlib import Path
 
 import pytest
 from measured import record_measured_times
+from quiet import LoadWatch, judge
 
 from pybench.datasets import load_dataset
 from pybench.datasets.decode import default_workers
 
-IMAGES = 3000
+# PYBENCH_XRAY_IMAGES: a smaller zip for the test that runs this benchmark beside a busy machine.
+IMAGES = int(os.environ.get("PYBENCH_XRAY_IMAGES", "3000"))
 SIZE = 224
 SCALING_TARGET = 1.8  # the target, printed beside the measured figure
 # What the assertion holds to: a pool that stopped decoding in parallel (1.0x) fails it, while the
@@ -36,6 +38,7 @@ CACHED_TARGET_S = 1.0
 OPTIONS = {"image_size": SIZE, "binary_negative": "No Finding", "progress": False}
 ROOT = Path(__file__).resolve().parents[2]
 rates: dict[int, float] = {}
+decode_load = LoadWatch()  # both decoding measurements: the ratio needs both quiet
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +82,8 @@ def decode_seconds(archive: Path, folder: Path, workers: int) -> float:
 @pytest.mark.parametrize("workers", [1, "all"])
 def test_decode_throughput(benchmark, nih_zip, tmp_path, workers):
     count = 1 if workers == 1 else default_workers()
-    seconds = decode_seconds(nih_zip, tmp_path / "store", count)
+    with decode_load.measuring():
+        seconds = decode_seconds(nih_zip, tmp_path / "store", count)
     record_measured_times(benchmark, [seconds], "in a fresh process")
     rates[count] = IMAGES / seconds
     benchmark.extra_info["images_per_s"] = round(rates[count], 1)
@@ -87,8 +91,9 @@ def test_decode_throughput(benchmark, nih_zip, tmp_path, workers):
     if count > 1 and 1 in rates:
         scaling = rates[count] / rates[1]
         benchmark.extra_info["scaling"] = round(scaling, 2)
-        print(f"{count} processes decode {scaling:.2f}x as fast as one (target {SCALING_TARGET}x)")
-        assert scaling >= SCALING_FLOOR
+        judge(decode_load, scaling >= SCALING_FLOOR,
+              f"{count} processes decode {scaling:.2f}x as fast as one (target {SCALING_TARGET}x, "
+              f"asserted at {SCALING_FLOOR}x)")
 
 
 def test_cold_and_cached_load(benchmark, nih_zip, isolated_cache):
@@ -97,11 +102,15 @@ def test_cold_and_cached_load(benchmark, nih_zip, isolated_cache):
     cold_s = time.perf_counter() - began
     benchmark.extra_info["cold_load_s"] = round(cold_s, 2)
     print(f"\ncold load of {IMAGES} images (decode, split, statistics, fingerprint, cache): {cold_s:.1f} s")
-    ds = benchmark.pedantic(load_dataset, args=(str(nih_zip),), kwargs=OPTIONS, rounds=5, warmup_rounds=1)
+    watch = LoadWatch()
+    with watch.measuring():
+        ds = benchmark.pedantic(load_dataset, args=(str(nih_zip),), kwargs=OPTIONS, rounds=5, warmup_rounds=1)
     assert ds.fingerprint == first.fingerprint
     assert not ds.train.images.flags.writeable  # memory-mapped from the cache, read-only
     if benchmark.stats is not None:
-        assert benchmark.stats.stats.median < CACHED_TARGET_S
+        median = benchmark.stats.stats.median
+        judge(watch, median < CACHED_TARGET_S, f"cached load of {IMAGES} X-rays: median {median:.3f} s "
+                                               f"(target {CACHED_TARGET_S} s)")
 
 
 def peak_rss_per_run(dataset_args: list[str], out: Path) -> dict[str, int]:

@@ -138,7 +138,7 @@ through a one-hot mask built where the labels live. Knet's `nll` gathers the lab
 host loops: on a GPU it would copy the labels to the host and upload the indices every step.
 The final `sum` still returns a host scalar: AutoGrad differentiates a scalar, and CUDA.jl's
 reduction to one reads it back (one 4- or 8-byte copy per step, as torch's `loss.item()` would be;
-README, On a GPU).
+docs/gpu.md).
 """
 function mean_nll(logp, labels)
     mask = reshape(labels, 1, :) .== (1:size(logp, 1))  # (classes, N) Bool, on labels' device

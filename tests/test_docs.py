@@ -1,0 +1,102 @@
+"""The documentation stays true to the code: docs/options.md is what the argument parser generates,
+the dataset option table names the parser's dataset options, every relative link and anchor
+resolves, the README's feature list names every model and framework, and the README stays a front
+page."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+import check_links  # noqa: E402  (tools/ is not a package)
+import option_reference  # noqa: E402
+
+README = REPO_ROOT / "README.md"
+README_MAX_LINES = 260
+
+
+def test_docs_options_md_is_what_the_parser_generates():
+    current = option_reference.OPTIONS_MD.read_text(encoding="utf-8")
+    difference = option_reference.first_difference(option_reference.generate(), current)
+    assert difference is None, f"docs/options.md is out of date ({difference}): run python tools/option_reference.py"
+
+
+def dataset_option_group_names() -> list[str]:
+    from pybench.cli import build_parser
+
+    parser = build_parser()
+    info = dict((path, sub) for path, sub, _ in option_reference.walk(parser))[("datasets", "info")]
+    (group,) = [g for g in info._action_groups if g.title == "dataset options"]
+    return [a.option_strings[0] for a in group._group_actions if a.option_strings]
+
+
+def documented_dataset_options() -> list[str]:
+    """The first option of each row of the table under "Dataset options" in docs/datasets.md."""
+    text = (REPO_ROOT / "docs" / "datasets.md").read_text(encoding="utf-8")
+    lines = text[text.index("Dataset options (for `datasets info`, `compare` and `parity`):"):].splitlines()[1:]
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start + 2:]:  # past the header and its rule
+        if not line.startswith("|"):
+            break
+        rows.append(re.match(r"\|\s*`(--[a-z0-9-]+)", line).group(1))
+    return rows
+
+
+def test_the_dataset_option_table_lists_the_parsers_dataset_options():
+    documented, parsed = documented_dataset_options(), dataset_option_group_names()
+    assert len(documented) == len(set(documented)), documented
+    assert set(documented) == set(parsed), (
+        f"docs/datasets.md's dataset option table: missing {sorted(set(parsed) - set(documented))}, "
+        f"not options {sorted(set(documented) - set(parsed))}")
+
+
+def test_every_relative_link_and_anchor_in_the_docs_resolves():
+    assert check_links.broken_links(REPO_ROOT) == []
+
+
+def test_the_link_checker_catches_a_missing_file_and_a_missing_anchor(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("# Front\n\n[a](docs/a.md#two-words) [b](docs/none.md) "
+                                        "[c](#front) [d](https://example.org/x) `[e](nowhere.md)`\n")
+    (tmp_path / "docs" / "a.md").write_text("# A\n\n## Two words!\n\n```\n# not a heading\n```\n"
+                                            "[back](../README.md#missing) [f](#not-a-heading)\n")
+    problems = check_links.broken_links(tmp_path)
+    assert [p.split(": ")[0:2] for p in problems] == [
+        ["README.md:3", "docs/none.md"], ["docs/a.md:8", "../README.md#missing"],
+        ["docs/a.md:8", "#not-a-heading"]], problems
+
+
+def test_slugs_are_githubs():
+    assert check_links.slug("Statistics: what a verdict means") == "statistics-what-a-verdict-means"
+    assert check_links.slug("`report RESULTS... [--out DIR] [--baseline RESULTS] [--fail-on-regression PCT] "
+                            "[--no-plots]`") == \
+        "report-results---out-dir---baseline-results---fail-on-regression-pct---no-plots"
+    assert check_links.slug("Performance: each framework's step written the fastest way we found") == \
+        "performance-each-frameworks-step-written-the-fastest-way-we-found"
+
+
+def readme_feature_list() -> str:
+    """The bullet list between the README's first paragraph and its first section."""
+    text = README.read_text(encoding="utf-8")
+    head = text[:text.index("\n## ")]
+    bullets = head[head.index("\n- "):]
+    return bullets
+
+
+def test_the_readme_feature_list_names_every_model_and_framework():
+    from pybench.backends import FRAMEWORK_NAMES, VARIANTS
+    from pybench.models import MODEL_DESCRIPTIONS, MODEL_NAMES
+
+    features = readme_feature_list()
+    names = {*MODEL_NAMES, *MODEL_DESCRIPTIONS, *FRAMEWORK_NAMES, *VARIANTS}
+    missing = sorted(name for name in names if f"`{name}`" not in features)
+    assert not missing, f"README.md's feature list does not name {missing}"
+
+
+def test_the_readme_is_a_front_page():
+    lines = README.read_text(encoding="utf-8").count("\n")
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move detail into docs/"
