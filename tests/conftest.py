@@ -214,14 +214,29 @@ def pytest_addoption(parser):
 
 
 BENCHMARKS_DIR = Path(__file__).parent / "benchmarks"
+# Tests that measure time (or load the cores on purpose) outside tests/benchmarks/: with the
+# benchmarks they are `serial`, run alone after the rest (tools/run-tests), never beside another.
+SERIAL_FILES = {"test_bench_workflow.py"}
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker gets a dataset cache of its own: two workers decoding the
+    same dataset into one cache entry at once would race for it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and os.environ.get("PYBENCH_CACHE_DIR"):
+        os.environ["PYBENCH_CACHE_DIR"] = str(Path(os.environ["PYBENCH_CACHE_DIR"]) / worker)
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every benchmark is `slow` (the fast tier, `-m "not slow"`, leaves them out); `gpu` tests
-    run where torch can use a GPU and skip with the reason everywhere else."""
+    """Every benchmark is `slow` (the fast tier, `-m "not slow"`, leaves them out) and `serial`
+    (as are SERIAL_FILES); `gpu` tests run where torch can use a GPU and skip with the reason
+    everywhere else."""
     for item in items:
         if BENCHMARKS_DIR in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.serial)
+        elif Path(str(item.path)).name in SERIAL_FILES:
+            item.add_marker(pytest.mark.serial)
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_items:
         return
@@ -274,11 +289,18 @@ def print_step_variants(terminalreporter, results: dict) -> None:
                 f"{row['variant']:72} {row['median_ms']:9.3f} {row['ratio']:6.3f}{extra}")
 
 
+KNET_PARITY_ROWS: list[dict] = []  # from the test's report: it may have run in an xdist worker
+
+
+def pytest_runtest_logreport(report):
+    for name, value in getattr(report, "user_properties", ()):
+        if name == "knet_parity" and report.when == "call":
+            KNET_PARITY_ROWS.extend(value)
+
+
 def print_knet_parity(terminalreporter) -> None:
     """Knet against PyTorch, per model and check, when tests/test_knet_julia.py ran Julia."""
-    module = next((m for name, m in list(sys.modules.items())
-                   if name.endswith("test_knet_julia")), None)
-    rows = getattr(module, "FIGURES", None)
+    rows = KNET_PARITY_ROWS
     if not rows:
         return
     terminalreporter.section("Knet.jl against PyTorch (julia/KnetModels/test/parity.jl)")

@@ -45,7 +45,6 @@ EXPECTED_CHECKS = {"shapes: mismatched arrays", "parameter count: |knet - torch|
                    "float32 loss: rel diff"} | {
     f"float64 {opt}: {what}" for opt in TRAJ_OPTIMIZERS
     for what in ("max rel loss diff", "max abs weight diff")}
-FIGURES: list[dict] = []  # printed by conftest's terminal summary
 
 
 def julia_executable() -> str | None:
@@ -183,7 +182,7 @@ def julia_command(julia: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_knet_models_pass_against_real_knet_with_pytorch_parity(tmp_path):
+def test_knet_models_pass_against_real_knet_with_pytorch_parity(tmp_path, record_property):
     julia = julia_executable()
     if julia is None:
         missing("no Julia executable: neither PYTHON_JULIAPKG_EXE nor `julia` on PATH "
@@ -195,7 +194,7 @@ def test_knet_models_pass_against_real_knet_with_pytorch_parity(tmp_path):
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
     assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-6000:]}\n{out.stderr[-4000:]}"
     rows = read_report(report)
-    FIGURES.extend(rows)
+    record_property("knet_parity", rows)  # printed by conftest's terminal summary (from xdist workers too)
     for model, _, _ in PARITY_MODELS:
         checks = {r["check"]: r for r in rows if r["model"] == model}
         expected = set(EXPECTED_CHECKS)
