@@ -364,9 +364,10 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from pybench.compare import CompareConfig, run_compare, summary_text
+    from pybench.commands.compare import CompareConfig, default_out_dir, run_compare
     from pybench.datasets import dataset_options
-    from pybench.runlife import command_line
+    from pybench.report.console import summary_text
+    from pybench.run.life import command_line
 
     if args.seeds is not None and args.seed is not None:
         raise PybenchError(f"--seed {args.seed} and --seeds {','.join(map(str, args.seeds))}: "
@@ -378,7 +379,6 @@ def cmd_compare(args) -> int:
                         tensorboard=args.tensorboard)
     out = cfg.out
     if out is None:  # named here, so that an interrupted run can say where its results are
-        from pybench.compare import default_out_dir
         out = default_out_dir(cfg.dataset)
         cfg = replace(cfg, out=out)
     try:
@@ -423,9 +423,10 @@ def report_interrupted(args, out_dir: Path, exc: Interrupted) -> int:
 
 
 def cmd_parity(args) -> int:
+    from pybench.commands.parity import ParityConfig, run_parity
     from pybench.datasets import dataset_options
-    from pybench.parity import ParityConfig, parity_table, run_parity
-    from pybench.runlife import default_out_dir
+    from pybench.report.console import parity_table
+    from pybench.run.life import default_out_dir
 
     cfg = ParityConfig(models=args.models, frameworks=args.frameworks,
                        train=train_config(args), steps=args.steps, dtype=args.dtype,
@@ -445,9 +446,10 @@ def cmd_parity(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from pybench.executors import make_executor
-    from pybench.runlife import command_line
-    from pybench.sweep import default_out_dir, run_sweep, sweep_table
+    from pybench.commands.sweep import default_out_dir, run_sweep
+    from pybench.report.console import sweep_table
+    from pybench.run.executors import make_executor
+    from pybench.run.life import command_line
 
     executor = make_executor(args.executor, args.address)
     out = args.out or default_out_dir(args.sweep_file)  # named here, for an interrupted sweep

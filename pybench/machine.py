@@ -53,7 +53,6 @@ def machine_has_cuda_gpu() -> bool:
     return bool(nvidia_gpus()[0]) or Path("/proc/driver/nvidia/version").exists()
 
 
-
 # --- How busy the machine was while a run trained -------------------------------------------
 
 # A run's step times are marked as measured on a busy machine when, while it trained, other

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 RECIPES: dict[str, dict] = {
     # LeNet-5 on MNIST to 99% test accuracy in every framework in a few epochs: one-cycle SGD
-    # with Nesterov momentum at batch 128, label smoothing 0.1. Measured on a 2-core CPU: 99%
-    # within the third epoch and 99.23-99.32% at the end in torch, jax and knet over seeds 0-2
-    # (docs/models.md, "Recipes", has every figure; without label smoothing 99% came half an epoch later).
+    # with Nesterov momentum at batch 128, label smoothing 0.1 (docs/models.md, "Recipes",
+    # gives what it reached in each framework and the command that measured it).
     "mnist-fast": {
         "batch_size": 128,
         "optimizer": "sgd",

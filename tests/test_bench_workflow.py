@@ -20,14 +20,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "tests" / "benchmarks"
 
-# A benchmark of the real torch LeNet-5 step through pybench.bench.time_steps (the code the
+# A benchmark of the real torch LeNet-5 step through pybench.run.bench.time_steps (the code the
 # framework benchmark's workers run), with an optional sleep before every step.
 SLOWED_BENCHMARK = f"""
 import os, sys, time
 sys.path.insert(0, {str(BENCH_DIR)!r})
 from measured import record_measured_times
 from pybench.backends import get_backend
-from pybench.bench import time_steps
+from pybench.run.bench import time_steps
 from pybench.datasets import load_dataset
 from pybench.training import TrainConfig
 
@@ -141,7 +141,7 @@ def test_a_timed_call_does_not_pay_for_uploads_still_in_flight():
     # step's or evaluation's clock must start after a synchronisation, or it includes them.
     import time
 
-    from pybench.bench import timed
+    from pybench.run.bench import timed
 
     pending = {"upload_s": 0.3}
 

@@ -13,7 +13,7 @@ import pytest
 
 from pybench.backends import availability
 from pybench.machine import machine_has_cuda_gpu
-from pybench.worker import run_in_worker
+from pybench.run.worker import run_in_worker
 
 KNET_UNAVAILABLE = not availability("knet").ok
 
@@ -194,7 +194,7 @@ def test_the_parent_starts_no_device_when_checking_frameworks():
     import subprocess
 
     code = (
-        "from pybench.runlife import check_requested_frameworks\n"
+        "from pybench.run.checks import check_requested_frameworks\n"
         "check_requested_frameworks(('torch', 'jax', 'knet'))\n"
         "import sys, torch, jax._src.xla_bridge as xb\n"
         "assert not xb._backends, xb._backends\n"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pybench.backends import FRAMEWORK_NAMES, availability
-from pybench.parity import LOGIT_ATOL
+from pybench.run.fidelity import LOGIT_ATOL
 
 # float64 trajectories of three steps: what two implementations of the same formulas agree to
 # (torch against JAX and Knet: 1e-14 and better, docs/statistics.md, Fidelity), with room for summation order.

@@ -50,11 +50,28 @@ def test_a_step_fails_on_its_exit_status_and_names_its_last_line(tmp_path):
     assert (tmp_path / "boom.log").read_text().startswith("loading")
 
 
-def test_a_framework_that_sees_no_gpu_fails_with_the_fix(tmp_path):
-    step = gpu_check.Step("jax sees the GPU", [sys.executable, "-c", "print('0.10.2 cpu no GPU')"],
-                          60, needs=("jax",))
+def test_a_framework_that_cannot_use_the_gpu_fails_with_its_own_fix(tmp_path):
+    # The probe prints the framework's build line (Backend.gpu_support) first, then fails
+    # making a CUDA backend: the detail gives the failure and that line, which names the fix.
+    script = ("print(\"CPU-only build: pip install -U 'jax[cuda12]' to use a GPU\"); "
+              "raise SystemExit('--device cuda: jax sees no GPU')")
+    step = gpu_check.Step("jax sees the GPU", [sys.executable, "-c", script], 60, needs=("jax",))
     outcome = gpu_check.run_step(step, tmp_path)
-    assert outcome.status == "failed" and "jax[cuda12]" in outcome.detail
+    assert outcome.status == "failed"
+    assert outcome.detail == ("exit status 1: --device cuda: jax sees no GPU (CPU-only build: "
+                              "pip install -U 'jax[cuda12]' to use a GPU)")
+
+
+def test_every_registered_framework_is_probed_the_way_a_worker_makes_its_backend(tmp_path):
+    from pybench.backends import FRAMEWORK_NAMES
+
+    probes = [s for s in gpu_check.steps(tmp_path, list(FRAMEWORK_NAMES), 10) if s.needs]
+    assert [s.needs for s in probes] == [(fw,) for fw in FRAMEWORK_NAMES]
+    # Run for real on this machine (no GPU): torch's probe prints its build line, then fails
+    # to make a CUDA backend, in one line.
+    outcome = gpu_check.run_step(probes[0], tmp_path)
+    assert probes[0].argv[-1] == "torch" and outcome.status == "failed"
+    assert "CUDA" in outcome.detail and "build" in outcome.detail
 
 
 def test_a_comparison_passes_only_when_every_run_finished(tmp_path):

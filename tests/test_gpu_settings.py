@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from pybench.errors import PybenchError
-from pybench.runlife import check_gpu
-from pybench.worker import cuda_env, gpu_settings, worker_env
+from pybench.run.checks import check_gpu
+from pybench.run.jobs import gpu_settings
+from pybench.run.worker import cuda_env, worker_env
 
 
 def test_a_cuda_worker_gets_tf32_off_and_one_gpu(monkeypatch):
@@ -34,7 +35,7 @@ def test_gpu_indexes_into_the_gpus_the_user_made_visible():
 
 def test_a_gpu_the_machine_does_not_have_is_one_line(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr("pybench.runlife.nvidia_gpus", lambda: (["NVIDIA A100-SXM4-40GB"], "550.54"))
+    monkeypatch.setattr("pybench.run.checks.nvidia_gpus", lambda: (["NVIDIA A100-SXM4-40GB"], "550.54"))
     with pytest.raises(PybenchError, match=r"--gpu 1: this machine has 1 NVIDIA GPU \(0-0: NVIDIA A100"):
         check_gpu("cuda", 1)
     check_gpu("cuda", 0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pybench.backends import availability
-from pybench.parity import LOGIT_ATOL, LOSS_RTOL, check_model_parity, compare_arrays
+from pybench.run.fidelity import LOGIT_ATOL, LOSS_RTOL, check_model_parity, compare_arrays
 
 
 class Arrays(dict):
@@ -126,8 +126,8 @@ def test_parity_passes_for_imagenet_resnets_from_a_weights_file_with_frozen_laye
 
     from pybench.datasets import load_dataset
     from pybench.models import frozen_norms, frozen_params
-    from pybench.parity import LOGIT64_ATOL
     from pybench.pretrained import fit_weights, read_weights
+    from pybench.run.fidelity import LOGIT64_ATOL
 
     weights = tmp_path / f"{constructor}.pth"
     torch.manual_seed(0)

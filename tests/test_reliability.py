@@ -133,7 +133,7 @@ def test_a_signal_mid_training_keeps_finished_runs(tmp_path, isolated_cache, sig
     time.sleep(5)  # the second worker is now training
     assert proc.poll() is None, proc.communicate()
     workers = psutil.Process(proc.pid).children(recursive=True)
-    assert any("pybench.worker" in command_line(w) for w in workers)
+    assert any("pybench.run.worker" in command_line(w) for w in workers)
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == status, stderr[-3000:]

@@ -186,7 +186,10 @@ def test_identical_predictions_agree_fully(binary_report):
 
 def test_unavailable_run_is_listed_with_its_reason(binary_report):
     text = binary_report.read_text()
-    assert "knet: **unavailable** — knet is unavailable: juliacall is not installed" in text
+    # Said once, in the headline, with the reason (which names the fix); not again per model.
+    headline = section(text, "## Headline")
+    assert "- **knet** left out (unavailable): knet is unavailable: juliacall is not installed" in headline
+    assert "knet: **unavailable**" not in text
     summary = section(text, "## Summary")
     knet = table_row(summary, "knet")
     assert "unavailable" in knet and "knet is unavailable: juliacall is not installed" in knet
@@ -414,3 +417,25 @@ def test_share_of_peak_is_against_the_best_rate_on_the_device():
     assert table.loc["torch", "% of peak"] == pytest.approx(100 * 3 * 833040 * 128 / 0.01 / 200e9)
     assert table.loc["jax", "% of peak"] == pytest.approx(table.loc["torch", "% of peak"] / 2)
     assert pd.isna(table.loc["knet", "% of peak"])  # no rate measured on its device
+
+
+def test_a_framework_left_out_is_said_once_whatever_the_seeds(tmp_path):
+    """compare's console summary and the report's headline name an unavailable framework once,
+    with its reason, however many seeds and models had to leave it out."""
+    from pybench.report.console import summary_text
+    from pybench.report.headline import left_out_lines
+
+    reason = "juliacall is not installed: pip install -e '.[julia]' (docs/julia.md)"
+    runs = []
+    for seed in (0, 1, 2):
+        for model in ("lenet5", "resnet8"):
+            run = {**ok_run("torch", model, 10.0 + seed, 0.9), "seed": seed, "repeat": 0}
+            run.pop("parity", None)  # no forward check: one framework ran
+            runs.append(run)
+            runs.append({**not_run("knet", model, "unavailable", reason), "seed": seed,
+                         "repeat": 0})
+    document = {"config": {"dataset": "digits"}, "runs": runs}
+    assert left_out_lines(document) == [f"- **knet** left out (unavailable): {reason}"]
+    text = summary_text(document)
+    assert text.count(reason) == 1, text
+    assert f"knet left out (unavailable): {reason}" in text

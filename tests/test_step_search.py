@@ -1,4 +1,4 @@
-"""The step-variant search tool (tools/step_search.py): its verdict and loss checks on given
+"""The step-variant search tool (tools/step_search): its verdict and loss checks on given
 rounds, its command line on bad input, and one short real search."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "step_search.py"
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "step_search"
 sys.path.insert(0, str(TOOL.parent))
-import step_search  # noqa: E402  (tools/ is not a package)
+import step_search  # noqa: E402  (tools/step_search is a package outside pybench)
 from step_search import Round  # noqa: E402
 
 

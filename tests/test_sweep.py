@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from conftest import command_line, start_pybench
 
-from pybench.executors import RayExecutor
-from pybench.sweep import Sweep, expand
+from pybench.commands.sweep import Sweep, expand
+from pybench.run.executors import RayExecutor
 
 pytestmark = pytest.mark.slow  # real workers and a real local Ray
 
@@ -248,7 +248,7 @@ def test_an_address_nobody_answers_at_is_a_one_line_error(cli_error, tmp_path):
 
 
 def test_a_sweep_takes_the_x_ray_settings(tmp_path):
-    from pybench.sweep import load_sweep
+    from pybench.commands.sweep import load_sweep
 
     path = tmp_path / "xray.toml"
     path.write_text('dataset = "nih.zip"\npos_weight = "balanced"\nembeddings = 50\n'
@@ -264,7 +264,7 @@ def test_a_sweep_takes_the_x_ray_settings(tmp_path):
 
 
 def test_the_example_sweep_file_is_the_documented_grid():
-    from pybench.sweep import load_sweep
+    from pybench.commands.sweep import load_sweep
 
     runs = expand(load_sweep(REPO_ROOT / "examples" / "sweep.toml"))
     assert len(runs) == 16 and len({run.run_id for run in runs}) == 16
@@ -289,7 +289,7 @@ def test_ctrl_c_stops_the_running_worker_and_keeps_what_finished(executor, tmp_p
         workers = []
         for _ in range(600):  # until the first run's worker has started (at most 60 s)
             workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                       if "pybench.worker" in command_line(p)]
+                       if "pybench.run.worker" in command_line(p)]
             if workers:
                 break
             proc.poll()

@@ -75,7 +75,7 @@ optax = _LazyModule("optax")
 # NCHW (PyTorch's) or NHWC activations: the layout changes where the channel axis is, never a
 # number beyond float rounding (the forward parity and float64 trajectories hold in both). XLA's
 # CPU convolutions work in NHWC, so NCHW activations cost transposes around every convolution
-# (measured with tools/step_search.py; docs/performance.md). GPUs keep NCHW, the layout these
+# (measured with tools/step_search; docs/performance.md). GPUs keep NCHW, the layout these
 # runs were verified with, until a GPU measurement says otherwise.
 
 NCHW, NHWC = "NCHW", "NHWC"
@@ -92,10 +92,9 @@ def spatial_axes(layout: str) -> tuple[int, int]:
 
 
 # On the CPU, XLA's convolution of maps this small (output height and width at most this) is
-# far slower than the same product written as patches times a matrix: a 3x3 512->512 conv on
-# 2x2 maps, batch 32, took 285 ms against 9.5 ms (gradient 290 ms against 20 ms), which made
-# resnet18-imagenet's step at 64x64 inputs (layer4 on 2x2 maps) 7x slower than torch's. At
-# 3x3 outputs and above XLA's own convolution is the faster (docs/performance.md).
+# far slower than the same product written as patches times a matrix, and slows a whole ResNet
+# whose last stage runs on such maps; above it XLA's own convolution is the faster.
+# docs/performance.md gives the measurements and the command that made them.
 MATMUL_CONV_MAX_OUTPUT = 2
 
 

@@ -245,7 +245,7 @@ def julia_main():
     jl.seval("using KnetModels, CUDA, Knet")
     # NNlib's CPU convolutions (Knet's conv4) split the batch over Julia's threads, one small
     # gemm per sample; OpenBLAS's own threads beneath them only oversubscribe the cores (the
-    # thread counts measured side by side: tools/step_search.py; docs/performance.md).
+    # thread counts measured side by side: tools/step_search; docs/performance.md).
     jl.seval("import LinearAlgebra; Threads.nthreads() > 1 && LinearAlgebra.BLAS.set_num_threads(1)")
     return jl
 
@@ -432,7 +432,7 @@ class KnetBackend(Backend):
                 "julia_threads": int(julia_main().seval("Threads.nthreads()")),
                 "blas_threads": blas_threads(),
                 # Knet 1.4.10 sets no cuDNN math type: on a GPU, TF32 is off only through the
-                # worker's NVIDIA_TF32_OVERRIDE=0 (pybench.worker.cuda_env).
+                # worker's NVIDIA_TF32_OVERRIDE=0 (pybench.run.worker.cuda_env).
                 "precision": "float32; no TF32 setting of its own (NVIDIA_TF32_OVERRIDE on CUDA)",
                 "device": self.device, "device_name": cpu_model()}
         note = support_note(versions["julia"])

@@ -240,7 +240,7 @@ class TorchBackend(Backend):
         self.dtype = torch.float32  # until init_state sees the canonical weights' dtype
         # Memory layout of conv weights and images (the tensors stay NCHW-shaped, only their
         # strides change, so nothing else in pybench sees it). On the CPU oneDNN's convolutions
-        # prefer channels_last, for LeNet-5 and the ResNets alike (tools/step_search.py;
+        # prefer channels_last, for LeNet-5 and the ResNets alike (tools/step_search;
         # docs/performance.md). GPUs keep the contiguous default, unmeasured here. Set before
         # init_state and put_data to try the other.
         self.memory_format = MEMORY_FORMATS.get(device, torch.contiguous_format)

@@ -1,5 +1,6 @@
 """The headline: per model (and source, and swept configuration), the verdicts of
-`verdicts` in one Markdown bullet each. `compare` prints the same lines.
+`verdicts` in one Markdown bullet each, then one per framework that could not run. `compare`
+prints the same lines.
 """
 
 from __future__ import annotations
@@ -41,4 +42,15 @@ def headline_lines(results: dict) -> list[str]:
         sentences = [speed_sentence(runs), accuracy_sentence(accuracy_verdict(runs), runs),
                      target_sentence(runs, target)]
         lines.append(f"- {name}: " + " ".join(s for s in sentences if s))
-    return lines
+    return lines + left_out_lines(results)
+
+
+def left_out_lines(results: dict) -> list[str]:
+    """One bullet per framework that could not run at all, with why and the fix its reason
+    names: the reason is the same for every model and seed, so it is said once, here."""
+    reasons: dict[str, str] = {}
+    for run in results.get("runs", []):
+        if run.get("status") == "unavailable":
+            reasons.setdefault(run["framework"], run.get("reason") or "no reason recorded")
+    return [f"- **{framework}** left out (unavailable): {reason}"
+            for framework, reason in reasons.items()]

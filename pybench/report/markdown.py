@@ -100,16 +100,10 @@ def write_report(sources: str | Path | list, out_dir: str | Path | None = None,
     return path
 
 
-
-
 def report_title(results: dict) -> str:
     dataset = results.get("dataset") or {}
     name = dataset.get("name") or (results.get("config") or {}).get("dataset", "?")
     return f"pybench report: {name}"
-
-
-
-
 
 
 def file_stem(name: str) -> str:
@@ -394,8 +388,10 @@ def shown_note(model: ModelRuns) -> list[str]:
 
 def model_section(model: ModelRuns, class_names: list[str], figures: Path | None) -> str:
     lines = [f"## Model: {model.name}", "", *shown_note(model)]
+    # A framework that could not run at all is said once, in the headline (`left_out_lines`).
     lines += [f"- {run['framework']}: **{run['status']}** — "
-              f"{one_line(run.get('reason') or 'no reason recorded')}" for run in model.other_runs]
+              f"{one_line(run.get('reason') or 'no reason recorded')}" for run in model.other_runs
+              if run["status"] != "unavailable"]
     without = [r["framework"] for r in model.ok_runs if r["framework"] not in model.predictions]
     if without:
         lines.append(f"- no predictions stored for: {', '.join(without)}")

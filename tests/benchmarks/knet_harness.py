@@ -25,7 +25,7 @@ OPTIMIZER = OptimizerConfig(name="sgd", lr=0.01, momentum=0.9)
 
 # A user's LeNet-5 in plain Knet (Params, `@diff`, one Momentum per Param, the loop inside Julia),
 # shared with the step-variant search.
-KNET_PLAIN = Path(__file__).resolve().parents[2] / "tools" / "knet_plain.jl"
+KNET_PLAIN = Path(__file__).resolve().parents[2] / "tools" / "step_search" / "knet_plain.jl"
 
 
 def main(steps: int, rounds: int, batch: int) -> dict:

@@ -9,7 +9,7 @@ else the offline digits):
 
 Each (framework, model, batch) runs once in a worker process of its own, through the same
 backends and `TrainConfig` that `compare` uses; the worker times every step and the evaluation
-passes itself (pybench.bench) and the durations become pytest-benchmark's rounds
+passes itself (pybench.run.bench) and the durations become pytest-benchmark's rounds
 (measured.record_measured_times), so no inter-process communication is timed, compilation is
 kept out (the first step and first evaluation go to `extra_info`), and all three frameworks are
 timed by the same code. Benchmarks are grouped by model, pass and batch size
@@ -28,8 +28,8 @@ from needs import missing
 
 from pybench.backends import availability
 from pybench.backends.contract import OptimizerConfig
+from pybench.run.worker import job_for, run_in_worker
 from pybench.training import TrainConfig
-from pybench.worker import job_for, run_in_worker
 
 OPTIMIZER = OptimizerConfig(name="sgd", lr=0.01, momentum=0.9)  # compare's defaults
 WORKER_TIMEOUT_S = 1800
@@ -76,7 +76,7 @@ def test_framework_step(benchmark, case, request):
     config = request.config
     device = config.getoption("--pybench-device")
     if device == "auto":
-        from pybench.runlife import resolve_device
+        from pybench.run.checks import resolve_device
         device = resolve_device("auto")
     record = measure(framework, model, batch, device, config.getoption("--pybench-steps"),
                      config.getoption("--pybench-warmup"))

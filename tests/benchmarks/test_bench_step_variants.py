@@ -1,4 +1,4 @@
-"""The step-variant search (tools/step_search.py) under pytest-benchmark: every framework's
+"""The step-variant search (tools/step_search) under pytest-benchmark: every framework's
 default step beside the other ways of writing it, per model, the default's rounds being the
 benchmark's. Opt-in: a search, not a regression test, and its verdict (each default within
 step_search.SLOWEST_RATIO of the fastest variant of its table) is meant for a quiet machine.
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-import step_search  # noqa: E402  (tools/ is not a package)
+import step_search  # noqa: E402  (tools/step_search is a package outside pybench)
 
 OPT_IN_ENV = "PYBENCH_BENCH_VARIANTS"
 MODELS = os.environ.get("PYBENCH_BENCH_MODELS", "lenet5").split(",")

@@ -34,33 +34,67 @@ function build_model(kind::AbstractString, weights::AbstractDict, buffers::Abstr
 end
 
 """PyTorch's update rule and its hyper-parameters in the element type `T` of the weights
-(Float32(5e-4) differs from 5e-4 in the 9th digit, which a Float64 parity trajectory would see)."""
-struct UpdateRule{T<:AbstractFloat}
-    name::String  # "sgd", "adam" or "adamw"
+(Float32(5e-4) differs from 5e-4 in the 9th digit, which a Float64 parity trajectory would see).
+One type per rule, so that the step dispatches on it (`apply_update!`)."""
+abstract type UpdateRule{T<:AbstractFloat} end
+
+"""torch.optim.SGD: momentum (0 for none), Nesterov, L2 weight decay."""
+struct SGDRule{T} <: UpdateRule{T}
     momentum::T
     nesterov::Bool
+    weight_decay::T
+end
+
+"""torch.optim.Adam, or AdamW when `decoupled` (the weight decay applied to the weights, not
+added to the gradient)."""
+struct AdamRule{T} <: UpdateRule{T}
     beta1::T
     beta2::T
     eps::T
     weight_decay::T
+    decoupled::Bool
 end
 
-"""One parameter's optimizer memory: SGD's momentum buffer, Adam's moments and step count."""
-mutable struct Memory
-    buf::Any  # nothing until the first step
-    m::Any
-    v::Any
+"""The rule `optimizer` ("sgd", "adam" or "adamw") names, in element type `T`."""
+function update_rule(::Type{T}, optimizer::AbstractString; momentum, nesterov, beta1, beta2, eps,
+                     weight_decay) where {T<:AbstractFloat}
+    optimizer == "sgd" && return SGDRule{T}(momentum, nesterov, weight_decay)
+    optimizer in ("adam", "adamw") &&
+        return AdamRule{T}(beta1, beta2, eps, weight_decay, optimizer == "adamw")
+    error("unknown optimizer $optimizer: choose sgd, adam or adamw")
+end
+
+"""One parameter's optimizer memory, of the parameter's own array type `A`."""
+abstract type OptimizerMemory end
+
+"""SGD's momentum buffer; torch fills it with the first gradient (`started`). Without momentum
+it is empty, as torch keeps none."""
+mutable struct SGDMemory{A<:AbstractArray} <: OptimizerMemory
+    buf::A
+    started::Bool
+end
+
+"""Adam's first and second moments and its step count."""
+mutable struct AdamMemory{A<:AbstractArray} <: OptimizerMemory
+    m::A
+    v::A
     t::Int
 end
-Memory() = Memory(nothing, nothing, nothing, 0)
 
-"""The model, its parameters in canonical order with one `Memory` each, the update rule, the
+"""The memory `rule` keeps for weights `w`, zeroed, on `w`'s device."""
+function new_memory(rule::SGDRule, w::AbstractArray)
+    buf = rule.momentum != 0 ? zero(w) : similar(w, ntuple(_ -> 0, ndims(w)))
+    return SGDMemory(buf, false)
+end
+new_memory(::AdamRule, w::AbstractArray) = AdamMemory(zero(w), zero(w), 0)
+
+"""The model, its parameters in canonical order with one `OptimizerMemory` each, the update rule, the
 default learning rate (for orders put without a schedule), the label smoothing and the array
 type. `T` is the element type everything computes in (`eltype(atype)`, Float32 or Float64)."""
 struct TrainState{M,T<:AbstractFloat}
     model::M
     params::Vector{Param}
-    memory::Vector{Memory}
+    memory::Vector{OptimizerMemory}
     rule::UpdateRule{T}
     lr::T
     label_smoothing::T
@@ -104,14 +138,13 @@ positive targets of a multi-label task (`bce_with_logits`).
 function init_state(model, atype::Type; optimizer::AbstractString="sgd", lr=0.05, momentum=0.9,
                     nesterov::Bool=false, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8,
                     label_smoothing=0.0, pos_weight=nothing)
-    optimizer in ("sgd", "adam", "adamw") ||
-        error("unknown optimizer $optimizer: choose sgd, adam or adamw")
     T = eltype(atype)
+    rule = update_rule(T, optimizer; momentum=momentum, nesterov=nesterov, beta1=beta1,
+                       beta2=beta2, eps=eps, weight_decay=weight_decay)
     params = model_params(model)
-    rule = UpdateRule{T}(optimizer, momentum, nesterov, beta1, beta2, eps, weight_decay)
+    memory = OptimizerMemory[new_memory(rule, value(p)) for p in params]
     weights = pos_weight === nothing ? nothing : convert(atype, reshape(T.(collect(pos_weight)), :, 1))
-    return TrainState(model, params, [Memory() for _ in params], rule, T(lr),
-                      T(label_smoothing), weights, atype)
+    return TrainState(model, params, memory, rule, T(lr), T(label_smoothing), weights, atype)
 end
 
 """
@@ -162,30 +195,33 @@ end
 """
     apply_update!(rule, memory, w, g, lr)
 
-PyTorch's update of weights `w` (in place) from gradient `g` at learning rate `lr`.
+PyTorch's update of weights `w` (in place) from gradient `g` at learning rate `lr`, one method
+per rule.
 """
-function apply_update!(rule::UpdateRule, memory::Memory, w, g, lr)
-    if rule.name == "adamw"
+function apply_update!(rule::SGDRule, memory::SGDMemory, w, g, lr)
+    if rule.weight_decay != 0
+        g = g .+ rule.weight_decay .* w
+    end
+    if rule.momentum != 0
+        if memory.started
+            memory.buf .= rule.momentum .* memory.buf .+ g
+        else
+            copyto!(memory.buf, g)
+            memory.started = true
+        end
+        g = rule.nesterov ? g .+ rule.momentum .* memory.buf : memory.buf
+    end
+    w .-= lr .* g
+    return nothing
+end
+
+function apply_update!(rule::AdamRule, memory::AdamMemory, w, g, lr)
+    if rule.decoupled
         w .*= 1 - lr * rule.weight_decay
     elseif rule.weight_decay != 0
         g = g .+ rule.weight_decay .* w
     end
-    if rule.name == "sgd"
-        if rule.momentum != 0
-            if memory.buf === nothing
-                memory.buf = copy(g)
-            else
-                memory.buf .= rule.momentum .* memory.buf .+ g
-            end
-            g = rule.nesterov ? g .+ rule.momentum .* memory.buf : memory.buf
-        end
-        w .-= lr .* g
-        return nothing
-    end
     memory.t += 1
-    if memory.m === nothing
-        memory.m, memory.v = zero(g), zero(g)
-    end
     memory.m .+= (1 - rule.beta1) .* (g .- memory.m)  # torch's lerp_ for a weight below 0.5
     memory.v .= rule.beta2 .* memory.v .+ (1 - rule.beta2) .* g .* g
     step_size = lr / (1 - rule.beta1^memory.t)

@@ -3,7 +3,7 @@
 An executor takes the runs and a picklable `execute(run, folder) -> record` (which trains the run
 in a worker process of its own, as `compare` does) and yields `(run, record)` as runs finish,
 with each run's files (predictions, forward-check arrays, log) in the sweep's folder. It never
-decides what a run is or how records are gathered: that is `pybench.sweep`.
+decides what a run is or how records are gathered: that is `pybench.commands.sweep`.
 
 Ray does the scheduling: each run is one task reserving one GPU when the device is CUDA (so runs
 on the same GPU never overlap and their timings stay clean) or `cpus` CPUs. The task trains in a
@@ -38,7 +38,7 @@ class LocalExecutor:
         pass
 
     def resolve_device(self, requested: str) -> str:
-        from pybench.runlife import resolve_device
+        from pybench.run.checks import resolve_device
 
         return resolve_device(requested)
 

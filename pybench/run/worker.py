@@ -1,8 +1,8 @@
 """The process boundary: every (framework, model) job runs in a worker process of its own.
 
 PyTorch, JAX and Julia cannot safely share one process (juliacall beside torch can crash, and
-each framework claims GPU memory its own way), so the parent (`compare`, `parity`) never imports
-a framework. It writes a job file, starts `python -m pybench.worker JOB RESULT`, forwards the
+each framework claims GPU memory its own way), so the parent (every command) never imports
+a framework. It writes a job file, starts `python -m pybench.run.worker JOB RESULT`, forwards the
 worker's stderr (progress bars) and keeps its tail, and reads the result file. A worker that
 crashes or runs past its timeout becomes a `failed` record with the reason; the others go on.
 """
@@ -22,83 +22,20 @@ from collections import deque
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
-from pybench.datasets import batch_order, load_dataset, with_validation
-from pybench.datasets.core import normalize
 from pybench.errors import PybenchError, UnavailableError
 from pybench.results import write_json
-from pybench.training import Diverged, TrainConfig, initial_weights, loss_settings, model_input
+from pybench.training import Diverged, TrainConfig
 
 MEMORY_LIMIT_ENV = "PYBENCH_WORKER_MEMORY_LIMIT"
-
-# Images in the forward-parity batch that `compare` checks before training.
-PARITY_BATCH = 32
 
 
 # ---------------------------------------------------------------- the worker side
 
-def load_job_dataset(job: dict):
-    # --patience needs a validation split: the same one the parent asked for.
-    options = with_validation(job.get("dataset_options", {}), job.get("train", {}).get("patience"))
-    return load_dataset(job["dataset"], progress=False, **options)
-
-
-def train_config(job: dict) -> TrainConfig:
-    return TrainConfig.from_dict(job["train"])
-
-
-def forward_batch(dataset, cfg: TrainConfig, n_images: int):
-    """The first `n_images` of epoch 0's order, normalised (float32): the forward checks' batch."""
-    idx = batch_order(cfg.seed, 0, len(dataset.train.labels))[:n_images]
-    # Only these images are normalised (never the whole split: 22 GB at NIH scale).
-    return normalize(dataset.train.images[idx], dataset.pixel_table())
-
-
-def forward_check(backend, dataset, cfg: TrainConfig, n_images: int):
-    """(logits, state): eval- and train-mode logits of the initial float32 model on the first
-    `n_images` of epoch 0's order, and the state they came from."""
-    params, buffers = initial_weights(cfg, dataset)
-    state = backend.init_state(model_input(cfg, dataset, params, buffers), loss_settings(cfg, dataset))
-    images = forward_batch(dataset, cfg, n_images)
-    logits = {"eval_logits": backend.forward(state, images, train=False),
-              "train_logits": backend.forward(state, images, train=True)}
-    return logits, state
-
-
-def float64_logits(backend, dataset, cfg: TrainConfig, n_images: int) -> dict:
-    """`forward_check`'s logits again from the same weights and images widened to float64 (keys
-    eval_logits64, train_logits64): what a framework's own float32 rounding is measured against
-    (`pybench.parity.logit_tolerance`)."""
-    params, buffers = initial_weights(cfg, dataset)
-    wide = {k: v.astype(np.float64) for k, v in params.items()}
-    wide_buffers = {k: v.astype(np.float64) for k, v in buffers.items()}
-    state = backend.init_state(model_input(cfg, dataset, wide, wide_buffers), loss_settings(cfg, dataset))
-    images = forward_batch(dataset, cfg, n_images).astype(np.float64)
-    return {f"{mode}_logits64": backend.forward(state, images, train=mode == "train")
-            for mode in ("eval", "train")}
-
-
-
-
-def gpu_settings(job: dict) -> dict:
-    """On CUDA, what this worker ran with (`cuda_env`): the GPU asked for and the one it saw,
-    and the TF32 override every framework shares."""
-    if job.get("device") != "cuda":
-        return {}
-    return {"gpu": job.get("gpu", 0),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "tf32_override": os.environ.get("NVIDIA_TF32_OVERRIDE")}
-
-
-
-
-
-
-# Each kind of job lives with its command; the worker only finds it (imported on demand, so a
-# worker loads only the command it serves and no command module imports another).
-JOB_KINDS = {"train": "pybench.compare:run_train_job", "parity": "pybench.parity:run_parity_job",
-             "bench": "pybench.bench:run_bench_job"}
+# What each kind of job runs (`pybench.run.jobs`, `pybench.run.bench`), imported on demand: a
+# worker loads only what its job needs, and the parent, which imports this module to start
+# workers, never imports a framework.
+JOB_KINDS = {"train": "pybench.run.jobs:run_train_job", "parity": "pybench.run.jobs:run_parity_job",
+             "bench": "pybench.run.bench:run_bench_job"}
 
 
 def job_function(kind: str):
@@ -215,13 +152,13 @@ def _forward_stream(stream, sink, tail: deque) -> None:
 
 def run_in_worker(job: dict, timeout: float | None, log_path: Path | None = None,
                   echo: bool = True) -> dict:
-    """Run `job` in a fresh `python -m pybench.worker` process and return its record."""
+    """Run `job` in a fresh `python -m pybench.run.worker` process and return its record."""
     base = {"framework": job["framework"], "model": job["model"]}
     with tempfile.TemporaryDirectory(prefix="pybench-job-") as tmp:
         job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_path.write_text(json.dumps(job))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pybench.worker", str(job_path), str(result_path)],
+            [sys.executable, "-m", "pybench.run.worker", str(job_path), str(result_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env=worker_env(job.get("device"), job.get("gpu")), start_new_session=True)
         tail: deque = deque(maxlen=200)

@@ -1,6 +1,6 @@
 """Timing one training step and one evaluation pass, inside a worker, for `pytest --benchmark-only`.
 
-Every framework is timed here the same way and in a worker process of its own (`pybench.worker`,
+Every framework is timed here the same way and in a worker process of its own (`pybench.run.worker`,
 job kind "bench"): juliacall must not share a process with torch, and a benchmark that timed
 torch and JAX in the pytest process but Knet in a worker would not time them alike. The worker
 returns the raw durations; tests/benchmarks/test_bench_frameworks.py hands them to
@@ -77,7 +77,7 @@ def time_steps(backend, dataset, cfg: TrainConfig, steps: int, warmup: int) -> d
 
 def run_bench_job(job: dict) -> dict:
     """The worker's side of a "bench" job: device facts plus `time_steps`' figures."""
-    from pybench.worker import load_job_dataset, train_config
+    from pybench.run.jobs import load_job_dataset, train_config
 
     dataset, cfg = load_job_dataset(job), train_config(job)
     backend = get_backend(job["framework"], job["device"])

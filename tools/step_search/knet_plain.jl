@@ -1,7 +1,7 @@
 # Training steps written in plain Knet, the way a Julia user would write them, without KnetModels:
 # weights as `Param`s, `conv4(mode=1)`, Knet's own `batchnorm` and `bnmoments`, `nll`, `@diff`,
 # one `Momentum` per Param, the whole loop inside Julia (no juliacall call per step). The
-# step-variant search (tools/step_search.py) and the harness-overhead benchmark time them beside
+# step-variant search (tools/step_search) and the harness-overhead benchmark time them beside
 # pybench's knet backend, so that a reader can tell Knet's cost from KnetModels' and the bridge's.
 #
 # Each loop takes Knet-layout arrays (images (W, H, C, N), 1-based labels and positions, weights

@@ -1,8 +1,9 @@
 """`pybench sweep SWEEP.toml`: every combination of a grid, one run each, gathered into one results.json.
 
-pybench only expands the grid, hands the runs to an executor (`pybench.executors`: one after
+pybench only expands the grid, hands the runs to an executor (`pybench.run.executors`: one after
 another on this machine, or as Ray tasks on a cluster) and gathers their records exactly as
-`compare` does: each run is `compare.run_one`, a training job in a worker process of its own.
+`compare` does: each run is `pybench.run.life.train_in_worker`, a training job in a worker process
+of its own.
 results.json is rewritten after every finished run, so a sweep that stops midway keeps what
 finished, and `--resume` skips the runs that already finished. Each run record carries its own
 `config` (the swept values) and `run_id`; the document's `config` holds what all runs share.
@@ -33,7 +34,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from pybench import runlife
 from pybench.backends import FRAMEWORK_DESCRIPTIONS, FRAMEWORK_NAMES
 from pybench.backends.contract import (
     DEFAULT_LR,  # a rate when SWEEP.toml lists no lrs
@@ -42,9 +42,19 @@ from pybench.backends.contract import (
 from pybench.errors import Interrupted, PybenchError
 from pybench.models import MODEL_DESCRIPTIONS
 from pybench.results import write_results
-from pybench.runlife import as_interrupted
+from pybench.run import life
+from pybench.run.checks import preflight
+from pybench.run.fidelity import forward_parity
+from pybench.run.life import (
+    as_interrupted,
+    dataset_summary,
+    make_out_dir,
+    results_header,
+    train_in_worker,
+    write_unreadable,
+)
 from pybench.tasks import POS_WEIGHTS
-from pybench.training import TrainConfig, check_options
+from pybench.training import TrainConfig
 
 # Keys of SWEEP.toml: the swept lists, with the type of their items ...
 GRID_KEYS = {"frameworks": str, "models": str, "batch_sizes": int, "lrs": float,
@@ -227,14 +237,9 @@ class RunContext:
 
 def execute_run(context: RunContext, run: SweepRun, out_dir: Path) -> dict:
     """Train one run in a worker process, exactly as `compare` does; its files go in `out_dir`."""
-    from pybench.compare import CompareConfig, run_one
-
-    cfg = CompareConfig(dataset=context.dataset, frameworks=(run.framework,),
-                        models=(run.model,), train=run.train, device=context.device,
-                        out=out_dir, timeout=context.timeout,
-                        dataset_options=context.dataset_options)
-    record = run_one(cfg, run.framework, run.model, context.device, Path(out_dir),
-                     progress=False, echo=False, stem=run.run_id)
+    record = train_in_worker(context.dataset, context.dataset_options, run.train, run.framework,
+                             run.model, context.device, Path(out_dir), stem=run.run_id,
+                             timeout=context.timeout)
     return with_identity(record, run)
 
 
@@ -248,7 +253,7 @@ def with_identity(record: dict, run: SweepRun) -> dict:
 # ---------------------------------------------------------------- the sweep
 
 def default_out_dir(sweep_path: Path) -> Path:
-    return runlife.default_out_dir(f"sweep-{Path(sweep_path).stem}")
+    return life.default_out_dir(f"sweep-{Path(sweep_path).stem}")
 
 
 def shared_config(sweep: Sweep, device: str, executor: str) -> dict:
@@ -309,8 +314,6 @@ def ordered_runs(runs: list[SweepRun], records: dict[tuple, dict]) -> list[dict]
 
 def check_forward(records: list[dict], out_dir: Path) -> None:
     """compare's forward check, within each configuration (the initial weights depend on it)."""
-    from pybench.compare import forward_parity
-
     groups: dict[str, list[dict]] = {}
     for record in records:
         groups.setdefault(json.dumps(record["config"], sort_keys=True), []).append(record)
@@ -321,26 +324,13 @@ def check_forward(records: list[dict], out_dir: Path) -> None:
 def run_sweep(sweep_path: Path, executor, out: Path | None = None, resume: bool = False,
               command: str | None = None, progress: bool = True) -> tuple[Path, dict]:
     """Run every combination of SWEEP.toml with `executor`; return the folder and the document."""
-    from pybench.datasets import load_dataset, with_validation
-    from pybench.pretrained import prepare
-    from pybench.runlife import (
-        check_requested_frameworks,
-        dataset_summary,
-        make_out_dir,
-        results_header,
-        write_unreadable,
-    )
-
     sweep = load_sweep(sweep_path)
     runs = expand(sweep)
-    unavailable = check_requested_frameworks(sweep.frameworks)
-    # The parent loads once: it fills the cache, fails early on bad input, and fingerprints.
-    # --patience needs a validation split: the workers ask for the same one (`with_validation`).
-    dataset = load_dataset(sweep.dataset, progress=progress,
-                           **with_validation(sweep.dataset_options, sweep.train.get("patience")))
-    if sweep.train.get("weights"):  # converted once here, so no worker reads the torch file
-        prepare(sweep.train["weights"])
-    check_options(runs[0].train, sweep.models, dataset, sweep.seeds[0])
+    # The device is resolved on the executor (a Ray cluster's nodes, not this machine).
+    checked = preflight(model_names=sweep.models, frameworks=sweep.frameworks,
+                        dataset=sweep.dataset, dataset_options=sweep.dataset_options,
+                        train=runs[0].train, seed=sweep.seeds[0], device=None, progress=progress)
+    unavailable, dataset = checked.unavailable, checked.dataset
     out_dir = Path(out) if out else default_out_dir(sweep_path)
     records = finished_records(previous_document(out_dir, resume, dataset.fingerprint))
     with executor:
@@ -408,17 +398,3 @@ def gather_runs(runs: list[SweepRun], records: dict, document: dict, executor, o
         bar.close()
     document["runs"] = ordered_runs(runs, records)
     write_results(out_dir, document)
-
-
-def sweep_table(document: dict):
-    """One row per run: its id, status and headline figures (what `sweep` prints)."""
-    import pandas as pd
-
-    rows = [{"run": r.get("run_id", f"{r['framework']}-{r['model']}"), "status": r["status"],
-             "test accuracy %": (r["test_accuracy"] * 100
-                                 if r.get("test_accuracy") is not None else None),
-             "step median ms": (r.get("step_time_ms") or {}).get("median"),
-             "reason": r.get("reason", "")}
-            for r in document["runs"]]
-    return pd.DataFrame(rows, columns=["run", "status", "test accuracy %", "step median ms",
-                                       "reason"])

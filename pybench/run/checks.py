@@ -1,0 +1,114 @@
+"""The checks every command makes before any worker starts, in one place and one order.
+
+A run that cannot succeed fails here, in the parent, in one line, before a worker spends a Julia
+start or a compilation on it: the models exist, one device for every framework (and the GPU it
+names), which requested frameworks can run, the dataset loads (which also fills the cache the
+workers read), the schedule fits the run, a CPU run fits in memory, and the options fit the data
+(a weights file, `--trainable`, the loss options). `preflight` runs them all; `compare`, `parity`
+and `sweep` call it and keep only what is their own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pybench import memory, models, pretrained
+from pybench.backends import availability, check_framework
+from pybench.datasets.core import with_validation
+from pybench.errors import PybenchError, UnavailableError
+from pybench.machine import machine_has_cuda_gpu, nvidia_gpus
+from pybench.run.worker import cuda_env
+from pybench.training import TrainConfig, check_options, planned_steps, run_learning_rates
+
+
+def resolve_device(requested: str) -> str:
+    """One device for every framework: comparing torch on a GPU with JAX on the CPU is
+    meaningless, so "auto" means the GPU when the machine has one, for all of them."""
+    if requested == "auto":
+        return "cuda" if machine_has_cuda_gpu() else "cpu"
+    if requested == "cuda" and not machine_has_cuda_gpu():
+        raise PybenchError("--device cuda: no NVIDIA GPU with a driver on this machine "
+                           "(nvidia-smi finds none); use --device cpu")
+    if requested not in ("cpu", "cuda"):
+        raise PybenchError(f"--device {requested!r}: choose auto, cpu or cuda")
+    return requested
+
+
+def check_gpu(device: str, gpu: int) -> None:
+    """On CUDA, that `--gpu` names a GPU this process can see (one line if not)."""
+    if device != "cuda":
+        return
+    cuda_env(gpu, os.environ.get("CUDA_VISIBLE_DEVICES"))  # an index the variable holds
+    names = nvidia_gpus()[0]
+    if names and gpu >= len(names):
+        raise PybenchError(f"--gpu {gpu}: this machine has {len(names)} NVIDIA GPU"
+                           f"{'s' if len(names) != 1 else ''} (0-{len(names) - 1}: "
+                           f"{', '.join(names)})")
+
+
+def check_requested_frameworks(frameworks) -> dict[str, str]:
+    """Unavailable frameworks -> reason. All of them unavailable is an error (nothing to run)."""
+    unavailable = {}
+    for name in frameworks:
+        check_framework(name)
+        status = availability(name)
+        if not status.ok:
+            unavailable[name] = status.reason
+    if unavailable and len(unavailable) == len(frameworks):
+        raise UnavailableError("; ".join(f"{name} is unavailable: {reason}"
+                                         for name, reason in unavailable.items()))
+    return unavailable
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What the checks found, for the command to run with."""
+
+    device: str | None  # None: the command resolves it elsewhere (a sweep's executor)
+    unavailable: dict[str, str]  # framework -> why it cannot run (its runs are recorded so)
+    dataset: object  # the loaded Dataset
+    dataset_options: dict  # load_dataset's keywords, as every worker gets them
+    weights_fit: dict  # per model, what fitting --weights did (empty without a file)
+
+
+def preflight(*, model_names: Sequence[str], frameworks: Sequence[str], dataset: str,
+              dataset_options: dict | None, train: TrainConfig, seed: int,
+              device: str | None = "auto", gpu: int = 0, steps: int | None = None,
+              progress: bool = False, resolve: Callable[[str], str] = resolve_device) -> Checked:
+    """Every check, in this order: models, device and GPU, frameworks, the dataset, the
+    schedule (over `steps` steps when given, as `parity` trains, else the whole run), host
+    memory on the CPU, then the options against the data. `device=None` leaves the device to
+    the caller (a sweep resolves it on its executor)."""
+    from pybench.datasets import load_dataset
+
+    for model in model_names:
+        models.check_model(model)
+    if device is not None:
+        device = resolve(device)
+        check_gpu(device, gpu)
+    unavailable = check_requested_frameworks(frameworks)
+    # --patience needs a validation split; the workers get these very options.
+    options = with_validation(dataset_options or {}, train.patience)
+    data = load_dataset(dataset, progress=progress, **options)
+    n_train = len(data.train.labels)
+    if steps is not None:
+        if steps * train.batch_size > n_train:
+            raise PybenchError(f"--steps {steps} x --batch-size {train.batch_size} needs more "
+                               f"than the {n_train} training images of {data.name}")
+        run_learning_rates(train, n_train // train.batch_size, steps)
+    else:
+        # A warm-up longer than the run fails here, in one line.
+        run_learning_rates(train, *planned_steps(train, n_train))
+    if device == "cpu" and steps is None:
+        # Each worker checks again, with its device; a model that cannot take the images is
+        # left to its worker, which records why.
+        for model in model_names:
+            if models.builds_for(model, data.in_shape, data.num_classes):
+                memory.check_host_memory(data, model, train.batch_size, train.optimizer.name,
+                                         augment=bool(train.augment))
+    if train.weights:  # converted once here, so no worker reads the torch file
+        pretrained.prepare(train.weights)
+    fitted = check_options(train, model_names, data, seed)
+    return Checked(device, unavailable, data, options, fitted)

@@ -1,0 +1,100 @@
+"""A run's life after its checks, shared by `compare`, `sweep` and `parity`: the results folder,
+the document's header and dataset summary, one training job handed to a worker with its files
+named, and what an interruption leaves behind. Each command keeps only what is its own (which
+jobs, its document's body); `pybench.run.checks` comes before, `pybench.run.worker` is the
+process boundary they all cross.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pybench.datasets.core import with_validation
+from pybench.errors import Interrupted, PybenchError
+from pybench.machine import machine_info
+from pybench.results import SCHEMA, atomic_write_bytes, code_info
+from pybench.run.worker import job_for, run_in_worker
+from pybench.training import TrainConfig
+
+
+def default_out_dir(name: str) -> Path:
+    """runs/<timestamp>-<name>: where every command writes unless told otherwise."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{name}"
+
+
+def make_out_dir(path: Path) -> Path:
+    """The results folder, created; one line naming it if it cannot be (under a file, no
+    permission)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PybenchError(f"--out {path}: cannot create the results folder "
+                           f"({exc.strerror or type(exc).__name__})") from None
+    return path
+
+
+def command_line() -> str:
+    return "python -m pybench " + shlex.join(sys.argv[1:])
+
+
+def results_header(command: str | None) -> dict:
+    """What every results document starts with: the schema, the code that ran, when, the
+    command and the machine."""
+    return {"schema": SCHEMA, **code_info(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command or "", "machine": machine_info()}
+
+
+def dataset_summary(dataset) -> dict:
+    return {"name": dataset.name, "source": dataset.source, "fingerprint": dataset.fingerprint,
+            "classes": list(dataset.classes), "in_shape": list(dataset.in_shape),
+            "task": "multilabel" if dataset.multilabel else "single",
+            "train_size": len(dataset.train.labels),
+            "val_size": len(dataset.val.labels) if dataset.val is not None else 0,
+            "test_size": len(dataset.test.labels),
+            "mean": [float(m) for m in dataset.mean], "std": [float(s) for s in dataset.std],
+            # How it was read (layout, where each split came from, what was left out); the
+            # unreadable images' names go to the run's unreadable.txt (`write_unreadable`).
+            "provenance": {**dataset.provenance.to_dict(), "unreadable": len(dataset.provenance.unreadable)},
+            "groups": dataset.groups}
+
+
+UNREADABLE_FILE = "unreadable.txt"
+
+
+def write_unreadable(out_dir: Path, dataset) -> None:
+    """The images `--skip-unreadable` left out, one per line, in the run's folder (the results
+    count them; a list of thousands belongs in a file)."""
+    if dataset.provenance.unreadable:
+        atomic_write_bytes(out_dir / UNREADABLE_FILE, "".join(f"{name}\n" for name in
+                                                              dataset.provenance.unreadable).encode())
+
+
+def as_interrupted(exc: BaseException) -> Interrupted:
+    """A KeyboardInterrupt (Ctrl-C before pybench's handler was installed) as the Interrupted
+    every command records and re-raises."""
+    return exc if isinstance(exc, Interrupted) else Interrupted("SIGINT", 130)
+
+
+def train_in_worker(dataset: str, dataset_options: dict | None, train: TrainConfig,
+                    framework: str, model: str, device: str, out_dir: Path, *, stem: str,
+                    timeout: float | None = None, gpu: int = 0, progress: bool = False,
+                    echo: bool = False, board: Path | None = None) -> dict:
+    """One training job (`pybench.run.jobs.run_train_job`) in a worker; its files are named
+    `stem` under `out_dir` (forward-check arrays, predictions, log), and with `board` its
+    TensorBoard event files go there. Returns the run's record."""
+    job = job_for("train", framework, model, dataset,
+                  with_validation(dataset_options or {}, train.patience), train, device,
+                  progress=progress, gpu=gpu,
+                  parity_path=str(out_dir / "parity" / f"{stem}.npz"),
+                  predictions_path=str(out_dir / "predictions" / f"{stem}.npz"),
+                  tensorboard_dir=str(board) if board else None)
+    record = run_in_worker(job, timeout, log_path=out_dir / "logs" / f"{stem}.log", echo=echo)
+    if record.get("status") == "ok":
+        record["predictions"] = f"predictions/{stem}.npz"
+        record["parity_arrays"] = f"parity/{stem}.npz"
+    return record
