@@ -220,11 +220,25 @@ SERIAL_FILES = {"test_bench_workflow.py"}
 
 
 def pytest_configure(config):
-    """Under pytest-xdist, each worker gets a dataset cache of its own: two workers decoding the
-    same dataset into one cache entry at once would race for it."""
+    """Under pytest-xdist, each worker gets a dataset cache of its own (two workers decoding the
+    same dataset into one cache entry at once would race for it) and, with as many workers as
+    cores, a core of its own (`pin_to_own_core`)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker and os.environ.get("PYBENCH_CACHE_DIR"):
         os.environ["PYBENCH_CACHE_DIR"] = str(Path(os.environ["PYBENCH_CACHE_DIR"]) / worker)
+    if worker:
+        pin_to_own_core(worker, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")))
+
+
+def pin_to_own_core(worker: str, workers: int) -> None:
+    """Worker gwN runs on the Nth core alone, and so does everything it starts (affinity is
+    inherited): torch's OpenMP, XLA's and Julia's thread pools and pybench's decoders all size
+    themselves from the affinity mask, so each test's processes take one core instead of every
+    worker's taking all of them, which oversubscribes the machine (spinning OpenMP threads then
+    wait on each other). With more workers than cores nothing is pinned."""
+    cores = sorted(os.sched_getaffinity(0))
+    if 1 < workers <= len(cores):
+        os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw")) % len(cores)]})
 
 
 def pytest_collection_modifyitems(config, items):
@@ -237,6 +251,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.serial)
         elif Path(str(item.path)).name in SERIAL_FILES:
             item.add_marker(pytest.mark.serial)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Under xdist the long tests go first, so that no worker is left with one of them at the
+        # end while the others idle (a stable sort: the order within each group is kept).
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_items:
         return
