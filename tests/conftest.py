@@ -252,8 +252,9 @@ def pytest_collection_modifyitems(config, items):
         elif Path(str(item.path)).name in SERIAL_FILES:
             item.add_marker(pytest.mark.serial)
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        # Under xdist the long tests go first, so that no worker is left with one of them at the
-        # end while the others idle (a stable sort: the order within each group is kept).
+        # Under xdist the long tests are handed out first (tools/run-tests: --dist load), so that
+        # no worker is left with one of them at the end while the others idle (a stable sort:
+        # the order within each group is kept).
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_items:
