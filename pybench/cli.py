@@ -19,7 +19,7 @@ from pathlib import Path
 from pybench.backends import FRAMEWORK_NAMES
 from pybench.backends.contract import DEFAULT_LR, OPTIMIZERS
 from pybench.errors import Interrupted, PybenchError
-from pybench.models import MODEL_NAMES
+from pybench.models import MODEL_NAMES, model_names
 from pybench.recipes import RECIPES, recipe_help
 
 # Defaults chosen so that LeNet-5 reaches about 98% test accuracy on MNIST in one epoch in every
@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="train every framework and model; store results")
     compare.add_argument("dataset", help="mnist, digits, or a folder / .zip / .csv / .npz path")
     compare.add_argument("--models", type=comma_list, default=("lenet5",),
-                         help=f"comma-separated: {','.join(MODEL_NAMES)}")
+                         help=f"comma-separated: {','.join(MODEL_NAMES)}, or a CNN file of "
+                              "your own (.toml or .json, README: Your own CNN)")
     compare.add_argument("--epochs", type=positive_int, default=1)
     compare.add_argument("--max-steps", type=positive_int, default=None,
                          help="stop every run after this many steps")
@@ -235,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parity = sub.add_parser("parity", help="prove every framework computes the same thing")
     parity.add_argument("--models", type=comma_list,
-                        default=MODEL_NAMES, help="comma-separated (default: all)")
+                        default=MODEL_NAMES, help="comma-separated, CNN files (.toml, .json) "
+                                                  "included (default: every built-in model)")
     parity.add_argument("--steps", type=positive_int, default=10,
                         help="SGD steps of the trajectory check (default 10)")
     parity.add_argument("--dtype", choices=("float64", "float32"), default="float64",
@@ -343,6 +345,8 @@ def cmd_list(args) -> int:
     width = max(map(len, MODEL_DESCRIPTIONS))
     for name, text in MODEL_DESCRIPTIONS.items():
         print(f"  {name:{width}} {text}")
+    print(f"  {'FILE.toml':{width}} your own CNN, defined once in a TOML or JSON file (--models "
+          "examples/tissue-cnn.toml; README, Your own CNN)")
     print("frameworks:")
     for name, text in FRAMEWORK_DESCRIPTIONS.items():
         status = availability(name)
@@ -372,7 +376,8 @@ def cmd_compare(args) -> int:
     if args.seeds is not None and args.seed is not None:
         raise PybenchError(f"--seed {args.seed} and --seeds {','.join(map(str, args.seeds))}: "
                            "give one of them")
-    cfg = CompareConfig(dataset=args.dataset, frameworks=with_variants(args), models=args.models,
+    cfg = CompareConfig(dataset=args.dataset, frameworks=with_variants(args),
+                        models=model_names(args.models),
                         train=train_config(args), device=args.device, out=args.out,
                         timeout=args.timeout, dataset_options=dataset_options(args),
                         seeds=args.seeds or (), repeats=args.repeats, gpu=args.gpu,
@@ -428,7 +433,7 @@ def cmd_parity(args) -> int:
     from pybench.report.console import parity_table
     from pybench.run.life import default_out_dir
 
-    cfg = ParityConfig(models=args.models, frameworks=args.frameworks,
+    cfg = ParityConfig(models=model_names(args.models), frameworks=args.frameworks,
                        train=train_config(args), steps=args.steps, dtype=args.dtype,
                        device=args.device,
                        dataset=args.dataset, dataset_options=dataset_options(args),

@@ -38,7 +38,7 @@ IGNORED_SUFFIXES = ("num_batches_tracked",)
 
 def head_names(model: str) -> tuple[str, str]:
     """The classifier's weight and bias: the layer whose shape depends on the class count."""
-    head = "fc3" if model == "lenet5" else "fc"
+    head = models.head_layer(model)
     return f"{head}.weight", f"{head}.bias"
 
 
@@ -127,15 +127,15 @@ def fit_weights(loaded: dict[str, np.ndarray], model: str, in_shape, num_classes
 
 def fitted_array(name: str, array: np.ndarray, drawn: np.ndarray, heads, model: str,
                  source: str) -> np.ndarray:
-    """One loaded array as the model takes it: as it is, summed over colour (conv1 on grey
-    images), or, for a head of the wrong size, the seeded draw."""
+    """One loaded array as the model takes it: as it is, summed over colour (the first
+    convolution, on grey images), or, for a head of the wrong size, the seeded draw."""
     if not np.issubdtype(array.dtype, np.floating):
         raise PybenchError(f"{source}: {name} is {array.dtype}, not floating point")
     if array.shape == drawn.shape:
         return np.ascontiguousarray(array, dtype=np.float32)
     if name in heads:
         return drawn  # the task's classes: the head is replaced by the seeded draw
-    if (name == "conv1.weight" and array.ndim == 4 and drawn.shape[1] == 1
+    if (name == f"{models.first_conv(model)}.weight" and array.ndim == 4 and drawn.shape[1] == 1
             and array.shape[1] == 3 and array.shape[:1] + array.shape[2:] == drawn.shape[:1] + drawn.shape[2:]):
         # Grey images: conv(repeat(x, 3), W) == conv(x, W summed over its input channels).
         return array.astype(np.float64).sum(axis=1, keepdims=True).astype(np.float32)
@@ -147,7 +147,7 @@ def describe_fit(loaded: dict[str, np.ndarray], model: str, in_shape, num_classe
     """What fitting did, for results.json: whether the head was replaced and conv1 folded."""
     weight, _ = head_names(model)
     shapes = models.param_shapes(model, in_shape, num_classes)
-    conv1, head = loaded.get("conv1.weight"), loaded.get(weight)
+    conv1, head = loaded.get(f"{models.first_conv(model)}.weight"), loaded.get(weight)
     return {"head": "loaded" if head is not None and tuple(head.shape) == shapes[weight] else
             "replaced (seeded draw)",
             "grey_to_colour": bool(conv1 is not None and conv1.ndim == 4

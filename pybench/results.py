@@ -54,6 +54,7 @@ class TrainingRecord:
     memory_kind: str
     n_params: int
     flops_per_image: int
+    model_fingerprint: str  # a CNN file's architecture fingerprint; '' for a built-in model
     init_fingerprint: str
     data_fingerprint: str
     data_on_device: bool
@@ -73,7 +74,7 @@ CSV_COLUMNS = [
     *RUN_IDENTITY, "test_accuracy", "val_accuracy", "step_time_ms.median", "step_time_ms.iqr",
     "step_time_ms.p90", "first_step_s", "images_per_s", "time_to_target_s", "epochs_run",
     "steps", "peak_memory_bytes", "memory_kind", "n_params", "flops_per_image",
-    "init_fingerprint", "data_fingerprint", "data_on_device",
+    "model_fingerprint", "init_fingerprint", "data_fingerprint", "data_on_device",
 ]
 
 

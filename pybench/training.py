@@ -254,7 +254,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
             train = backend.put_data(images, train_labels)
             augment_s.append(clock.now() - began)
         steps = min(steps_per_epoch, total_steps - done)
-        order = backend.put_order(epoch_order(cfg, epoch, train_labels), lrs[done:done + steps])
+        order = backend.put_order(epoch_order(cfg, epoch, train_labels), lrs[done:done + steps], done)
         epoch_losses = []
         epoch_began = timer.total
         shown, check_due, eval_due = 0, False, False
@@ -358,6 +358,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         # a different model shows up here.
         n_params=int(sum(v.size for v in backend.export_weights(state)[0].values())),
         flops_per_image=models.forward_flops(cfg.model, dataset.in_shape, dataset.num_classes),
+        model_fingerprint=models.model_fingerprint(cfg.model),
         init_fingerprint=models.weights_fingerprint(params, buffers),
         data_fingerprint=dataset.fingerprint,
         data_on_device=backend.data_on_device(train),

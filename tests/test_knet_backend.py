@@ -55,7 +55,7 @@ class FakeJulia:
             "KnetModels.init_state": self.record("init_state", lambda net, atype, **k:
                                                  FakeState(atype)),
             "KnetModels.put_data": self.record("put_data", FakeData),
-            "KnetModels.put_order": self.record("put_order", lambda order, lrs, atype: order),
+            "KnetModels.put_order": self.record("put_order", lambda order, lrs, atype, first_step: order),
             "KnetModels.on_device": self.record("on_device", lambda data: on_device),
             "KnetModels.synchronize_device": self.record("synchronize", lambda atype: None),
             "KnetModels.train_step!": self.record("train_step", lambda s, d, o, i, b: (s, 1.5)),

@@ -84,8 +84,10 @@ def test_unknown_model_is_a_one_line_error():
 
 @pytest.mark.parametrize("model, torchvision_params, gflops", [
     # torchvision's figures for 224x224 ImageNet (1000 classes): 11,689,512 parameters and 1.81
-    # GMACs for ResNet-18, 25,557,032 and 4.09 GMACs for ResNet-50.
-    ("resnet18-imagenet", 11_689_512, 3.63), ("resnet50-imagenet", 25_557_032, 8.18)])
+    # GMACs for ResNet-18, 25,557,032 and 4.09 GMACs for ResNet-50; 21,797,672 and 3.66 for
+    # ResNet-34; 7,978,856 and 2.83 for DenseNet-121.
+    ("resnet18-imagenet", 11_689_512, 3.63), ("resnet50-imagenet", 25_557_032, 8.18),
+    ("resnet34-imagenet", 21_797_672, 7.33), ("densenet121-imagenet", 7_978_856, 5.67)])
 def test_imagenet_resnets_have_torchvisions_size(model, torchvision_params, gflops):
     assert models.n_params(model, (3, 224, 224), 1000) == torchvision_params
     assert models.forward_flops(model, (3, 224, 224), 1000) / 1e9 == pytest.approx(gflops, rel=0.01)

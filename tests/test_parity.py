@@ -118,14 +118,19 @@ def test_parity_passes_for_every_model_in_every_framework(run_cli, tmp_path, mod
     # float64 trajectory's rounding differences grow tenfold per step in every framework pair.
     ("resnet50-imagenet", "resnet50", "digits", ["--trainable", "layer3,layer4,fc",
                                                  "--image-size", "32", "--steps", "3"]),
+    # CheXNet's DenseNet-121 by torchvision's names (norm5 frozen with its statistics), and
+    # ResNet-34 with every layer trained (issue 33).
+    ("densenet121-imagenet", "densenet121", "digits", [
+        "--trainable", "features.denseblock4,classifier", "--image-size", "32", "--steps", "3"]),
+    ("resnet34-imagenet", "resnet34", "digits", ["--image-size", "32", "--steps", "3"]),
 ])
-def test_parity_passes_for_imagenet_resnets_from_a_weights_file_with_frozen_layers(
+def test_parity_passes_for_imagenet_models_from_a_weights_file_with_frozen_layers(
         run_cli, tmp_path, nih_release_zip, model, constructor, data, extra):
     import torch
     import torchvision
 
     from pybench.datasets import load_dataset
-    from pybench.models import frozen_norms, frozen_params
+    from pybench.models import frozen_norms, frozen_params, head_layer
     from pybench.pretrained import fit_weights, read_weights
     from pybench.run.fidelity import LOGIT64_ATOL
 
@@ -154,7 +159,7 @@ def test_parity_passes_for_imagenet_resnets_from_a_weights_file_with_frozen_laye
         assert loaded.multilabel and loaded.num_classes == 14 and doc["train"]["pos_weight"] == "balanced"
         assert len(rows["torch"]["losses"]) == 5
     params, buffers = fit_weights(read_weights(weights), model, loaded.in_shape, loaded.num_classes, 0)
-    trainable = tuple(extra[extra.index("--trainable") + 1].split(","))
+    trainable = tuple(extra[extra.index("--trainable") + 1].split(",")) if "--trainable" in extra else ()
     frozen = frozen_params(model, loaded.in_shape, loaded.num_classes, trainable)
     stats = [f"{n}.{s}" for n in frozen_norms(model, loaded.in_shape, loaded.num_classes, frozen)
              for s in ("running_mean", "running_var")]
@@ -164,4 +169,5 @@ def test_parity_passes_for_imagenet_resnets_from_a_weights_file_with_frozen_laye
                 np.testing.assert_array_equal(arrays[f"final/{name}"], params[name].astype(np.float64))
             for name in stats:
                 np.testing.assert_array_equal(arrays[f"final/{name}"], buffers[name].astype(np.float64))
-            assert not np.array_equal(arrays["final/fc.bias"], params["fc.bias"].astype(np.float64))
+            head = f"final/{head_layer(model)}.bias"
+            assert not np.array_equal(arrays[head], params[head.removeprefix("final/")].astype(np.float64))

@@ -44,10 +44,13 @@ def test_resnet18_is_torchvision_resnet18_with_small_stem(backend):
 
 
 @pytest.mark.parametrize("model, constructor", [("resnet18-imagenet", "resnet18"),
-                                                ("resnet50-imagenet", "resnet50")])
-def test_imagenet_resnets_are_torchvisions_own(backend, model, constructor):
+                                                ("resnet34-imagenet", "resnet34"),
+                                                ("resnet50-imagenet", "resnet50"),
+                                                ("densenet121-imagenet", "densenet121")])
+def test_imagenet_models_are_torchvisions_own(backend, model, constructor):
     """Same names, shapes and order as torchvision's state_dict, and bit-identical logits with
-    the same weights, in both modes (the 7x7 stem, the padded max pool, v1.5 bottlenecks)."""
+    the same weights, in both modes (the 7x7 stem, the padded max pool, v1.5 bottlenecks,
+    DenseNet's concatenations, transitions and norm5)."""
     params, buffers = models.init_weights(model, (3, 48, 48), 7, 0)
     reference = getattr(torchvision.models, constructor)(num_classes=7)
     expected_names = [k for k in reference.state_dict() if not k.endswith("num_batches_tracked")]

@@ -185,10 +185,11 @@ class Backend(ABC):
         return bool(getattr(data, "on_device", True))
 
     @abstractmethod
-    def put_order(self, order: np.ndarray, lrs: np.ndarray) -> Any:
+    def put_order(self, order: np.ndarray, lrs: np.ndarray, first_step: int = 0) -> Any:
         """Move one epoch's plan to the device: the sample order (0-based int64 positions into
-        the data) and the learning rate of each of its steps (float64, from
-        `pybench.schedules`)."""
+        the data), the learning rate of each of its steps (float64, from `pybench.schedules`)
+        and the run's step count at its first step, from which a dropout layer's masks follow
+        (`pybench.models.dropout`: the same elements dropped in every framework)."""
 
     @abstractmethod
     def train_step(self, state: Any, data: Any, order: Any, step: int, batch_size: int):
@@ -222,8 +223,9 @@ class Backend(ABC):
 
     @abstractmethod
     def forward(self, state: Any, images: np.ndarray, train: bool) -> np.ndarray:
-        """Logits for one batch, in train mode (batch statistics) or eval mode, without
-        changing `state` (parity checks call it on the same state twice)."""
+        """Logits for one batch, in train mode (batch statistics; a CNN file's dropout with the
+        masks of step 0) or eval mode, without changing `state` (parity checks call it on the
+        same state twice)."""
 
     @abstractmethod
     def export_weights(self, state: Any) -> tuple[Arrays, Arrays]:

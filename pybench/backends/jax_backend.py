@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from pybench import tasks
+from pybench import models, tasks
 from pybench.backends.contract import Arrays, Availability, Backend, ModelInput, OptimizerConfig
 from pybench.errors import PybenchError
 from pybench.machine import cpu_model, machine_has_cuda_gpu
@@ -46,8 +46,10 @@ from pybench.models import (
     BN_EPS,
     BN_MOMENTUM,
     BOTTLENECK,
+    DENSENETS,
     RESNETS,
     BatchNorm,
+    dropout,
     layers,
     resnet_blocks,
 )
@@ -189,13 +191,7 @@ def max_pool(x, layout: str):
 
 def stem_max_pool(x, pool: tuple[int, int, int], layout: str):
     # PyTorch's MaxPool2d(kernel, stride, padding): the padding is -inf, the size floored.
-    kernel, stride, padding = pool
-    window = (1, 1, kernel, kernel) if layout == NCHW else (1, kernel, kernel, 1)
-    strides = (1, 1, stride, stride) if layout == NCHW else (1, stride, stride, 1)
-    pads = [(0, 0), (0, 0), (padding, padding), (padding, padding)]
-    if layout == NHWC:
-        pads = [(0, 0), (padding, padding), (padding, padding), (0, 0)]
-    return lax.reduce_window(x, -jnp.inf, lax.max, window, strides, pads)
+    return window_pool(x, *pool, layout, -jnp.inf, lax.max)
 
 
 def flatten(x, layout: str):
@@ -231,7 +227,7 @@ def to_layout(images: np.ndarray, layout: str) -> np.ndarray:
 # Models: apply(params, buffers, x, train) -> (logits, new_buffers); with features=True the
 # penultimate features (what the classifier sees) instead of the logits.
 
-def lenet5(by_name, layout, params, buffers, x, train, features=False):
+def lenet5(by_name, layout, params, buffers, x, train, features=False, step=0):
     x = conv2d(by_name["conv1"], params, x, layout)
     x = relu(x)
     x = max_pool(x, layout)
@@ -282,7 +278,7 @@ def resnet_features(spec, by_name, layout, params, buffers, new_buffers, x, trai
     return global_avg_pool(x, layout)
 
 
-def resnet(spec, by_name, layout, params, buffers, x, train, features=False):
+def resnet(spec, by_name, layout, params, buffers, x, train, features=False, step=0):
     new_buffers = dict(buffers)  # eval mode returns the running statistics unchanged
     x = resnet_features(spec, by_name, layout, params, buffers, new_buffers, x, train)
     if features:
@@ -291,14 +287,119 @@ def resnet(spec, by_name, layout, params, buffers, x, train, features=False):
     return x, new_buffers
 
 
+def channel_axis(layout: str) -> int:
+    return 1 if layout == NCHW else 3
+
+
+def avg_pool(x, kernel: int, stride: int, padding: int, layout: str):
+    """PyTorch's AvgPool2d: the padding counts as zeros in the mean (count_include_pad)."""
+    return window_pool(x, kernel, stride, padding, layout, 0.0, lax.add) / (kernel * kernel)
+
+
+def window_pool(x, kernel, stride, padding, layout, init, op):
+    window = (1, 1, kernel, kernel) if layout == NCHW else (1, kernel, kernel, 1)
+    strides = (1, 1, stride, stride) if layout == NCHW else (1, stride, stride, 1)
+    pads = ([(0, 0), (0, 0), (padding, padding), (padding, padding)] if layout == NCHW
+            else [(0, 0), (padding, padding), (padding, padding), (0, 0)])
+    # A Python scalar init lets JAX see the monoid (max or add) and use its differentiable
+    # reduce_window_max / reduce_window_sum.
+    return lax.reduce_window(x, init, op, window, strides, pads)
+
+
+def dense_layer(prefix, by_name, layout, params, buffers, new_buffers, inputs, train):
+    """torchvision's _DenseLayer on the concatenation of the block's inputs so far."""
+    x = jnp.concatenate(inputs, axis=channel_axis(layout))
+    x = relu(batch_norm(by_name[f"{prefix}.norm1"], params, buffers, new_buffers, x, train, layout))
+    x = conv2d(by_name[f"{prefix}.conv1"], params, x, layout)
+    x = relu(batch_norm(by_name[f"{prefix}.norm2"], params, buffers, new_buffers, x, train, layout))
+    return conv2d(by_name[f"{prefix}.conv2"], params, x, layout)
+
+
+def densenet(spec, by_name, layout, params, buffers, x, train, features=False, step=0):
+    """torchvision's DenseNet: stem, dense blocks with transitions, norm5, relu, pool, classifier."""
+    new_buffers = dict(buffers)
+
+    def norm(name, x):
+        return batch_norm(by_name[name], params, buffers, new_buffers, x, train, layout)
+
+    x = conv2d(by_name["features.conv0"], params, x, layout)
+    x = stem_max_pool(relu(norm("features.norm0", x)), spec.stem_pool, layout)
+    for i, count in enumerate(spec.block_layers, start=1):
+        inputs = [x]
+        for j in range(1, count + 1):
+            inputs.append(dense_layer(f"features.denseblock{i}.denselayer{j}", by_name, layout,
+                                      params, buffers, new_buffers, inputs, train))
+        x = jnp.concatenate(inputs, axis=channel_axis(layout))
+        if i < len(spec.block_layers):
+            x = relu(norm(f"features.transition{i}.norm", x))
+            x = conv2d(by_name[f"features.transition{i}.conv"], params, x, layout)
+            x = avg_pool(x, 2, 2, 0, layout)
+    x = global_avg_pool(relu(norm("features.norm5", x)), layout)
+    if features:
+        return x, new_buffers
+    return dense(by_name["classifier"], params, x), new_buffers
+
+
+def dropout_keep(op, x, step, layout: str):
+    """`pybench.models.dropout`'s mask for x: each element's canonical (N, C, H, W) or (N, F)
+    flat position, hashed in uint32 with the step."""
+    u32 = jnp.uint32
+    if x.ndim == 2:
+        n, f = (lax.broadcasted_iota(u32, x.shape, axis) for axis in (0, 1))
+        index = n * u32(x.shape[1]) + f
+    else:
+        axes = (0, 1, 2, 3) if layout == NCHW else (0, 3, 1, 2)  # N, C, H, W positions
+        n, c, h, w = (lax.broadcasted_iota(u32, x.shape, axis) for axis in axes)
+        channels, height, width = (x.shape[axis] for axis in axes[1:])
+        index = ((n * u32(channels) + c) * u32(height) + h) * u32(width) + w
+    return dropout.keep_mask(index, jnp.asarray(step).astype(u32), op, wrap=lambda v: v, const=u32)
+
+
+def cnn(ops, layout, params, buffers, x, train, features=False, step=0):
+    """A CNN file's layers in order (`pybench.models.cnn`); `step` picks the dropout masks."""
+    new_buffers = dict(buffers)
+    for op in ops[:-1] if features else ops:
+        if isinstance(op, models.Conv):
+            x = conv2d(op, params, x, layout)
+        elif isinstance(op, BatchNorm):
+            x = batch_norm(op, params, buffers, new_buffers, x, train, layout)
+        elif isinstance(op, models.Dense):
+            x = dense(op, params, x)
+        elif isinstance(op, models.Relu):
+            x = relu(x)
+        elif isinstance(op, models.Pool) and op.mode == "max":
+            x = window_pool(x, op.kernel, op.stride, op.padding, layout, -jnp.inf, lax.max)
+        elif isinstance(op, models.Pool):
+            x = avg_pool(x, op.kernel, op.stride, op.padding, layout)
+        elif isinstance(op, models.GlobalAvgPool):
+            x = global_avg_pool(x, layout)
+        elif isinstance(op, models.Flatten):
+            x = flatten(x, layout)
+        elif isinstance(op, models.Dropout) and train:
+            scale = jnp.asarray(dropout.scale(op.p), x.dtype)
+            x = x * jnp.where(dropout_keep(op, x, step, layout), scale, jnp.zeros((), x.dtype))
+    return x, new_buffers
+
+
 def make_apply(model: str, in_shape, num_classes: int, layout: str = NCHW,
                frozen_norms=()) -> Callable:
-    """The pure function apply(params, buffers, x, train) -> (logits, new_buffers) of `model`,
-    taking and computing activations in `layout`; `frozen_norms` normalise as in eval mode."""
-    by_name = {layer.name: FrozenNorm(layer.name, layer.channels) if layer.name in frozen_norms
-               else layer for layer in layers(model, in_shape, num_classes)}
-    if model == "lenet5":
+    """The pure function apply(params, buffers, x, train, features=False, step=0) -> (logits,
+    new_buffers) of `model`, taking and computing activations in `layout`; `frozen_norms`
+    normalise as in eval mode; `step` (the run's step) picks a CNN file's dropout masks."""
+    def frozen(layer):
+        if isinstance(layer, BatchNorm) and layer.name in frozen_norms:
+            return FrozenNorm(layer.name, layer.channels)
+        return layer
+
+    by_name = {layer.name: frozen(layer) for layer in layers(model, in_shape, num_classes)}
+    kind = models.family(model)
+    if kind == models.LENET:
         return functools.partial(lenet5, by_name, layout)
+    if kind == models.DENSENET:
+        return functools.partial(densenet, DENSENETS[model], by_name, layout)
+    if kind == models.CNN:
+        return functools.partial(cnn, [frozen(op) for op in models.ops(model, in_shape, num_classes)],
+                                 layout)
     return functools.partial(resnet, RESNETS[model], by_name, layout)
 
 
@@ -375,13 +476,15 @@ def split_frozen(params: dict, frozen) -> tuple[dict, dict]:
             {k: v for k, v in params.items() if k in frozen})
 
 
-def batch_step_fn(apply, optimizer, loss_settings, frozen, params, buffers, opt_state, x, y, lr):
+def batch_step_fn(apply, optimizer, loss_settings, frozen, params, buffers, opt_state, x, y, lr,
+                  run_step=0):
     """One optimizer step on the batch (x, y) at learning rate `lr`; the `frozen` parameters
-    are constants of the step (no gradient is computed for them)."""
+    are constants of the step (no gradient is computed for them); `run_step` counts the run's
+    steps (dropout's masks)."""
     trained, fixed = split_frozen(params, frozen)
 
     def loss_fn(p):
-        logits, new_buffers = apply({**fixed, **p}, buffers, x, train=True)
+        logits, new_buffers = apply({**fixed, **p}, buffers, x, train=True, step=run_step)
         return batch_loss(logits, y, loss_settings), new_buffers
 
     (loss, new_buffers), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
@@ -390,7 +493,7 @@ def batch_step_fn(apply, optimizer, loss_settings, frozen, params, buffers, opt_
 
 
 def train_step_fn(apply, optimizer, loss_settings, frozen, layout, params, buffers, opt_state,
-                  images, table, labels, order, lrs, step, batch_size):
+                  images, table, labels, order, lrs, step, first_step, batch_size):
     """One optimizer step on the batch at position `step` of `order`, at learning rate
     lrs[step], all on the device (the batch normalised through `table` there too)."""
     # dynamic_slice takes a traced start, so one compiled program serves every step.
@@ -401,7 +504,7 @@ def train_step_fn(apply, optimizer, loss_settings, frozen, layout, params, buffe
     y = jnp.take(labels, batch, axis=0, mode="clip")
     lr = lax.dynamic_index_in_dim(lrs, step, keepdims=False).astype(x.dtype)
     return batch_step_fn(apply, optimizer, loss_settings, frozen, params, buffers, opt_state,
-                         x, y, lr)
+                         x, y, lr, first_step + step)
 
 
 def eval_batch_fn(apply, layout, params, buffers, images, table, start, size, features=False):
@@ -412,10 +515,10 @@ def eval_batch_fn(apply, layout, params, buffers, images, table, start, size, fe
 
 
 def host_batch_fn(apply, optimizer, loss_settings, frozen, layout, params, buffers, opt_state,
-                  x, table, y, lr):
+                  x, table, y, lr, run_step):
     """`batch_step_fn` on a batch copied from the host, normalised on the device."""
     return batch_step_fn(apply, optimizer, loss_settings, frozen, params, buffers, opt_state,
-                         lookup(x, table, layout), y, lr)
+                         lookup(x, table, layout), y, lr, run_step)
 
 
 @dataclass(frozen=True)
@@ -424,9 +527,10 @@ class Program:
 
     apply: Callable
     optimizer: Any
-    # (params, buffers, opt_state, images, table, labels, order, lrs, step, batch_size)
+    # (params, buffers, opt_state, images, table, labels, order, lrs, step, first_step, batch_size)
     train_step: Callable
-    train_batch: Callable  # (params, buffers, opt_state, x, table, y, lr): for data kept on the host
+    # (params, buffers, opt_state, x, table, y, lr, run_step): for data kept on the host
+    train_batch: Callable
     forward: Callable  # jitted apply: (params, buffers, x, train) -> (logits, new_buffers)
     eval_batch: Callable  # (params, buffers, images, table, start, size, features) -> logits
     optimizer_config: OptimizerConfig
@@ -495,6 +599,7 @@ class EpochOrder(NamedTuple):
     host: np.ndarray  # for data kept on the host
     lrs: Any  # the learning rate of each step, on the device, in the weights' dtype
     host_lrs: np.ndarray  # the same on the host, for data kept on the host
+    first_step: int = 0  # the run's step count at the epoch's first step (dropout's masks)
 
 
 def to_numpy(tree: dict, names: tuple[str, ...]) -> Arrays:
@@ -624,12 +729,12 @@ class JaxBackend(Backend):
         self._pending["data"] = data
         return data
 
-    def put_order(self, order: np.ndarray, lrs: np.ndarray) -> EpochOrder:
+    def put_order(self, order: np.ndarray, lrs: np.ndarray, first_step: int = 0) -> EpochOrder:
         host = np.asarray(order, np.int32)
         # float64 on the host; on the device as JAX keeps floats (float32 unless x64 is on). A
         # step casts its rate to the weights' dtype, whatever the order was made after.
         host_lrs = np.asarray(lrs, np.float64)
-        plan = EpochOrder(self._put(host), host, self._put(host_lrs), host_lrs)
+        plan = EpochOrder(self._put(host), host, self._put(host_lrs), host_lrs, int(first_step))
         self._pending["order"] = plan.device, plan.lrs
         return plan
 
@@ -648,7 +753,8 @@ class JaxBackend(Backend):
             idx = order.host[step * batch_size:(step + 1) * batch_size]
             params, buffers, opt_state, loss = state.program.train_batch(
                 state.params, state.buffers, state.opt_state, self._put(data.images[idx]), data.table,
-                self._put(data.labels[idx]), np.asarray(order.host_lrs[step], dtype))
+                self._put(data.labels[idx]), np.asarray(order.host_lrs[step], dtype),
+                order.first_step + step)
         else:
             params, buffers, opt_state, loss = state.program.train_step(
                 state.params, state.buffers, state.opt_state, data.images, data.table, data.labels,
@@ -656,7 +762,7 @@ class JaxBackend(Backend):
                 # in microseconds, where a jax.device_put per step (every step number of an
                 # epoch is new, so no cache of them hits) cost a tenth of a LeNet-5 step on the
                 # CPU (docs/performance.md).
-                order.device, order.lrs, step, batch_size=batch_size)
+                order.device, order.lrs, step, order.first_step, batch_size=batch_size)
         state = TrainState(params, buffers, opt_state, state.program)
         self._pending["step"] = loss
         return state, loss

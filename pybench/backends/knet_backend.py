@@ -453,14 +453,15 @@ class KnetBackend(Backend):
         atype = self.atype(dtype)
         desc = models.describe(model.model, model.in_shape, model.num_classes)
         strides = np.array([b["stride"] for b in desc.get("blocks", [])], dtype=np.int64)
-        stem = desc.get("stem", {"stride": 1, "padding": 1, "pool": [0, 0, 0]})
+        stem = desc.get("stem", {"stride": 1, "padding": 1, "pool": desc.get("stem_pool", [0, 0, 0])})
         net = jl_function("KnetModels.build_model")(
             model.model, julia_dict(knet_layout.weights_to_knet(model.params)),
             julia_dict(knet_layout.weights_to_knet(model.buffers)), strides, atype,
-            bn_momentum=desc["bn_momentum"], bn_eps=desc["bn_eps"],
+            family=desc["family"], bn_momentum=desc["bn_momentum"], bn_eps=desc["bn_eps"],
             conv1_padding=desc.get("conv1_padding", 2), stem_stride=stem["stride"],
             stem_padding=stem["padding"], stem_pool=np.array(stem["pool"], dtype=np.int64),
-            frozen=",".join(sorted(model.frozen)))
+            block_layers=np.array(desc.get("block_layers", []), dtype=np.int64),
+            ops=desc.get("ops", ""), frozen=",".join(sorted(model.frozen)))
         beta1, beta2 = optimizer.betas
         state = jl_function("KnetModels.init_state")(
             net, atype, optimizer=optimizer.name, lr=optimizer.lr,
@@ -497,10 +498,11 @@ class KnetBackend(Backend):
         default to read): true, since put_data copies the whole dataset to the device."""
         return bool(jl_function("KnetModels.on_device")(julia_data(data)))
 
-    def put_order(self, order: np.ndarray, lrs: np.ndarray) -> Any:
+    def put_order(self, order: np.ndarray, lrs: np.ndarray, first_step: int = 0) -> Any:
         # On the device of the data (positions index the device images there).
         return jl_function("KnetModels.put_order")(knet_layout.order_to_knet(order),
-                                                   np.asarray(lrs, np.float64), self.atype())
+                                                   np.asarray(lrs, np.float64), self.atype(),
+                                                   int(first_step))
 
     def train_step(self, state: Any, data: Any, order: Any, step: int, batch_size: int):
         state, loss = jl_function("KnetModels.train_step!")(state, julia_data(data), order, step, batch_size)

@@ -20,6 +20,7 @@ from torch import nn
 from pybench import models, tasks
 from pybench.backends.contract import Availability, Backend, ModelInput, OptimizerConfig
 from pybench.machine import cpu_model, machine_has_cuda_gpu, nvidia_gpus
+from pybench.models import dropout
 
 
 class LeNet5(nn.Module):
@@ -33,7 +34,7 @@ class LeNet5(nn.Module):
         self.fc2 = nn.Linear(fc2.in_features, fc2.out_features)
         self.fc3 = nn.Linear(fc3.in_features, fc3.out_features)
 
-    def features(self, x):
+    def penultimate(self, x):
         """The penultimate features: what the classifier (fc3) sees."""
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
@@ -42,7 +43,7 @@ class LeNet5(nn.Module):
         return F.relu(self.fc2(x))
 
     def forward(self, x):
-        return self.fc3(self.features(x))
+        return self.fc3(self.penultimate(x))
 
 
 def batch_norm(channels: int) -> nn.BatchNorm2d:
@@ -102,7 +103,18 @@ def downsample(block: models.Block) -> nn.Sequential | None:
 BLOCKS = {models.BASIC: BasicBlock, models.BOTTLENECK: Bottleneck}
 
 
-class ResNet(nn.Module):
+class FreezableNorms(nn.Module):
+    """A model whose frozen BatchNorm layers (--trainable) stay in eval mode: they normalise
+    with their running statistics and keep them, as torchvision users freeze layers."""
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in getattr(self, "frozen_norms", ()):
+            self.get_submodule(name).eval()
+        return self
+
+
+class ResNet(FreezableNorms):
     """Every pybench ResNet: torchvision's structure and names, with the stem its spec states
     (small: 3x3 stride 1, no pool; ImageNet: 7x7 stride 2 and a 3x3 max pool)."""
 
@@ -122,15 +134,7 @@ class ResNet(nn.Module):
         self.stages = list(stages)
         self.fc = nn.Linear(spec.features, num_classes)
 
-    def train(self, mode: bool = True):
-        # Frozen BatchNorm layers (--trainable) stay in eval mode: they normalise with their
-        # running statistics and keep them, as torchvision users freeze layers.
-        super().train(mode)
-        for name in getattr(self, "frozen_norms", ()):
-            self.get_submodule(name).eval()
-        return self
-
-    def features(self, x):
+    def penultimate(self, x):
         """The penultimate features: what the classifier sees."""
         x = F.relu(self.bn1(self.conv1(x)))
         if self.pool:
@@ -141,13 +145,148 @@ class ResNet(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
     def forward(self, x):
-        return self.fc(self.features(x))
+        return self.fc(self.penultimate(x))
+
+
+class DenseLayer(nn.Module):
+    """torchvision's _DenseLayer: norm1-relu-conv1 (1x1)-norm2-relu-conv2 (3x3) on the
+    concatenation of the block's inputs so far."""
+
+    def __init__(self, norm1: models.BatchNorm, conv1: models.Conv, norm2: models.BatchNorm,
+                 conv2: models.Conv):
+        super().__init__()
+        self.norm1 = batch_norm(norm1.channels)
+        self.conv1 = conv_from(conv1)
+        self.norm2 = batch_norm(norm2.channels)
+        self.conv2 = conv_from(conv2)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        x = torch.cat(inputs, 1)
+        return self.conv2(F.relu(self.norm2(self.conv1(F.relu(self.norm1(x))))))
+
+
+class DenseBlock(nn.ModuleDict):
+    def forward(self, x):
+        features = [x]
+        for layer in self.values():
+            features.append(layer(features))
+        return torch.cat(features, 1)
+
+
+class Transition(nn.Module):
+    def __init__(self, norm: models.BatchNorm, conv: models.Conv):
+        super().__init__()
+        self.norm = batch_norm(norm.channels)
+        self.conv = conv_from(conv)
+
+    def forward(self, x):
+        return F.avg_pool2d(self.conv(F.relu(self.norm(x))), 2, 2)
+
+
+class DenseNet(FreezableNorms):
+    """torchvision's DenseNet (CheXNet's DenseNet-121): `features` holds the stem, the dense
+    blocks, the transitions and norm5 under torchvision's names; then relu, global average pool
+    and the classifier."""
+
+    def __init__(self, model: str, in_shape, num_classes):
+        super().__init__()
+        spec = models.DENSENETS[model]
+        by_name = {layer.name.removeprefix("features."): layer
+                   for layer in models.layers(model, in_shape, num_classes)}
+        features = nn.Sequential()
+        features.add_module("conv0", conv_from(by_name["conv0"]))
+        features.add_module("norm0", batch_norm(by_name["norm0"].channels))
+        features.add_module("relu0", nn.ReLU())
+        features.add_module("pool0", nn.MaxPool2d(*spec.stem_pool))
+        for i, count in enumerate(spec.block_layers, start=1):
+            block = DenseBlock()
+            for j in range(1, count + 1):
+                p = f"denseblock{i}.denselayer{j}"
+                block[f"denselayer{j}"] = DenseLayer(by_name[f"{p}.norm1"], by_name[f"{p}.conv1"],
+                                                     by_name[f"{p}.norm2"], by_name[f"{p}.conv2"])
+            features.add_module(f"denseblock{i}", block)
+            if i < len(spec.block_layers):
+                features.add_module(f"transition{i}", Transition(
+                    by_name[f"transition{i}.norm"], by_name[f"transition{i}.conv"]))
+        features.add_module("norm5", batch_norm(spec.features))
+        self.features = features
+        self.classifier = nn.Linear(spec.features, num_classes)
+
+    def penultimate(self, x):
+        """The penultimate features: what the classifier sees."""
+        x = F.relu(self.features(x))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+    def forward(self, x):
+        return self.classifier(self.penultimate(x))
+
+
+def conv_from(conv: models.Conv) -> nn.Conv2d:
+    return nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel, stride=conv.stride,
+                     padding=conv.padding, bias=conv.bias)
+
+
+class CNN(FreezableNorms):
+    """A CNN file's layers (`pybench.models.cnn`), one module per parametrised layer under its
+    name, the others applied in `forward` in the file's order."""
+
+    def __init__(self, model: str, in_shape, num_classes):
+        super().__init__()
+        self.ops = models.ops(model, in_shape, num_classes)
+        for op in self.ops:
+            if isinstance(op, models.Conv):
+                self.add_module(op.name, conv_from(op))
+            elif isinstance(op, models.BatchNorm):
+                self.add_module(op.name, batch_norm(op.channels))
+            elif isinstance(op, models.Dense):
+                self.add_module(op.name, nn.Linear(op.in_features, op.out_features))
+        # Training steps set it before each forward (TorchBackend.train_step): which masks
+        # dropout draws (pybench.models.dropout).
+        self.dropout_step = 0
+
+    def run(self, x, ops):
+        for op in ops:
+            if isinstance(op, (models.Conv, models.BatchNorm, models.Dense)):
+                x = self.get_submodule(op.name)(x)
+            elif isinstance(op, models.Relu):
+                x = F.relu(x)
+            elif isinstance(op, models.Pool):
+                pool = F.max_pool2d if op.mode == "max" else F.avg_pool2d
+                x = pool(x, op.kernel, op.stride, op.padding)
+            elif isinstance(op, models.GlobalAvgPool):
+                x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+            elif isinstance(op, models.Flatten):
+                x = torch.flatten(x, 1)
+            elif isinstance(op, models.Dropout) and self.training:
+                x = x * dropout_scale(op, x, self.dropout_step)
+        return x
+
+    def penultimate(self, x):
+        """What the last dense layer sees."""
+        return self.run(x, self.ops[:-1])
+
+    def forward(self, x):
+        return self.run(x, self.ops)
+
+
+def dropout_scale(op: models.Dropout, x: torch.Tensor, step: int) -> torch.Tensor:
+    """0 where `op` drops an element of `x` at `step`, 1 / (1 - p) elsewhere: the masks of
+    `pybench.models.dropout`, computed on x's device in int64 (uint32 arithmetic masked)."""
+    shape = x.shape
+    index = torch.arange(x.numel(), device=x.device, dtype=torch.int64).reshape(shape)
+    keep = dropout.keep_mask(index, step, op)
+    scale = torch.tensor(dropout.scale(op.p), dtype=x.dtype, device=x.device)
+    return torch.where(keep, scale, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def build_module(model: str, in_shape, num_classes) -> nn.Module:
-    models.check_model(model)
-    if model == "lenet5":
+    kind = models.family(model)
+    if kind == models.LENET:
         return LeNet5(in_shape, num_classes)
+    if kind == models.DENSENET:
+        return DenseNet(model, in_shape, num_classes)
+    if kind == models.CNN:
+        return CNN(model, in_shape, num_classes)
     return ResNet(model, in_shape, num_classes)
 
 
@@ -188,6 +327,7 @@ class TorchOrder:
 
     positions: torch.Tensor
     lrs: list[float]
+    first_step: int = 0  # the run's step count at the epoch's first step (dropout's masks)
 
 
 @dataclass
@@ -337,9 +477,9 @@ class TorchBackend(Backend):
         pinned = self.device == "cuda"
         return TorchData(x.pin_memory() if pinned else x, y.pin_memory() if pinned else y, False, **norm)
 
-    def put_order(self, order: np.ndarray, lrs: np.ndarray) -> TorchOrder:
+    def put_order(self, order: np.ndarray, lrs: np.ndarray, first_step: int = 0) -> TorchOrder:
         return TorchOrder(torch.from_numpy(order).to(self.torch_device),
-                          [float(lr) for lr in lrs])
+                          [float(lr) for lr in lrs], int(first_step))
 
     def _batch(self, data: TorchData, idx: torch.Tensor):
         if data.on_device:
@@ -355,6 +495,8 @@ class TorchBackend(Backend):
         for group in state.optimizer.param_groups:
             group["lr"] = order.lrs[step]
         state.optimizer.zero_grad(set_to_none=True)
+        if isinstance(state.module, CNN):  # the run's step: dropout's masks
+            state.module.dropout_step = order.first_step + step
         logits = state.train_module(x)
         if y.ndim == 2:  # multi-label (pybench.tasks)
             loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=state.pos_weight)
@@ -375,7 +517,7 @@ class TorchBackend(Backend):
         return self._evaluate(state.module, state.module, data, batch_size)
 
     def embed(self, state: TorchState, data: TorchData, batch_size: int) -> np.ndarray:
-        return self._evaluate(state.module, state.module.features, data, batch_size)
+        return self._evaluate(state.module, state.module.penultimate, data, batch_size)
 
     @torch.no_grad()
     def _evaluate(self, module: nn.Module, function, data: TorchData, batch_size: int) -> np.ndarray:
@@ -397,6 +539,8 @@ class TorchBackend(Backend):
                                         memory_format=self.memory_format)
         # A train-mode forward moves BatchNorm's running statistics: run it on a copy.
         module = copy.deepcopy(state.module) if train else state.module
+        if isinstance(module, CNN):
+            module.dropout_step = 0  # train-mode forwards draw step 0's dropout masks, everywhere
         module.train(train)
         try:
             with torch.no_grad():

@@ -13,6 +13,7 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from pybench import models
 from pybench.errors import Interrupted
 from pybench.results import write_results
 from pybench.run import life
@@ -76,6 +77,7 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
                    "repeats": cfg.repeats,
                    "tensorboard": str(cfg.tensorboard) if cfg.tensorboard else None,
                    **({"weights_fit": fitted} if fitted else {})},
+        "cnn_models": models.cnn_records(cfg.models),
         "dataset": dataset_summary(dataset), "runs": [],
     }
     write_results(out_dir, document)

@@ -103,7 +103,8 @@ def parity_document(cfg: ParityConfig, device: str, dataset, rows: list[dict],
                 "tolerances": {"logit_atol": LOGIT_ATOL, "logit64_atol": LOGIT64_ATOL,
                                "float32_noise_factor": FLOAT32_NOISE_FACTOR, "loss_rtol": LOSS_RTOL,
                                "weight_rtol": WEIGHT_RTOL, "weight_atol": WEIGHT_ATOL},
-                "train": cfg.train.to_dict(), "results": rows,
+                "train": cfg.train.to_dict(), "cnn_models": models.cnn_records(cfg.models),
+                "results": rows,
                 "ok": interrupted is None
                 and all(r.get("ok", r["status"] == "unavailable") for r in rows)
                 and any(r["status"] == "ok" for r in rows)}

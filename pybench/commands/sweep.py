@@ -40,7 +40,8 @@ from pybench.backends.contract import (
     OptimizerConfig,
 )
 from pybench.errors import Interrupted, PybenchError
-from pybench.models import MODEL_DESCRIPTIONS
+from pybench.models import MODEL_DESCRIPTIONS, cnn_records, model_names
+from pybench.models.cnn import is_cnn_file
 from pybench.results import write_results
 from pybench.run import life
 from pybench.run.checks import preflight
@@ -163,6 +164,9 @@ def sweep_from_dict(raw: dict, path: Path) -> Sweep:
             values[key] = tuple(checked(key, item, kind, bad) for item in items)
             if len(set(values[key])) != len(values[key]):
                 raise bad(key, "lists a value twice")
+    if "models" in values:  # CNN files relative to the sweep file, read and registered
+        values["models"] = model_names(str((path.parent / Path(m).expanduser()).resolve())
+                                       if is_cnn_file(m) else m for m in values["models"])
     shared = {key: checked(key, raw[key], kind, bad)
               for key, kind in SHARED_KEYS.items() if key in raw}
     options = raw.get("dataset_options", {})
@@ -201,7 +205,7 @@ def checked(key: str, value, kind: type, bad):
     name = key.removeprefix("dataset_options.")
     if name in POSITIVE and value <= 0:
         raise bad(key, f"{value!r} must be positive")
-    if name in CHOICES and value not in CHOICES[name]:
+    if name in CHOICES and value not in CHOICES[name] and not (name == "models" and is_cnn_file(value)):
         raise bad(key, f"unknown {name.rstrip('s')} {value!r}: choose from "
                        f"{', '.join(CHOICES[name])}")
     return float(value) if kind is float else value
@@ -340,6 +344,7 @@ def run_sweep(sweep_path: Path, executor, out: Path | None = None, resume: bool 
         document = {
             **results_header(command),
             "config": shared_config(sweep, device, executor.name),
+            "cnn_models": cnn_records(sweep.models),
             "dataset": dataset_summary(dataset), "runs": ordered_runs(runs, records),
         }
         write_results(out_dir, document)

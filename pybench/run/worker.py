@@ -47,6 +47,10 @@ def run_job(job: dict) -> dict:
     """Run one job; any failure becomes a record with a status and a one-line reason."""
     base = {"framework": job["framework"], "model": job["model"]}
     try:
+        if job.get("cnn"):
+            from pybench.models.cnn import register_description
+
+            register_description(job["cnn"])
         return {**base, "status": "ok", "reason": "", **job_function(job["kind"])(job)}
     except Diverged as exc:  # a result, not an error: the losses up to it are kept
         return {**base, "status": "diverged", "reason": str(exc),
@@ -212,10 +216,15 @@ def _save_log(log_path: Path | None, tail: deque) -> None:
 
 def job_for(kind: str, framework: str, model: str, dataset: str, dataset_options: dict,
             cfg: TrainConfig, device: str, **extra) -> dict:
+    """A job file's contents. A CNN file's model travels as its description, which the worker
+    registers before it runs the job (`run_job`)."""
+    from pybench.models import cnn_description
+
     train = asdict(cfg)
     train["model"] = model
     return {"kind": kind, "framework": framework, "model": model, "dataset": dataset,
-            "dataset_options": dataset_options, "train": train, "device": device, **extra}
+            "dataset_options": dataset_options, "train": train, "device": device,
+            "cnn": cnn_description(model), **extra}
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def pedantic(benchmark) -> step_search.Drive:
 @pytest.mark.parametrize("table", step_search.TABLES)
 @pytest.mark.parametrize("model", MODELS)
 def test_step_variants(benchmark, mnist, data_dir, tmp_path, model, table):
-    reason = step_search.table_skip_reason(table)
+    reason = step_search.table_skip_reason(table, model)
     if reason:
         pytest.skip(reason)
     search = replace(step_search.Search(model, step_search.DEFAULT_STEPS[model]),

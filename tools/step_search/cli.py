@@ -32,7 +32,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="tools/step_search", description=step_search.__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="lenet5",
-                        help=f"one of {', '.join(models.MODEL_NAMES)} (default lenet5)")
+                        help=f"one of {', '.join(models.MODEL_NAMES)}, or a CNN file "
+                             "(.toml, .json) (default lenet5)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="resize MNIST to N x N (default 28, as it is; 32 for a model that "
+                             "needs more, such as densenet121-imagenet)")
     parser.add_argument("--tables", default=",".join(TABLES),
                         help=f"comma-separated, from: {', '.join(TABLES)} (default all)")
     parser.add_argument("--steps", type=int, default=None,
@@ -51,17 +55,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def checked_search(args: argparse.Namespace) -> tuple[Search, list[str]]:
     """The search and tables the arguments ask for, or PybenchError naming the bad value."""
-    models.check_model(args.model)
+    model = models.model_names([args.model])[0]
+    image_size = args.image_size
+    if image_size is None and not models.builds_for(model, (1, 28, 28), 10):
+        image_size = 32
+    if image_size is not None and not models.builds_for(model, (1, image_size, image_size), 10):
+        raise PybenchError(f"--image-size {image_size}: {model} cannot be built for "
+                           f"{image_size}x{image_size} images")
     tables = [t.strip() for t in args.tables.split(",") if t.strip()]
     unknown = [t for t in tables if t not in TABLES]
     if unknown or not tables:
         raise PybenchError(f"--tables {args.tables!r}: unknown table {', '.join(unknown) or '(none)'}"
                            f"; choose from {', '.join(TABLES)}")
-    steps = DEFAULT_STEPS.get(args.model, FALLBACK_STEPS) if args.steps is None else args.steps
+    steps = DEFAULT_STEPS.get(model, FALLBACK_STEPS) if args.steps is None else args.steps
     if steps < 2 or args.rounds < 1:
         raise PybenchError(f"--steps {steps} --rounds {args.rounds}: a round needs at least 2 "
                            "steps (the first is untimed) and a search at least 1 round")
-    return Search(args.model, steps, args.rounds, args.compile), tables
+    return Search(model, steps, args.rounds, args.compile, args.model, image_size), tables
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,18 +88,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_search(search: Search, tables: list[str], json_path: Path | None) -> int:
-    from pybench.datasets import load_dataset
-
     inputs = None
     if {"torch", "jax"} & set(tables):
-        inputs = make_inputs(load_dataset("mnist", progress=False), search.model)
+        inputs = make_inputs(search.load_mnist(), search.model)
     results, failures = {}, []
-    print(f"step-variant search: {search.model}, MNIST, batch {BATCH}, SGD {OPTIMIZER.lr} momentum "
+    size = search.image_size or 28
+    print(f"step-variant search: {search.model}, MNIST at {size}x{size}, batch {BATCH}, SGD "
+          f"{OPTIMIZER.lr} momentum "
           f"{OPTIMIZER.momentum}, {search.rounds} rounds of {search.steps} steps per variant\n",
           flush=True)
     with tempfile.TemporaryDirectory(prefix="step-search-") as tmp:
         for table in tables:
-            reason = table_skip_reason(table)
+            reason = table_skip_reason(table, search.model)
             if reason:
                 print(f"#### {table}\n\nskipped: {reason}\n", flush=True)
                 continue

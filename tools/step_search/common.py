@@ -40,6 +40,17 @@ class Search:
     steps: int = 60
     rounds: int = DEFAULT_ROUNDS
     compile: bool = False  # add torch.compile to torch's variants
+    # What --model said: the name, or a CNN file's path (round workers register it again).
+    model_arg: str = ""
+    image_size: int | None = None  # MNIST resized to this (None: 28x28 as it is)
+
+    def load_mnist(self):
+        """MNIST as the search trains on it (the model's CNN file registered, if it has one)."""
+        from pybench.datasets import load_dataset
+
+        models.model_names([self.model_arg or self.model])
+        options = {"image_size": self.image_size} if self.image_size else {}
+        return load_dataset("mnist", progress=False, **options)
 
 
 @dataclass

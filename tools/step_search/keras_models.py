@@ -62,7 +62,6 @@ def keras_resnet(inputs: Inputs):
     import keras
     from keras import layers
 
-    p, b = inputs.params, inputs.buffers
     kernels = {}
 
     def conv(x, name, width, kernel, stride, pad):
@@ -94,8 +93,54 @@ def keras_resnet(inputs: Inputs):
     x = layers.GlobalAveragePooling2D()(x)
     kernels["fc"] = layers.Dense(inputs.num_classes)
     model = keras.Model(inp, kernels["fc"](x))
-    for name, layer in kernels.items():
+    set_canonical_weights({layer: name for name, layer in kernels.items()}, inputs)
+    return model
+
+
+def keras_builds(model: str) -> bool:
+    """Whether the yardstick has `model`: LeNet-5, the small-stem ResNets (keras_resnet) and
+    DenseNet-121 (keras.applications')."""
+    if model == "densenet121-imagenet":
+        return True
+    kind = models.family(model)
+    return kind == models.LENET or (kind == models.RESNET and models.RESNETS[model].stem == models.SMALL_STEM
+                                    and models.RESNETS[model].block == models.BASIC)
+
+
+def keras_densenet121(inputs: Inputs):
+    """keras.applications' DenseNet121 (no weights downloaded) holding the canonical weights,
+    its BatchNorm constants set to PyTorch's (Keras' own are epsilon 1.001e-5, momentum 0.99)."""
+    import keras
+
+    c, h, w = inputs.in_shape
+    model = keras.applications.DenseNet121(include_top=True, weights=None, input_shape=(h, w, c),
+                                           classes=inputs.num_classes, classifier_activation=None)
+    spec = models.DENSENETS[inputs.model]
+    names = {"conv1_conv": "features.conv0", "conv1_bn": "features.norm0", "bn": "features.norm5",
+             "predictions": "classifier"}
+    for i, count in enumerate(spec.block_layers, start=1):
+        for j in range(1, count + 1):
+            ours = f"features.denseblock{i}.denselayer{j}"
+            theirs = f"conv{i + 1}_block{j}"
+            names.update({f"{theirs}_0_bn": f"{ours}.norm1", f"{theirs}_1_conv": f"{ours}.conv1",
+                          f"{theirs}_1_bn": f"{ours}.norm2", f"{theirs}_2_conv": f"{ours}.conv2"})
+        if i < len(spec.block_layers):
+            names.update({f"pool{i + 1}_bn": f"features.transition{i}.norm",
+                          f"pool{i + 1}_conv": f"features.transition{i}.conv"})
+    set_canonical_weights({model.get_layer(k): name for k, name in names.items()}, inputs)
+    return model
+
+
+def set_canonical_weights(names: dict, inputs: Inputs) -> None:
+    """Every Keras layer of `names` (layer -> pybench name) gets the canonical weights of its
+    name (kernels HWIO, dense kernels transposed); BatchNorm layers PyTorch's epsilon and
+    momentum."""
+    from keras import layers
+
+    p, b = inputs.params, inputs.buffers
+    for layer, name in names.items():
         if isinstance(layer, layers.BatchNormalization):
+            layer.epsilon, layer.momentum = models.BN_EPS, 1 - models.BN_MOMENTUM
             weights = [p[f"{name}.weight"], p[f"{name}.bias"], b[f"{name}.running_mean"],
                        b[f"{name}.running_var"]]
         elif isinstance(layer, layers.Dense):
@@ -103,7 +148,6 @@ def keras_resnet(inputs: Inputs):
         else:
             weights = [p[f"{name}.weight"].transpose(2, 3, 1, 0)]
         layer.set_weights([np.ascontiguousarray(a) for a in weights])
-    return model
 
 
 def keras_variant(inputs: Inputs, search: Search) -> Variant:
@@ -111,7 +155,8 @@ def keras_variant(inputs: Inputs, search: Search) -> Variant:
     pybench's), each step timed from one `on_train_batch_end` to the next, as `fit` runs them."""
     import keras
 
-    model = keras_lenet5(inputs) if inputs.model == "lenet5" else keras_resnet(inputs)
+    build = {"lenet5": keras_lenet5, "densenet121-imagenet": keras_densenet121}.get(inputs.model, keras_resnet)
+    model = build(inputs)
     model.compile(optimizer=keras.optimizers.SGD(OPTIMIZER.lr, momentum=OPTIMIZER.momentum),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     images = np.ascontiguousarray(inputs.images.transpose(0, 2, 3, 1))

@@ -43,6 +43,14 @@ KNET_PROCESS_OPTIONS: dict[str, dict[str, str]] = {
         **julia_threads(2), KNET_FORM_ENV: "plain"},
 }
 
+def knet_process_options(model: str) -> dict[str, dict[str, str]]:
+    """The knet table's rows for `model`: the plain-Knet loop exists for LeNet-5 and the ResNets
+    (knet_plain.jl), the backend's thread settings for every model."""
+    plain = models.family(model) in (models.LENET, models.RESNET)
+    return {name: env for name, env in KNET_PROCESS_OPTIONS.items()
+            if plain or env.get(KNET_FORM_ENV) != "plain"}
+
+
 def knet_variant(inputs: Inputs, search: Search) -> Variant:
     """The Knet form KNET_FORM_ENV names, after the Julia code in KNET_SETUP_ENV."""
     from pybench.backends.knet_backend import julia_dict, julia_main

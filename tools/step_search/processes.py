@@ -36,7 +36,8 @@ class RoundWorker:
     def __init__(self, framework: str, search: Search, env: dict[str, str]):
         self.process = subprocess.Popen(
             [sys.executable, str(PACKAGE), "--serve-rounds", framework, "--model",
-             search.model, "--steps", str(search.steps)],
+             search.model_arg or search.model, "--steps", str(search.steps),
+             *(["--image-size", str(search.image_size)] if search.image_size else [])],
             env={**os.environ, **env}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def round(self) -> Round:
@@ -54,9 +55,7 @@ class RoundWorker:
 
 def serve_rounds(framework: str, search: Search):
     """The worker side of RoundWorker: build the step once, then one round per line."""
-    from pybench.datasets import load_dataset
-
-    inputs = make_inputs(load_dataset("mnist", progress=False), search.model)
+    inputs = make_inputs(search.load_mnist(), search.model)
     if os.environ.get(KERAS_ENV):
         run = keras_variant(inputs, search)
     elif framework == "knet":

@@ -10,8 +10,8 @@ from pathlib import Path
 from pybench.backends import availability
 from step_search.common import BACKEND_VARIANTS, Inputs, Search, Variant, backend_variant
 from step_search.jax_variants import JAX_LENET5_VARIANTS, jax_variant
-from step_search.keras_models import KERAS_OPTIONS, keras_installed
-from step_search.knet_variants import KNET_PROCESS_OPTIONS
+from step_search.keras_models import KERAS_OPTIONS, keras_builds, keras_installed
+from step_search.knet_variants import knet_process_options
 from step_search.processes import JAX_PROCESS_OPTIONS, RoundWorker
 from step_search.rounds import Drive, interleaved_rounds, plain_drive, summarize
 from step_search.torch_variants import torch_variant, torch_variants
@@ -63,8 +63,8 @@ def run_in_processes(framework: str, search: Search, options: dict[str, dict[str
     return rows
 
 
-def table_skip_reason(table: str) -> str | None:
-    """Why `table` cannot run here, or None."""
+def table_skip_reason(table: str, model: str = "lenet5") -> str | None:
+    """Why `table` cannot run here for `model`, or None."""
     framework = table.split()[0]
     if framework == "knet":
         status = availability("knet")
@@ -74,6 +74,9 @@ def table_skip_reason(table: str) -> str | None:
     if table.endswith("against Keras") and not keras_installed():
         return ("keras is not installed (pip install -e '.[bench]'): the high-level-library "
                 "yardstick is optional")
+    if table.endswith("against Keras") and not keras_builds(model):
+        return (f"the Keras yardstick has no {model} (it has lenet5, the small-stem ResNets and "
+                "densenet121-imagenet)")
     return None
 
 
@@ -85,7 +88,7 @@ def run_table(table: str, search: Search, inputs: Inputs | None, cache_root: Pat
     if table == "jax process options":
         return run_in_processes("jax", search, JAX_PROCESS_OPTIONS, cache_root, drive)
     if table == "knet":
-        return run_in_processes("knet", search, KNET_PROCESS_OPTIONS, cache_root, drive)
+        return run_in_processes("knet", search, knet_process_options(search.model), cache_root, drive)
     framework = table.split()[0]
     return run_in_processes(framework, search, KERAS_OPTIONS[framework], cache_root, drive)
 

@@ -1,7 +1,7 @@
 """
     KnetModels
 
-pybench's models (LeNet-5, CIFAR ResNets, ResNet-18) and training step in Knet.jl, built from
+pybench's models (LeNet-5, the ResNets, DenseNet-121, CNN files) and training step in Knet.jl, built from
 canonical PyTorch weights so that every framework starts from the same numbers. Called from
 Python through juliacall (pybench/backends/knet_backend.py) or standalone (test/runtests.jl).
 
@@ -22,11 +22,13 @@ include("data.jl")
 include("layers.jl")
 include("lenet5.jl")
 include("resnets.jl")
+include("densenets.jl")
+include("cnn.jl")
 include("training.jl")
 include("versions.jl")
 
 export array_type, to_device, synchronize_device, put_data, put_pixels, put_order
-export Conv, Dense, BatchNorm, LeNet5, ResNet, BlockSpec, block_specs
+export Conv, Dense, BatchNorm, LeNet5, ResNet, BlockSpec, block_specs, DenseNet, CNN
 export build_model, TrainState, init_state, train_step!, batch_loss, forward, predict, embed, features,
        EpochPlan
 export export_weights, package_versions, gpu_probe, device_memory_peak

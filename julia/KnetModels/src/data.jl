@@ -142,17 +142,18 @@ a step passes its rate to the update kernels as a scalar argument, which is no c
 struct EpochPlan{O}
     order::O
     lrs::Union{Nothing,Vector{Float64}}
+    first_step::Int  # the run's step count at the epoch's first step (dropout's masks)
 end
 
 """
-    put_order(order, lrs=nothing, atype=Array{Float32}) -> EpochPlan
+    put_order(order, lrs=nothing, atype=Array{Float32}, first_step=0) -> EpochPlan
 
-An epoch's 1-based sample positions, uploaded once to the device of `atype`, and the learning
-rate of each of its steps.
+An epoch's 1-based sample positions, uploaded once to the device of `atype`, the learning
+rate of each of its steps, and the run's step count at its first step.
 """
-put_order(order, lrs=nothing, atype::Type=Array{Float32}) =
+put_order(order, lrs=nothing, atype::Type=Array{Float32}, first_step::Integer=0) =
     EpochPlan(convert(index_type(atype), Vector{Int}(order)),
-              lrs === nothing ? nothing : Vector{Float64}(lrs))
+              lrs === nothing ? nothing : Vector{Float64}(lrs), Int(first_step))
 
 """1-based positions of batch `step` (0-based, as pybench counts steps) in `order`: a slice
 made where `order` lives."""

@@ -15,19 +15,29 @@
 # Every parameter gets the same rule (PyTorch's single parameter group).
 
 """
-    build_model(kind, weights, buffers, block_strides, atype; bn_momentum=0.1, bn_eps=1e-5)
+    build_model(kind, weights, buffers, block_strides, atype; family, bn_momentum=0.1,
+                bn_eps=1e-5, ...)
 
-`kind` is "lenet5" or a ResNet name; `block_strides` the per-block strides for ResNets (ignored
-for LeNet-5), `stem_*` the ResNet stem's stride, padding and max pool (see `ResNet`); `frozen`
-the comma-separated canonical names of the parameters that do not train (`--trainable`). Weights in Knet layout, see `KnetModels`.
+`kind` is the model's name and `family` pybench's family of it ("lenet5", "resnet", "densenet"
+or "cnn"). ResNets take `block_strides` (per block) and the stem's `stem_stride`,
+`stem_padding` and `stem_pool` (see `ResNet`); DenseNets `block_layers` and `stem_pool`; CNN
+files their `ops` string (see `CNN`). `frozen` is the comma-separated canonical names of the
+parameters that do not train (`--trainable`). Weights in Knet layout, see `KnetModels`.
 """
 function build_model(kind::AbstractString, weights::AbstractDict, buffers::AbstractDict,
                      block_strides::AbstractVector{<:Integer}, atype::Type;
+                     family::AbstractString=kind == "lenet5" ? "lenet5" : "resnet",
                      bn_momentum=0.1, bn_eps=1e-5, conv1_padding=2, stem_stride=1,
-                     stem_padding=1, stem_pool=Int[], frozen::AbstractString="")
+                     stem_padding=1, stem_pool=Int[], block_layers=Int[], ops::AbstractString="",
+                     frozen::AbstractString="")
     # One comma-separated string: it crosses from Python the same way with any juliacall.
     names = isempty(frozen) ? Set{String}() : Set{String}(split(frozen, ","))
-    kind == "lenet5" && return LeNet5(weights, atype; conv1_padding=conv1_padding, frozen=names)
+    family == "lenet5" && return LeNet5(weights, atype; conv1_padding=conv1_padding, frozen=names)
+    family == "densenet" &&
+        return DenseNet(weights, buffers, block_layers, atype; stem_pool=stem_pool, frozen=names,
+                        momentum=bn_momentum, eps=bn_eps)
+    family == "cnn" &&
+        return CNN(weights, buffers, ops, atype; frozen=names, momentum=bn_momentum, eps=bn_eps)
     return ResNet(weights, buffers, block_strides, atype; stem_stride=stem_stride,
                   stem_padding=stem_padding, stem_pool=stem_pool, frozen=names,
                   momentum=bn_momentum, eps=bn_eps)
@@ -255,6 +265,7 @@ function train_step!(state::TrainState, data::DeviceData, plan::EpochPlan, step:
     T = element_type(state)
     x, labels = select_batch(data, batch_positions(plan.order, step, batch_size))
     lr = plan.lrs === nothing ? state.lr : T(plan.lrs[step+1])
+    set_step!(state.model, plan.first_step + step)  # the run's step: dropout's masks
     tape = @diff batch_loss(state.model, x, labels; update_stats=true,
                             label_smoothing=state.label_smoothing, pos_weight=state.pos_weight)
     for (p, memory) in zip(state.params, state.memory)
@@ -279,6 +290,7 @@ converted to the state's element type `T`, and so are the scores.
 """
 function forward(state::TrainState, images; training::Bool)
     x = to_device(images, state.atype)
+    set_step!(state.model, 0)  # train-mode forwards draw step 0's dropout masks, everywhere
     return Array{element_type(state)}(state.model(x; training=training, update_stats=false))
 end
 
