@@ -40,6 +40,21 @@ def test_mnist_real_files(data_dir):
     assert ds.mean[0] == pytest.approx(0.1307, abs=1e-4) and ds.std[0] == pytest.approx(0.3081, abs=1e-4)
 
 
+def test_mnist_image_size_resizes_every_image_as_pil_does(data_dir):
+    """--image-size 32 on MNIST gives 32x32 images (the ImageNet models need them), resized the
+    way every other source is, with the labels untouched; it was once ignored without a word."""
+    from PIL import Image
+
+    plain = load_dataset("mnist", data_dir=data_dir, cache=False)
+    sized = load_dataset("mnist", data_dir=data_dir, cache=False, image_size=32)
+    assert sized.in_shape == (1, 32, 32) and sized.train.images.shape == (60000, 1, 32, 32)
+    assert sized.test.images.shape == (10000, 1, 32, 32) and sized.train.images.dtype == np.uint8
+    np.testing.assert_array_equal(sized.train.labels, plain.train.labels)
+    expected = np.asarray(Image.fromarray(plain.test.images[7, 0]).resize((32, 32), Image.BILINEAR))
+    np.testing.assert_array_equal(sized.test.images[7, 0], expected)
+    assert sized.fingerprint != plain.fingerprint
+
+
 def test_mnist_cache_gives_same_dataset(data_dir, isolated_cache):
     first = load_dataset("mnist", data_dir=data_dir)
     (entry,) = isolated_cache.glob("mnist-*")

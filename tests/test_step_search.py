@@ -82,3 +82,15 @@ def test_a_short_resnet_search_measures_every_torch_variant_from_the_same_first_
     assert len({round(r["first_loss"], 4) for r in rows}) == 1
     assert all(r["median_ms"] > 0 for r in rows)
     assert "| **pybench torch backend (default)** |" in done.stdout and "resnet8: torch" in done.stdout
+
+
+@pytest.mark.parametrize("model, plain", [("lenet5", True), ("resnet8", True), ("resnet18", True),
+                                          ("resnet18-imagenet", False), ("resnet34-imagenet", False),
+                                          ("resnet50-imagenet", False), ("densenet121-imagenet", False)])
+def test_the_plain_knet_loop_is_offered_only_for_the_models_it_builds(model, plain):
+    """knet_plain.jl knows LeNet-5 and basic-block ResNets behind the small stem: offering it
+    for an ImageNet-stem ResNet compared another network (resnet34's first loss differed)."""
+    from step_search.knet_variants import KNET_FORM_ENV, knet_process_options
+
+    forms = {env.get(KNET_FORM_ENV) for env in knet_process_options(model).values()}
+    assert ("plain" in forms) == plain

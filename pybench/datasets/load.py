@@ -34,7 +34,9 @@ DATASETS = {
 
 def mnist_source(root: Path, options: LoadOptions, progress: bool) -> Source:
     ensure_mnist_files(root, progress=progress)
-    return Source(name="mnist", files=mnist_files(root), load=lambda store: load_mnist(root, options))
+    # version "2": --image-size resizes MNIST since then; entries made before kept 28x28 images.
+    return Source(name="mnist", files=mnist_files(root), load=lambda store: load_mnist(root, options),
+                  version="2")
 
 
 def path_source(spec: str, options: LoadOptions, progress: bool, workers: int) -> Source:

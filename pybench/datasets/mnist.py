@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from pybench.datasets.core import Dataset, LoadOptions, Split, dataset_from_arrays, read_bytes
 from pybench.datasets.idx import gunzip, parse_idx
+from pybench.datasets.images import transform_images
 from pybench.errors import PybenchError
 
 MIRRORS_ENV = "PYBENCH_MNIST_MIRRORS"
@@ -158,11 +159,15 @@ def read_mnist_split(root: Path, images_key: str, labels_key: str) -> Split:
 
 def load_mnist(root: Path, options: LoadOptions | None = None) -> Dataset:
     """MNIST from `root/mnist` (the files must be present: see ensure_mnist_files); with
-    `options.val_fraction`, a validation split carved from the 60,000 training images."""
+    `options.val_fraction`, a validation split carved from the 60,000 training images, and with
+    `options.image_size` every image resized (PIL bilinear, as every other source)."""
+    options = options or LoadOptions()
     files = read_manifest()["files"]
     given = {"train": read_mnist_split(root, "train_images", "train_labels"),
              "test": read_mnist_split(root, "test_images", "test_labels")}
+    given = {split: Split(transform_images(data.images, options.image_size, options.grayscale), data.labels)
+             for split, data in given.items()}
     how = {split: f"given: {files[f'{split}_images']['file']}" for split in given}
     classes = [str(digit) for digit in range(10)]
-    return dataset_from_arrays("mnist", str(mnist_folder(root)), classes, given, how, options or LoadOptions(),
+    return dataset_from_arrays("mnist", str(mnist_folder(root)), classes, given, how, options,
                                "MNIST IDX files (sha256 checked)")

@@ -45,8 +45,11 @@ KNET_PROCESS_OPTIONS: dict[str, dict[str, str]] = {
 
 def knet_process_options(model: str) -> dict[str, dict[str, str]]:
     """The knet table's rows for `model`: the plain-Knet loop exists for LeNet-5 and the ResNets
-    (knet_plain.jl), the backend's thread settings for every model."""
-    plain = models.family(model) in (models.LENET, models.RESNET)
+    of basic blocks behind the small stem (knet_plain.jl: resnet8, resnet20, resnet18), the
+    backend's thread settings for every model."""
+    kind = models.family(model)
+    plain = kind == models.LENET or (kind == models.RESNET and models.RESNETS[model].stem == models.SMALL_STEM
+                                     and models.RESNETS[model].block == models.BASIC)
     return {name: env for name, env in KNET_PROCESS_OPTIONS.items()
             if plain or env.get(KNET_FORM_ENV) != "plain"}
 
