@@ -198,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--balance", action="store_true",
                          help="class-balanced sampling (with replacement), for imbalanced data")
     compare.add_argument("--augment", type=comma_list, default=(),
-                         help="comma-separated: flip,crop,rotate, drawn per epoch from the seed "
-                              "(the same pixels in every framework)")
+                         help="comma-separated: flip, vflip, crop, rotate[:DEG], zoom:MIN, "
+                              "brightness:F, contrast:F, drawn per epoch from the seed (the same "
+                              "pixels in every framework)")
     compare.add_argument("--eval-every", type=positive_int, default=None,
                          help="steps between test evaluations while --target-accuracy is not "
                               "reached (default: a tenth of an epoch)")
@@ -213,8 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
                               "first step s)")
     compare.add_argument("--embeddings", type=non_negative_int, default=0, metavar="N",
                          help="store each framework's penultimate features of the first N test "
-                              "images; the report draws them as t-SNE maps side by side "
-                              "(default 0: none)")
+                              "and training images; the report draws them as t-SNE maps side by "
+                              "side, and a grid of test images per class with each framework's "
+                              "call (default 0: none)")
+    compare.add_argument("--normalize", default=None, metavar="HOW",
+                         help="the pixel statistics inputs are normalised with: dataset (the "
+                              "train split's), imagenet (torchvision's) or fixed:MEAN,STD "
+                              "(default: imagenet with --weights, else dataset)")
+    compare.add_argument("--normal-class", default=None, metavar="NAME",
+                         help="a single-label task's normal class: also record and report each "
+                              "class's share predicted as NAME (\"diagnosed as normal\")")
     compare.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
                          help="also write every run's loss, learning rate and evaluation "
                               "figures as TensorBoard event files under DIR/MODEL/FRAMEWORK-"
@@ -290,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 def train_config(args, model: str = "lenet5"):
     from pybench.backends.contract import OptimizerConfig
     from pybench.datasets.augment import check_augmentations
+    from pybench.datasets.normalization import check_normalize
     from pybench.schedules import Schedule
     from pybench.training import TrainConfig
 
@@ -309,7 +319,8 @@ def train_config(args, model: str = "lenet5"):
         extra = dict(epochs=args.epochs, max_steps=args.max_steps, patience=args.patience,
                      target_accuracy=args.target_accuracy, balance=args.balance,
                      augment=check_augmentations(args.augment), eval_every=args.eval_every,
-                     throughput_block=args.throughput_block, embeddings=args.embeddings)
+                     throughput_block=args.throughput_block, embeddings=args.embeddings,
+                     normal_class=args.normal_class, normalize=check_normalize(args.normalize))
     weights = None
     if args.weights is not None:
         from pybench.pretrained import prepare

@@ -33,6 +33,11 @@ class TrainingRecord:
     val_accuracy: float | None
     epoch_accuracy: list[float]
     epoch_val_accuracy: list[float]
+    # Per epoch, on the training loss's formula: the mean of the epoch's step losses (over its
+    # training batches, as they were trained on), and the test and validation splits' loss.
+    epoch_train_loss: list[float]
+    epoch_test_loss: list[float]
+    epoch_val_loss: list[float]
     epoch_s: list[float]
     epochs_run: int
     steps: int
@@ -60,6 +65,10 @@ class TrainingRecord:
     data_on_device: bool
     step_times_ms: list[float]
     losses: list[float]
+    # The pixel statistics the inputs were normalised with: name, mean, std (--normalize)
+    normalization: dict
+    # pybench.evaluation.evaluate: the score's name and interval, per-class rates, AUCs
+    evaluation: dict
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,7 +80,9 @@ RUN_IDENTITY = ["framework", "model", "status", "reason", "device", "device_name
 
 # The columns of runs.csv: the scalar facts of each run (raw per-step lists stay in the JSON).
 CSV_COLUMNS = [
-    *RUN_IDENTITY, "test_accuracy", "val_accuracy", "step_time_ms.median", "step_time_ms.iqr",
+    *RUN_IDENTITY, "test_accuracy", "evaluation.score_name", "evaluation.score",
+    "evaluation.score_low", "evaluation.score_high", "evaluation.macro_auc",
+    "evaluation.macro_auc_low", "evaluation.macro_auc_high", "val_accuracy", "step_time_ms.median", "step_time_ms.iqr",
     "step_time_ms.p90", "first_step_s", "images_per_s", "time_to_target_s", "epochs_run",
     "steps", "peak_memory_bytes", "memory_kind", "n_params", "flops_per_image",
     "model_fingerprint", "init_fingerprint", "data_fingerprint", "data_on_device",
@@ -160,15 +171,39 @@ def write_npz(path: Path, **arrays) -> None:
             raise
 
 
+# An interval [low, high] is two CSV columns, NAME_low and NAME_high.
+CSV_INTERVALS = ("evaluation.score", "evaluation.macro_auc")
+
+
 def runs_table(runs: list[dict]) -> pd.DataFrame:
-    flat = pd.json_normalize(runs) if runs else pd.DataFrame()
+    flat = pd.json_normalize(runs, max_level=1) if runs else pd.DataFrame()
+    for name in CSV_INTERVALS:
+        bounds = flat.get(f"{name}_interval", pd.Series([None] * len(flat), dtype=object))
+        flat[f"{name}_low"] = [b[0] if isinstance(b, list) else None for b in bounds]
+        flat[f"{name}_high"] = [b[1] if isinstance(b, list) else None for b in bounds]
     # A sweep's runs also carry their id and own values (config.batch_size, config.lr, ...).
     swept = [c for c in flat.columns if c == "run_id" or c.startswith("config.")]
     return flat.reindex(columns=CSV_COLUMNS[:2] + swept + CSV_COLUMNS[2:])
 
 
+def per_class_table(runs: list[dict]) -> pd.DataFrame:
+    """One row per run and class: who ran it, then the class's one-vs-rest rates and AUC
+    (`evaluation.per_class`, single-label runs), for a pandas reader of the per-class figures."""
+    rows = []
+    for run in runs:
+        evaluation = run.get("evaluation") or {}
+        who = {key: run.get(key) for key in ("framework", "model", "seed", "repeat", "run_id") if key in run}
+        for name, rates in (evaluation.get("per_class") or {}).items():
+            auc = (evaluation.get("auc") or {}).get(name) or {}
+            low, high = auc.get("interval") or (None, None)
+            rows.append({**who, "class": name, **rates, "auc": auc.get("auc"), "auc_low": low,
+                         "auc_high": high})
+    return pd.DataFrame(rows)
+
+
 def write_results(out_dir: Path, document: dict) -> None:
-    """results.json and runs.csv, both atomically."""
+    """results.json, runs.csv and per_class.csv, each atomically."""
     write_json(out_dir / "results.json", document)
     csv = runs_table(document["runs"]).to_csv(index=False)
     atomic_write_bytes(out_dir / "runs.csv", csv.encode())
+    atomic_write_bytes(out_dir / "per_class.csv", per_class_table(document["runs"]).to_csv(index=False).encode())

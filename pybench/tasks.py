@@ -67,6 +67,24 @@ def bce_with_logits(logits: np.ndarray, labels: np.ndarray, pos_weight=None) -> 
     return float(np.mean((1 - y) * x + (1 + (w - 1) * y) * soft))
 
 
+def cross_entropy(logits: np.ndarray, labels: np.ndarray, label_smoothing: float = 0.0) -> float:
+    """PyTorch's F.cross_entropy (mean, with its label smoothing) in numpy float64."""
+    x = np.asarray(logits, np.float64)
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    nll = -log_p[np.arange(len(x)), np.asarray(labels, np.int64)]
+    return float(np.mean((1 - label_smoothing) * nll - label_smoothing * log_p.mean(axis=1)))
+
+
+def loss(logits: np.ndarray, labels: np.ndarray, label_smoothing: float = 0.0,
+         pos_weight=None) -> float:
+    """The training loss's formula on any logits (a test or validation split's, per epoch): the
+    same scale as the training loss, so the curves of both can be read together."""
+    if is_multilabel(labels):
+        return bce_with_logits(logits, labels, pos_weight)
+    return cross_entropy(logits, labels, label_smoothing)
+
+
 def score(logits: np.ndarray, labels: np.ndarray) -> float:
     """Accuracy (single-label) or mean per-finding ROC AUC (multi-label); NaN where undefined
     (non-finite logits, or no finding both present and absent)."""

@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 from tqdm import tqdm
 
-from pybench import models, pretrained, tasks
+from pybench import evaluation, models, pretrained, tasks
 from pybench.backends.contract import Backend, ModelInput, OptimizerConfig
 from pybench.datasets import Dataset, augmented_train, balanced_order, batch_order
+from pybench.datasets.normalization import default_normalize, normalized_as, statistics
 from pybench.errors import PybenchError
 from pybench.machine import load_snapshot, machine_load
 from pybench.results import TrainingRecord
@@ -64,6 +65,12 @@ class TrainConfig:
     # Multi-label tasks: "balanced" weighs each finding's positive targets by its negatives /
     # positives in the train split (pybench.tasks); None: weight 1.
     pos_weight: str | None = None
+    # A single-label task's "normal" class: each class's share predicted as it is recorded
+    # (pybench.evaluation), the "diagnosed as normal" figure of a screening study.
+    normal_class: str | None = None
+    # The pixel statistics inputs are normalised with (pybench.datasets.normalization): dataset,
+    # imagenet or fixed:MEAN,STD; None: imagenet with `weights`, else dataset.
+    normalize: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,6 +166,11 @@ def loss_settings(cfg: TrainConfig, dataset: Dataset) -> OptimizerConfig:
     return replace(cfg.optimizer, pos_weight=tasks.resolve_pos_weight(cfg.pos_weight, dataset.train.labels))
 
 
+def split_loss(logits: np.ndarray, labels: np.ndarray, settings: OptimizerConfig) -> float:
+    """A split's loss on the training loss's formula (label smoothing, positive weights)."""
+    return tasks.loss(logits, labels, settings.label_smoothing, settings.pos_weight)
+
+
 def array_fingerprint(array: np.ndarray) -> str:
     """sha256 of an array's bytes (first 16 hex digits): equal in two runs means equal pixels."""
     return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8)).hexdigest()[:16]
@@ -190,6 +202,9 @@ def check_options(cfg: TrainConfig, model_names, dataset: Dataset, seed: int) ->
     for model in buildable:
         models.frozen_params(model, dataset.in_shape, dataset.num_classes, cfg.trainable)
     loss_settings(cfg, dataset)
+    statistics(cfg.normalize or default_normalize(cfg.weights), dataset)
+    evaluation.check_normal_class(cfg.normal_class, dataset.classes,
+                                  tasks.is_multilabel(dataset.train.labels))
     return fitted
 
 
@@ -210,6 +225,8 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     With `board_folder`, every epoch's figures also go to TensorBoard event files there
     (`pybench.tensorboard`).
     """
+    normalize = cfg.normalize or default_normalize(cfg.weights)
+    dataset = normalized_as(dataset, normalize)
     params, buffers = initial_weights(cfg, dataset)
     inputs = model_input(cfg, dataset, params, buffers)
     state = backend.init_state(inputs, loss_settings(cfg, dataset))
@@ -231,6 +248,8 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     epoch_s: list[float] = []
     epoch_accuracy: list[float] = []
     val_accuracy: list[float] = []
+    epoch_loss: dict[str, list[float]] = {"train": [], "test": [], "val": []}
+    settings = loss_settings(cfg, dataset)
     augment_s: list[float] = []
     augment_fingerprints: list[str] = []
     time_to_target = time_to_target_step = None
@@ -292,16 +311,22 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
 
         test_logits = backend.predict(state, test, cfg.eval_batch_size)
         epoch_accuracy.append(accuracy(test_logits, dataset.test.labels))
+        epoch_loss["train"].append(float(np.mean(losses[done - steps:])))
+        epoch_loss["test"].append(split_loss(test_logits, dataset.test.labels, settings))
         bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{epoch_accuracy[-1]:.4f}")
         if (time_to_target is None and cfg.target_accuracy is not None
                 and epoch_accuracy[-1] >= cfg.target_accuracy):
             time_to_target, time_to_target_step = timer.total, done
         if val is not None:
-            val_accuracy.append(accuracy(backend.predict(state, val, cfg.eval_batch_size),
-                                         dataset.val.labels))
+            val_logits = backend.predict(state, val, cfg.eval_batch_size)
+            val_accuracy.append(accuracy(val_logits, dataset.val.labels))
+            epoch_loss["val"].append(split_loss(val_logits, dataset.val.labels, settings))
         board.epoch(done - steps, losses[done - steps:], lrs[done - steps:done],
                     {"eval/test_accuracy": epoch_accuracy[-1],
                      "eval/val_accuracy": val_accuracy[-1] if val is not None else None,
+                     "eval/test_loss": epoch_loss["test"][-1],
+                     "eval/val_loss": epoch_loss["val"][-1] if val is not None else None,
+                     "train/epoch_loss": epoch_loss["train"][-1],
                      "time/epoch_s": epoch_s[-1]})
         if val is not None:
             # The validation split selects the kept epoch; the test split is recorded every epoch
@@ -333,6 +358,9 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         val_accuracy=val_accuracy[-1] if val_accuracy else None,
         epoch_accuracy=epoch_accuracy,
         epoch_val_accuracy=val_accuracy,
+        epoch_train_loss=epoch_loss["train"],
+        epoch_test_loss=epoch_loss["test"],
+        epoch_val_loss=epoch_loss["val"],
         epoch_s=epoch_s,
         epochs_run=len(epoch_s),
         steps=done,
@@ -364,19 +392,40 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         data_on_device=backend.data_on_device(train),
         step_times_ms=[t * 1e3 for t in step_times],
         losses=losses,
+        normalization={"name": normalize, "mean": list(dataset.mean), "std": list(dataset.std)},
+        evaluation={},
     ).to_dict()
     if test_logits is None:  # no step was run: evaluate the initial model
         test_logits = backend.predict(state, test, cfg.eval_batch_size)
+    # Outside every timed step: the score under its name, per-class rates and the intervals.
+    record["evaluation"] = evaluation.evaluate(test_logits, dataset.test.labels, dataset.classes,
+                                               cfg.normal_class)
     predictions = {"labels": dataset.test.labels, "logits": test_logits}
     if cfg.embeddings:  # after the timed run, from the evaluated state
-        predictions["embeddings"] = embeddings_of_test_images(backend, state, dataset, cfg, table)
+        predictions["embeddings"] = embeddings_of(backend, state, dataset.test, cfg, table)
+        predictions["train_embeddings"] = embeddings_of(backend, state, dataset.train, cfg, table)
+        predictions["train_labels"] = dataset.train.labels[:len(predictions["train_embeddings"])]
+        if not dataset.multilabel:
+            predictions["example_index"] = example_index(dataset.test.labels, dataset.num_classes)
+            predictions["example_images"] = dataset.test.images[predictions["example_index"]]
     return record, predictions
 
 
-def embeddings_of_test_images(backend: Backend, state, dataset: Dataset, cfg: TrainConfig,
-                    table: np.ndarray) -> np.ndarray:
-    """The penultimate features of the first `cfg.embeddings` test images (the same images for
-    every framework: the split's order is the dataset's)."""
-    n = min(cfg.embeddings, len(dataset.test.labels))
-    subset = backend.put_data(dataset.test.images[:n], dataset.test.labels[:n], table)
+def embeddings_of(backend: Backend, state, split, cfg: TrainConfig, table: np.ndarray) -> np.ndarray:
+    """The penultimate features of the split's first `cfg.embeddings` images (the same images
+    for every framework: the split's order is the dataset's), unaugmented."""
+    n = min(cfg.embeddings, len(split.labels))
+    subset = backend.put_data(split.images[:n], split.labels[:n], table)
     return backend.embed(state, subset, cfg.eval_batch_size)
+
+
+EXAMPLES_PER_CLASS = 4  # the report's example grid: a row of test images per class
+EXAMPLE_CLASSES = 12  # beyond this many classes the grid is not drawn
+
+
+def example_index(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """The first EXAMPLES_PER_CLASS test images of each class (the same in every framework)."""
+    if num_classes > EXAMPLE_CLASSES:
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.flatnonzero(labels == k)[:EXAMPLES_PER_CLASS]
+                           for k in range(num_classes)]).astype(np.int64)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pybench.datasets.augment import ROTATE_DEGREES, augment, crop_padding, draws
+from pybench.datasets.augment import ROTATE_DEGREES, augment, check_augmentations, crop_padding, draws
 from pybench.errors import PybenchError
 
 FILL = np.array([-1.0], np.float32)
@@ -75,5 +75,76 @@ def test_every_channel_gets_the_same_transform_and_its_own_fill():
 
 
 def test_unknown_kind_is_one_clear_error():
-    with pytest.raises(PybenchError, match="unknown mixup; choose from flip, crop, rotate"):
+    with pytest.raises(PybenchError, match="unknown mixup; choose from flip, vflip, crop, rotate, zoom"):
         augment(images(), ("flip", "mixup"), 0, 0, FILL)
+
+
+@pytest.mark.parametrize("kinds, fragment", [
+    (("zoom",), "--augment zoom: give MIN (MIN, the smallest share of the area kept), e.g. zoom:0.8"),
+    (("zoom:2",), "--augment zoom:2: MIN, the smallest share of the area kept must be a number from 0.05 to 1"),
+    (("rotate:abc",), "--augment rotate:abc: DEG, the largest angle in degrees must be a number from 0 to 180"),
+    (("brightness:nan",), "must be a number from 0 to 1"),
+    (("flip:1",), "--augment flip:1: flip takes no value"),
+    (("rotate", "rotate:5"), "rotate is given twice"),
+])
+def test_a_bad_parameter_is_one_line_naming_it(kinds, fragment):
+    with pytest.raises(PybenchError) as error:
+        check_augmentations(kinds)
+    assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_vflip_mirrors_the_rows_of_the_drawn_images_and_leaves_the_flips_alone():
+    x = images()
+    out = augment(x, ("vflip",), seed=0, epoch=0, fill=FILL)
+    d = draws(0, 0, len(x), x.shape[2:])
+    assert 10 < d["vflip"].sum() < 54
+    np.testing.assert_array_equal(out[d["vflip"]], x[d["vflip"]][:, :, ::-1])
+    np.testing.assert_array_equal(out[~d["vflip"]], x[~d["vflip"]])
+    # Adding a kind leaves the others' draws as they were.
+    both = augment(x, ("flip", "vflip"), seed=0, epoch=0, fill=FILL)
+    alone = augment(x, ("flip",), seed=0, epoch=0, fill=FILL)
+    np.testing.assert_array_equal(both[~d["vflip"]], alone[~d["vflip"]])
+
+
+def test_rotate_deg_scales_the_same_draws_and_rotate_0_is_the_identity():
+    x = images()
+    np.testing.assert_array_equal(augment(x, ("rotate:0",), 1, 0, FILL), x)
+    np.testing.assert_array_equal(augment(x, ("rotate",), 1, 0, FILL),
+                                  augment(x, ("rotate:10",), 1, 0, FILL))
+    assert not np.array_equal(augment(x, ("rotate:15",), 1, 0, FILL), augment(x, ("rotate",), 1, 0, FILL))
+
+
+def test_zoom_keeps_a_square_of_the_drawn_area_and_resizes_it_to_the_whole_image():
+    """On a ramp image (value = column), bilinear resizing is exact: each output row is a ramp
+    whose slope is the kept side's share, starting where the kept square starts (the outer
+    half-pixels repeat the edge pixel, so the middle columns are compared)."""
+    n, size = 300, 16
+    x = np.broadcast_to(np.arange(size, dtype=np.float32), (n, 1, size, size)).copy()
+    out = augment(x, ("zoom:0.5",), seed=4, epoch=0, fill=FILL)
+    slope = (out[:, 0, 0, 12] - out[:, 0, 0, 3]) / 9
+    d = draws(4, 0, n, (size, size))
+    scale = np.sqrt(0.5 + 0.5 * d["zoom_area"])
+    np.testing.assert_allclose(slope, scale, atol=1e-5)
+    left = (1 - scale) * size * d["zoom_x"]
+    np.testing.assert_allclose(out[:, 0, 0, 3], left + 3.5 * scale - 0.5, atol=1e-4)
+    assert (out >= -1e-4).all() and (out <= size - 1 + 1e-4).all()  # never outside the image
+    assert slope.min() < 0.75 and slope.max() > 0.95  # areas from 1/2 to 1: sides 0.71 to 1
+    np.testing.assert_array_equal(augment(x, ("zoom:1",), 4, 0, FILL), x)
+
+
+def test_brightness_and_contrast_act_on_pixel_values_in_0_1_and_clip():
+    mean, std = np.array([0.5], np.float32), np.array([0.25], np.float32)
+    pixels = np.where(np.arange(16) % 2, 0.6, 0.2).astype(np.float32).reshape(1, 1, 4, 4)
+    x = np.repeat((pixels - mean) / std, 200, axis=0)
+    d = draws(7, 0, 200, (4, 4))
+    bright = augment(x, ("brightness:0.4",), 7, 0, FILL, mean, std) * std + mean
+    factor = 1 + 0.4 * (2 * d["brightness"] - 1)
+    np.testing.assert_allclose(bright[:, 0, 0, 1], np.clip(0.6 * factor, 0, 1), atol=1e-6)
+    assert factor.min() < 0.7 and factor.max() > 1.3
+    contrast = augment(x, ("contrast:0.5",), 7, 0, FILL, mean, std) * std + mean
+    c = 1 + 0.5 * (2 * d["contrast"] - 1)
+    spread = contrast[:, 0, 0, 1] - contrast[:, 0, 0, 0]
+    np.testing.assert_allclose(spread, 0.4 * c, atol=1e-6)  # about the image's mean, 0.4
+    np.testing.assert_allclose(contrast.mean(axis=(1, 2, 3)), 0.4, atol=1e-6)
+    with pytest.raises(PybenchError, match="need the normalisation's mean and std"):
+        augment(x, ("contrast:0.5",), 7, 0, FILL)

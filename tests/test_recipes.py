@@ -73,6 +73,29 @@ def test_augmented_pixels_are_the_same_in_every_framework(run_cli, tmp_path):
     assert jax_run["losses"][0] == pytest.approx(torch_run["losses"][0], rel=1e-5)
 
 
+@pytest.mark.slow
+def test_the_projects_preprocessing_feeds_every_framework_the_same_pixels(run_cli, tmp_path):
+    """ImageNet statistics with the X-ray projects' augmentations (vertical flip, a chosen
+    rotation, random resized crops, brightness and contrast): the augmented-pixel fidelity check
+    holds and the report says so."""
+    out = tmp_path / "run"
+    result = run_cli("compare", "digits", "--frameworks", "torch,jax", "--epochs", "2",
+                     "--normalize", "imagenet", "--augment",
+                     "vflip,rotate:15,zoom:0.8,brightness:0.2,contrast:0.2", "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    torch_run, jax_run = runs_of(out).values()
+    prints = torch_run["augment_fingerprints"]
+    assert len(prints) == 2 and prints[0] != prints[1] and jax_run["augment_fingerprints"] == prints
+    for run in (torch_run, jax_run):
+        assert run["normalization"]["name"] == "imagenet"
+        assert run["normalization"]["mean"] == pytest.approx([(0.485 + 0.456 + 0.406) / 3])
+        assert run["test_accuracy"] > 0.3  # it learns through heavy augmentation (chance: 10%)
+    assert jax_run["losses"][0] == pytest.approx(torch_run["losses"][0], rel=1e-5)
+    fidelity = (out / "report.md").read_text().split("## Fidelity")[1].split("\n## ")[0]
+    assert "augmented training pixels (2 epochs): **identical** across torch, jax" in fidelity
+    assert "input normalisation: **identical** across torch, jax (imagenet: mean 0.449, std 0.226)" in fidelity
+
+
 def test_a_recipe_fills_in_only_what_the_command_line_leaves_out(run_cli, tmp_path):
     out = tmp_path / "run"
     result = run_cli("compare", "digits", "--frameworks", "torch", "--recipe", "mnist-fast",
@@ -90,6 +113,9 @@ def test_a_recipe_fills_in_only_what_the_command_line_leaves_out(run_cli, tmp_pa
     (("--optimizer", "adam", "--nesterov"), ("--nesterov needs --optimizer sgd",)),
     (("--momentum", "0", "--nesterov"), ("--nesterov needs", "momentum above 0")),
     (("--augment", "flip,mixup"), ("--augment flip,mixup", "unknown mixup")),
+    (("--augment", "zoom:3"), ("--augment zoom:3", "from 0.05 to 1")),
+    (("--normalize", "fixed:0.5"), ("--normalize fixed:0.5", "fixed:MEAN,STD")),
+    (("--normalize", "imagenet", "--image-size", "8", "--normal-class", "x"), ("--normal-class 'x'",)),
     (("--schedule", "cosine", "--milestones", "2"), ("--milestones only applies",)),
     (("--schedule", "step", "--milestones", "3,2"), ("--milestones 3,2", "increasing")),
     (("--schedule", "cosine", "--warmup-steps", "500", "--max-steps", "10"),

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pybench import evaluation
 from pybench.errors import PybenchError
 from pybench.report import summary_table, write_report
 
@@ -164,18 +165,40 @@ def test_binary_report_states_known_confusion_accuracy_and_auc(binary_report):
     assert table_row(torch_part, "true normal")[1:] == ["40", "10"]
     assert table_row(torch_part, "true pneumonia")[1:] == ["0", "50"]
     overview = section(text, "### Test-set metrics")
-    # framework, accuracy %, test images, sensitivity, specificity, AUC
-    assert table_row(overview, "torch") == ["torch", "90.00", "100", "1.0000", "0.8000", "1.0000"]
-    assert table_row(overview, "jax")[-1] == "1.0000"
+    # framework, accuracy %, its 95% interval, test images, sensitivity, specificity, AUC, its interval
+    row = table_row(overview, "torch")
+    assert row[:2] == ["torch", "90.00"] and row[3:] == ["100", "1.0000", "0.8000", "1.0000", "[1.000, 1.000]"]
+    low, high = (float(x) for x in row[2].strip("[]").split(","))
+    assert 82 < low < 88 and 93 < high < 97  # 90% of 100 images: about ±6 points
+    assert table_row(overview, "jax")[-2] == "1.0000"
 
 
 def test_binary_per_class_rates_match_the_confusion_matrix(binary_report):
     torch_part = section(binary_report.read_text(), "### torch")
-    # class, precision, recall, specificity, f1, support
+    # class, accuracy, specificity, false positive rate, miss rate, precision, recall, f1, support
     assert table_row(torch_part, "pneumonia") == [
-        "pneumonia", "0.8333", "1.0000", "0.8000", "0.9091", "50"]
+        "pneumonia", "0.9000", "0.8000", "0.2000", "0.0000", "0.8333", "1.0000", "0.9091", "50"]
     assert table_row(torch_part, "normal") == [
-        "normal", "1.0000", "0.8000", "1.0000", "0.8889", "50"]
+        "normal", "0.9000", "1.0000", "0.0000", "0.2000", "1.0000", "0.8000", "0.8889", "50"]
+
+
+def test_the_report_reads_the_scores_stored_in_the_record(tmp_path):
+    """The per-class figures and intervals come from each run's stored `evaluation`, not from
+    a second computation in the report: a record's figures are what the reader sees."""
+    root = make_binary_run(tmp_path / "stored")
+    results = json.loads((root / "results.json").read_text())
+    labels, logits = binary_logits()
+    stored = evaluation.evaluate(logits, labels, ["normal", "pneumonia"], normal_class="normal")
+    stored["score_interval"] = [0.123456, 0.987654]  # a figure only the record holds
+    results["runs"][0]["evaluation"] = stored
+    (root / "results.json").write_text(json.dumps(results))
+    text = write_report(root).read_text()
+    assert table_row(section(text, "### Test-set metrics"), "torch")[2] == "[12.35, 98.77]"
+    torch_part = section(text, "### torch")
+    assert "predicted as normal" in torch_part
+    assert table_row(torch_part, "pneumonia")[-1] == "0.0000"  # every pneumonia called pneumonia
+    assert table_row(torch_part, "normal")[-1] == "0.8000"
+    assert "Paired accuracy differences against torch" in text
 
 
 def test_identical_predictions_agree_fully(binary_report):
@@ -233,11 +256,11 @@ def test_multiclass_confusion_matches_the_constructed_errors(digits_report):
 def test_multiclass_auc_and_agreement(digits_report):
     text = digits_report.read_text()
     overview = section(text, "### Test-set metrics")
-    assert table_row(overview, "jax")[-1] == "1.0000"  # perfect one-hot logits: macro AUC 1
+    assert table_row(overview, "jax")[-2] == "1.0000"  # perfect one-hot logits: macro AUC 1
     agreement = section(text, "## Model: lenet5").split("Agreement:")[1]
     assert table_row(agreement, "jax")[1:] == ["1.0000", "0.9700"]
     # Per-class one-vs-rest AUC for class 3: torch ranks the two misread threes last.
-    assert float(table_row(section(text, "### torch"), "3")[-1]) < 1.0
+    assert float(table_row(section(text, "### torch"), "3")[-2]) < 1.0
     assert (digits_report.parent / "roc-lenet5.png").read_bytes()[:8] == PNG_MAGIC
 
 
@@ -439,3 +462,29 @@ def test_a_framework_left_out_is_said_once_whatever_the_seeds(tmp_path):
     text = summary_text(document)
     assert text.count(reason) == 1, text
     assert f"knet left out (unavailable): {reason}" in text
+
+
+def test_the_example_grid_and_the_training_maps_come_from_the_stored_arrays(tmp_path):
+    """With train embeddings and example images in the prediction files, the report draws the
+    t-SNE of both splits and a grid of the examples that counts each framework's wrong calls."""
+    root = make_digits_run(tmp_path / "digits")
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 10)
+    index = np.concatenate([np.flatnonzero(labels == k)[:2] for k in range(10)])
+    for name in ("torch", "jax"):
+        path = root / f"predictions/{name}-lenet5.npz"
+        with np.load(path) as arrays:
+            stored = dict(arrays)
+        centres = rng.normal(0, 5, (10, 6))
+        stored.update(embeddings=centres[labels[:40]] + rng.normal(0, 1, (40, 6)),
+                      train_embeddings=centres[labels[:60] % 10] + rng.normal(0, 1, (60, 6)),
+                      train_labels=labels[:60], example_index=index,
+                      example_images=rng.integers(0, 256, (len(index), 1, 8, 8), dtype=np.uint8))
+        np.savez(path, **stored)
+    text = write_report(root).read_text()
+    assert "60 training images (top row) and 40 test images (bottom row)" in text
+    # torch misreads the first two 3s (as 5s) and the first 7 (as a 1), all among the first two
+    # images of their class, the examples: 3 of 20 wrong; jax none.
+    assert "Wrong here: jax 0 of 20, torch 3 of 20." in text
+    data = (root / "examples-lenet5.png").read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 10_000

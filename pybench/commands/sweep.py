@@ -39,6 +39,7 @@ from pybench.backends.contract import (
     DEFAULT_LR,  # a rate when SWEEP.toml lists no lrs
     OptimizerConfig,
 )
+from pybench.datasets.normalization import check_normalize
 from pybench.errors import Interrupted, PybenchError
 from pybench.models import MODEL_DESCRIPTIONS, cnn_records, model_names
 from pybench.models.cnn import is_cnn_file
@@ -63,8 +64,8 @@ GRID_KEYS = {"frameworks": str, "models": str, "batch_sizes": int, "lrs": float,
 # ... the settings every run shares ...
 SHARED_KEYS = {"dataset": str, "epochs": int, "max_steps": int, "momentum": float,
                "weight_decay": float, "target_accuracy": float, "patience": int,
-               "balance": bool, "pos_weight": str, "embeddings": int, "weights": str,
-               "trainable": str, "device": str, "timeout": float, "cpus_per_run": float}
+               "balance": bool, "pos_weight": str, "normal_class": str, "normalize": str, "embeddings": int,
+               "weights": str, "trainable": str, "device": str, "timeout": float, "cpus_per_run": float}
 # ... and the `[dataset_options]` table: `load_dataset`'s keywords (the CLI's dataset options).
 DATASET_OPTION_KEYS = {"data_dir": str, "image_size": int, "grayscale": bool,
                        "test_fraction": float, "seed": int, "manifest": str, "image_col": str,
@@ -178,7 +179,14 @@ def sweep_from_dict(raw: dict, path: Path) -> Sweep:
                       f"unknown key (known: {', '.join(DATASET_OPTION_KEYS)})")
         checked(f"dataset_options.{key}", value, DATASET_OPTION_KEYS[key], bad)
     train = {key: shared[key] for key in ("epochs", "max_steps", "target_accuracy", "patience",
-                                          "balance", "pos_weight", "embeddings") if key in shared}
+                                          "balance", "pos_weight", "normal_class", "normalize",
+                                          "embeddings")
+             if key in shared}
+    if "normalize" in train:
+        try:
+            check_normalize(train["normalize"])
+        except PybenchError as error:
+            raise bad("normalize", str(error).split(": ", 1)[1]) from None
     if "weights" in shared:  # a path relative to the sweep file, as a file's own paths read
         train["weights"] = str((path.parent / Path(shared["weights"]).expanduser()).resolve())
     if "trainable" in shared:  # "layer4,fc", as --trainable takes it

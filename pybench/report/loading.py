@@ -36,6 +36,12 @@ class Predictions:
     logits: np.ndarray  # (N, classes) float
     # (n, features): the penultimate features of the first n test images (--embeddings), if stored
     embeddings: np.ndarray | None = None
+    # With --embeddings: the first n training images' features and labels (the train t-SNE), and
+    # the example grid's test images (`example_index` into the test split, their uint8 pixels).
+    train_embeddings: np.ndarray | None = None
+    train_labels: np.ndarray | None = None
+    example_index: np.ndarray | None = None
+    example_images: np.ndarray | None = None
 
 
 def benchmark_source(source: str | Path) -> Path | None:
@@ -138,14 +144,34 @@ def load_predictions(run_dir: str | Path, run: dict) -> Predictions | None:
                 raise PybenchError(f"{path}: lacks array(s) {', '.join(missing)}")
             labels, logits = archive["labels"], archive["logits"]
             embeddings = archive["embeddings"] if "embeddings" in archive.files else None
+            extra = {key: archive[key] for key in EXTRA_ARRAYS if key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise PybenchError(f"{path}: not a readable .npz file ({type(exc).__name__})") from None
     check_predictions(labels, logits, path)
     if embeddings is not None and (embeddings.ndim != 2 or len(embeddings) > len(labels)):
         raise PybenchError(f"{path}: embeddings must be (n, features) for at most the "
                            f"{len(labels)} test images, got {embeddings.shape}")
+    check_extra(extra, labels, path)
     return Predictions(labels=labels.astype(np.int64), logits=logits.astype(np.float64),
-                       embeddings=None if embeddings is None else embeddings.astype(np.float64))
+                       embeddings=None if embeddings is None else embeddings.astype(np.float64),
+                       **extra)
+
+
+EXTRA_ARRAYS = ("train_embeddings", "train_labels", "example_index", "example_images")
+
+
+def check_extra(extra: dict, labels: np.ndarray, path: Path) -> None:
+    """The optional arrays agree with each other and with the test labels; one line if not."""
+    train = extra.get("train_embeddings")
+    if train is not None and (train.ndim != 2 or len(extra.get("train_labels", [])) != len(train)):
+        raise PybenchError(f"{path}: train_embeddings must be (n, features) with n train_labels")
+    index = extra.get("example_index")
+    if index is not None:
+        images = extra.get("example_images")
+        if (images is None or images.ndim != 4 or len(images) != len(index)
+                or (len(index) and not (0 <= index.min() and index.max() < len(labels)))):
+            raise PybenchError(f"{path}: example_index must point into the {len(labels)} test "
+                               "images, with one (C, H, W) image of example_images each")
 
 
 def check_predictions(labels: np.ndarray, logits: np.ndarray, path: Path) -> None:

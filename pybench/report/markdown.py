@@ -18,6 +18,7 @@ import pandas as pd
 # `draw`, since `plots` is write_report's on/off flag, as the CLI's --no-plots names it.
 import pybench.report.metrics as metrics
 import pybench.report.plots as draw
+from pybench import evaluation
 from pybench.errors import writing
 from pybench.report.building import ModelRuns, build_report, classes_for
 from pybench.report.headline import headline_lines, score_note
@@ -56,6 +57,23 @@ def percent(value: float) -> str:
 
 def seconds(value: float) -> str:
     return f"{value:.1f}"
+
+
+def bounds(value) -> str:
+    """A stored 95% interval [low, high] as a cell (— when there is none)."""
+    return f"[{value[0]:.3f}, {value[1]:.3f}]" if isinstance(value, (list, tuple)) else MISSING
+
+
+def percent_bounds(value) -> str:
+    return f"[{100 * value[0]:.2f}, {100 * value[1]:.2f}]" if isinstance(value, (list, tuple)) else MISSING
+
+
+def evaluations(model: ModelRuns, class_names: list[str]) -> dict[str, dict]:
+    """Each framework's stored `evaluation` (pybench.evaluation, made where the run ended); a
+    results file written before runs stored it gets the same figures from its predictions."""
+    runs = {run["framework"]: run for run in model.ok_runs}
+    return {fw: runs.get(fw, {}).get("evaluation") or evaluation.evaluate(p.logits, p.labels, class_names)
+            for fw, p in model.predictions.items()}
 
 
 def scientific(value: float) -> str:
@@ -302,6 +320,20 @@ def fidelity_lines(model: ModelRuns) -> list[str]:
         return [f"fewer than two ok runs ({names}): nothing to compare"]
     lines = [fingerprint_line(ok, "init_fingerprint", "initial weights"),
              fingerprint_line(ok, "data_fingerprint", "training data")]
+    if any(run.get("augment_fingerprints") for run in ok):  # a joined tuple per run: hashable
+        joined = [{**run, "augment": ",".join(run.get("augment_fingerprints") or []) or None} for run in ok]
+        epochs = max(len(run.get("augment_fingerprints") or []) for run in ok)
+        lines.append(fingerprint_line(joined, "augment", f"augmented training pixels ({epochs} epochs)"))
+    if any(run.get("normalization") for run in ok):
+        stated = {}
+        for run in ok:
+            stated.setdefault(normalization_text(run.get("normalization")), []).append(run["framework"])
+        if len(stated) == 1 and None not in stated:
+            lines.append(f"input normalisation: **identical** across {', '.join(next(iter(stated.values())))} "
+                         f"({next(iter(stated))})")
+        else:
+            lines.append("input normalisation: **DIFFER** (red flag) — " + "; ".join(
+                f"{text or 'not recorded'}: {', '.join(names)}" for text, names in stated.items()))
     if model.shown is not None:
         lines.append(seeds_fingerprint_line(model))
     if len(model.predictions) >= 2:
@@ -311,6 +343,15 @@ def fidelity_lines(model: ModelRuns) -> list[str]:
             lines.append("test labels: **DIFFER** between prediction files (red flag: agreement "
                          "and metrics are not comparable)")
     return lines
+
+
+def normalization_text(normalization: dict | None) -> str | None:
+    """"imagenet: mean 0.449, std 0.226": what a run normalised its inputs with."""
+    if not normalization:
+        return None
+    numbers = " / ".join(f"{m:.3f}" for m in normalization["mean"])
+    spreads = " / ".join(f"{s:.3f}" for s in normalization["std"])
+    return f"{normalization['name']}: mean {numbers}, std {spreads}"
 
 
 def seeds_fingerprint_line(model: ModelRuns) -> str:
@@ -404,16 +445,20 @@ def model_section(model: ModelRuns, class_names: list[str], figures: Path | None
 
     binary = len(class_names) == 2
     curves = {fw: metrics.roc_curves(p, class_names) for fw, p in model.predictions.items()}
-    formats = {"accuracy %": percent,
+    scored = evaluations(model, class_names)
+    formats = {"accuracy %": percent, "accuracy 95% CI": percent_bounds, "macro AUC 95% CI": bounds,
+               "AUC 95% CI": bounds,
                **{c: rate for c in ("sensitivity", "specificity", "AUC", "macro AUC")}}
     lines += ["### Test-set metrics", "",
-              markdown_table(overview_frame(model.predictions, curves, class_names), formats), ""]
+              markdown_table(overview_frame(model.predictions, scored, class_names), formats), ""]
     if binary:
         lines.append(f"Positive class: `{class_names[1]}` (class 1); AUC from its softmax "
                      "probability.")
     else:
         lines.append("AUC: one-vs-rest per class from softmax probabilities; macro AUC is their "
                      "unweighted mean.")
+    lines += ["", interval_note()]
+    lines += paired_lines(model)
     if len(model.predictions) >= 2:
         agreement = metrics.agreement(model.predictions).rename_axis("")
         lines += ["", "Agreement: fraction of test images on which two frameworks predict the same "
@@ -422,8 +467,36 @@ def model_section(model: ModelRuns, class_names: list[str], figures: Path | None
     if figures is not None:
         lines += ["", *model_figures(model, curves, class_names, figures)]
     for framework, predictions in model.predictions.items():
-        lines += ["", *framework_subsection(framework, predictions, curves[framework], class_names)]
+        lines += ["", *framework_subsection(framework, predictions, scored[framework], class_names)]
     return "\n".join(lines)
+
+
+def interval_note() -> str:
+    return (f"Intervals: 95% percentile bootstrap over the test images "
+            f"({evaluation.BOOTSTRAP_RESAMPLES:,} resamples, the same resamples for every "
+            "framework, so intervals pair); the noise they measure is the test set's sampling, "
+            "not the training seed's (see Seeds for that).")
+
+
+def paired_lines(model: ModelRuns) -> list[str]:
+    """Each framework's accuracy minus the first framework's on the same test images, with the
+    paired bootstrap interval (the noise of which images were tested cancels out)."""
+    names = list(model.predictions)
+    if len(names) < 2 or not metrics.labels_identical(model.predictions):
+        return []
+    first = model.predictions[names[0]]
+    rows = []
+    for name in names[1:]:
+        other = model.predictions[name]
+        difference = evaluation.paired_difference(
+            metrics.predicted_classes(first) == first.labels,
+            metrics.predicted_classes(other) == other.labels)
+        rows.append({"framework": name, f"accuracy − {names[0]} (points)": 100 * difference["difference"],
+                     "paired 95% CI": difference["interval"]})
+    frame = pd.DataFrame(rows)
+    return ["", f"Paired accuracy differences against {names[0]} (same test images, same "
+            "resamples): an interval that holds 0 resolves no difference on this test set.", "",
+            markdown_table(frame, {frame.columns[1]: percent, "paired 95% CI": percent_bounds})]
 
 
 def multilabel_lines(model: ModelRuns, findings: list[str], figures: Path | None) -> list[str]:
@@ -432,17 +505,24 @@ def multilabel_lines(model: ModelRuns, findings: list[str], figures: Path | None
     curves = {fw: metrics.finding_curves(p, findings) for fw, p in model.predictions.items()}
     tables = {fw: metrics.per_finding_metrics(p, findings, curves[fw])
               for fw, p in model.predictions.items()}
-    overview = pd.DataFrame([{"framework": fw, "mean AUC": metrics.macro_auc(curves[fw]),
-                              "findings scored": len(curves[fw]), "test images": len(p.labels)}
+    scored = evaluations(model, findings)
+    overview = pd.DataFrame([{"framework": fw, "mean AUC": none_nan(scored[fw]["macro_auc"]),
+                              "mean AUC 95% CI": scored[fw]["macro_auc_interval"],
+                              "findings scored": len(scored[fw]["auc"]), "test images": len(p.labels)}
                              for fw, p in model.predictions.items()])
-    aucs = pd.DataFrame({fw: table["AUC"] for fw, table in tables.items()})
-    aucs.insert(0, "test positives", next(iter(tables.values()))["positives"])
+    aucs = pd.DataFrame({"test positives": next(iter(tables.values()))["positives"]})
+    for fw in tables:
+        aucs[fw] = [none_nan(scored[fw]["auc"].get(f, {}).get("auc")) for f in findings]
+        aucs[f"{fw} 95% CI"] = [scored[fw]["auc"].get(f, {}).get("interval") for f in findings]
     threshold = metrics.MULTILABEL_THRESHOLD
     lines = ["### Test-set metrics (multi-label)", "",
-             markdown_table(overview, {"mean AUC": rate}), "",
+             markdown_table(overview, {"mean AUC": rate, "mean AUC 95% CI": bounds}), "",
              "ROC AUC of each finding's sigmoid output; mean AUC is the unweighted mean over the "
-             "findings the test set holds both with and without (the others have no AUC: —).", "",
-             markdown_table(aucs.rename_axis("finding"), dict.fromkeys(tables, rate), index=True)]
+             "findings the test set holds both with and without (the others have no AUC: —).",
+             "", interval_note(), "",
+             markdown_table(aucs.rename_axis("finding"),
+                            {**dict.fromkeys(tables, rate),
+                             **{f"{fw} 95% CI": bounds for fw in tables}}, index=True)]
     if len(model.predictions) >= 2:
         agreement = metrics.agreement(model.predictions).rename_axis("")
         lines += ["", f"Agreement: fraction of image-finding decisions (sigmoid ≥ {threshold:g}) "
@@ -463,22 +543,31 @@ def multilabel_lines(model: ModelRuns, findings: list[str], figures: Path | None
     return lines
 
 
-def overview_frame(predictions: dict[str, Predictions], curves: dict,
+def overview_frame(predictions: dict[str, Predictions], scored: dict[str, dict],
                    class_names: list[str]) -> pd.DataFrame:
-    """One row per framework: accuracy and AUC; sensitivity and specificity when binary."""
+    """One row per framework, from its stored evaluation: accuracy and AUC with their
+    intervals; sensitivity and specificity of the positive class (class 1) when binary."""
     rows = []
     for framework, p in predictions.items():
-        row = {"framework": framework, "accuracy %": 100 * metrics.accuracy(p),
-               "test images": len(p.labels)}
+        result = scored[framework]
+        row = {"framework": framework, "accuracy %": 100 * none_nan(result["score"]),
+               "accuracy 95% CI": result["score_interval"], "test images": len(p.labels)}
         if len(class_names) == 2:
-            per_class = metrics.per_class_metrics(p, class_names)
-            row["sensitivity"] = per_class["recall (sensitivity)"].iloc[1]
-            row["specificity"] = per_class["specificity"].iloc[1]
-            row["AUC"] = curves[framework][class_names[1]].auc if curves[framework] else np.nan
+            positive = result["per_class"].get(class_names[1], {})
+            auc = result["auc"].get(class_names[1], {})
+            row["sensitivity"] = none_nan(positive.get("recall"))
+            row["specificity"] = none_nan(positive.get("specificity"))
+            row["AUC"], row["AUC 95% CI"] = none_nan(auc.get("auc")), auc.get("interval")
         else:
-            row["macro AUC"] = metrics.macro_auc(curves[framework])
+            row["macro AUC"] = none_nan(result["macro_auc"])
+            row["macro AUC 95% CI"] = result["macro_auc_interval"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def none_nan(value) -> float:
+    """A stored figure, NaN where the record holds none (JSON's null)."""
+    return np.nan if value is None else float(value)
 
 
 def model_figures(model: ModelRuns, curves: dict, class_names: list[str],
@@ -507,31 +596,94 @@ def embedding_maps(model: ModelRuns, class_names: list[str], out: Path) -> list[
         return ["", f"Embeddings: only {n} test images stored, too few for a t-SNE map."]
     maps = {fw: metrics.tsne_map(p.embeddings[:n]) for fw, p in stored.items()}
     png = f"tsne-{file_stem(model.name)}.png"
-    labels, names = next(iter(stored.values())).labels[:n], class_names
+    first = next(iter(stored.values()))
+    labels, names = first.labels[:n], class_names
+    trained = {fw: p for fw, p in stored.items() if p.train_embeddings is not None}
+    m = min((len(p.train_embeddings) for p in trained.values()), default=0)
+    train_maps = train_labels = None
+    if len(trained) == len(stored) and m >= metrics.TSNE_MIN_POINTS:
+        train_maps = {fw: metrics.tsne_map(p.train_embeddings[:m]) for fw, p in trained.items()}
+        train_labels = first.train_labels[:m]
     if labels.ndim == 2:  # multi-label: one colour per "No Finding", single finding, "several"
         labels, names = metrics.finding_groups(labels, class_names)
+        if train_maps:
+            train_labels = metrics.finding_groups(train_labels, class_names)[0]
+    split_text = f"{m} training and {n} test images" if train_maps else f"{n} test images"
+    which = (f"{m} training images (top row) and {n} test images (bottom row)" if train_maps
+             else split_text)
     draw.tsne_panels(maps, labels, names,
-                     f"{model.name}: t-SNE of the penultimate features ({n} test images)", out / png)
-    return ["", image(png, f"{model.name} t-SNE maps"), "",
-            f"Each panel is one framework's penultimate features (what its classifier sees) of "
-            f"the same first {n} test images, mapped to 2-d by t-SNE (scikit-learn, perplexity "
-            f"{metrics.tsne_perplexity(n):g}, PCA initialisation, seed 0) and coloured by true "
-            "class (multi-label: No Finding, the one finding, or several). A map's axes and "
-            "orientation are arbitrary: compare which classes form clusters and which mix, not "
-            "where they lie."]
+                     f"{model.name}: t-SNE of the penultimate features ({split_text})", out / png,
+                     train_maps, train_labels)
+    lines = ["", image(png, f"{model.name} t-SNE maps"), "",
+             f"Each panel is one framework's penultimate features (what its classifier sees) of "
+             f"the same first {which}, mapped to 2-d by t-SNE (scikit-learn, "
+             f"perplexity {metrics.tsne_perplexity(n):g} or less, PCA initialisation, seed 0) and "
+             "coloured by true class (multi-label: No Finding, the one finding, or several). A "
+             "map's axes and orientation are arbitrary: compare which classes form clusters and "
+             "which mix, and whether the training images mix the same classes as the test "
+             "images, not where they lie."]
+    return lines + example_lines(model, stored, class_names, out)
 
 
-def framework_subsection(framework: str, predictions: Predictions, curves: dict,
+def example_lines(model: ModelRuns, stored: dict[str, Predictions], class_names: list[str],
+                  out: Path) -> list[str]:
+    """The example grid: the stored test images of each class with every framework's call."""
+    first = next(iter(stored.values()))
+    if first.example_index is None or not len(first.example_index) or first.labels.ndim == 2:
+        return []
+    index = first.example_index
+    predicted = {fw: metrics.predicted_classes(p)[index] for fw, p in stored.items()
+                 if p.example_index is not None and np.array_equal(p.example_index, index)}
+    png = f"examples-{file_stem(model.name)}.png"
+    draw.example_grid(first.example_images, first.labels[index], predicted, class_names,
+                      f"{model.name}: test images per class, and each framework's call",
+                      out / png)
+    wrong = {fw: int((p != first.labels[index]).sum()) for fw, p in predicted.items()}
+    return ["", image(png, f"{model.name} example predictions"), "",
+            "The first test images of each class (a row per true class), and under each what every "
+            "framework predicted; wrong calls in red, framed in red. Wrong here: "
+            + ", ".join(f"{fw} {n} of {len(index)}" for fw, n in wrong.items()) + "."]
+
+
+# The per-class table's columns: the stored rate's name -> its heading.
+RATE_HEADINGS = {"accuracy": "accuracy", "specificity": "specificity",
+                 "false_positive_rate": "false positive rate", "miss_rate": "miss rate",
+                 "precision": "precision", "recall": "recall (sensitivity)", "f1": "f1",
+                 "support": "support"}
+
+
+def per_class_frame(result: dict, class_names: list[str]) -> pd.DataFrame:
+    """The stored one-vs-rest rates of every class, its AUC and interval where it has one,
+    and with a normal class the share of each class predicted as it."""
+    per_class = result["per_class"]  # empty for a run that diverged: every cell —
+    frame = pd.DataFrame([{RATE_HEADINGS[k]: none_nan(per_class.get(c, {}).get(k)) if k != "support"
+                           else per_class.get(c, {}).get(k) for k in RATE_HEADINGS} for c in class_names],
+                         index=pd.Index(class_names, name="class"))
+    if len(class_names) > 2:  # binary: the positive class's AUC is in the overview
+        frame["AUC"] = [none_nan(result["auc"].get(c, {}).get("auc")) for c in class_names]
+        frame["AUC 95% CI"] = [result["auc"].get(c, {}).get("interval") for c in class_names]
+    normal = result.get("normal_class")
+    if normal:
+        frame[f"predicted as {normal}"] = [none_nan(per_class.get(c, {}).get(f"predicted_as_{normal}"))
+                                           for c in class_names]
+    return frame
+
+
+def framework_subsection(framework: str, predictions: Predictions, result: dict,
                          class_names: list[str]) -> list[str]:
-    per_class = metrics.per_class_metrics(predictions, class_names)
-    if len(class_names) > 2:  # the one-vs-rest AUC belongs beside each class's other rates
-        per_class["AUC"] = [curves[c].auc if c in curves else np.nan for c in class_names]
-    formats = {c: rate for c in per_class.columns if c != "support"}
+    per_class = per_class_frame(result, class_names)
+    formats = {c: bounds if c.endswith("CI") else rate for c in per_class.columns if c != "support"}
     confusion = metrics.confusion(predictions, class_names)
     confusion.index = [f"true {c}" for c in confusion.index]
     confusion.columns = [f"pred {c}" for c in confusion.columns]
     return [
         f"### {framework}",
+        "",
+        "Each class one-vs-rest: accuracy, specificity, false positive rate, miss rate (false "
+        "negative rate), precision, recall, f1, support (test images of the class)"
+        + (f"; predicted as {result['normal_class']}: the share of the class's test images the "
+           "model called that class" if result.get("normal_class") else "") + ". — : nothing to "
+        "divide by.",
         "",
         markdown_table(per_class, formats, index=True),
         "",
@@ -550,7 +702,8 @@ def training_section(models, figures: Path | None) -> str:
         ok = model.ok_runs
         if not ok:
             continue
-        formats = {"accuracy %": percent, "val accuracy %": percent, "epoch s": seconds}
+        formats = {"accuracy %": percent, "val accuracy %": percent, "epoch s": seconds,
+                   **dict.fromkeys(("train loss", "test loss", "val loss"), rate)}
         lines += [f"### {model.name}", "", *shown_note(model),
                   markdown_table(epoch_frame(ok), formats)]
         if figures is None:
@@ -560,6 +713,15 @@ def training_section(models, figures: Path | None) -> str:
         if any(run.get("losses") or run.get("epoch_accuracy") for run in ok):
             draw.training_curves(ok, f"{model.name}: training", figures / f"curves-{stem}.png")
             lines += ["", image(f"curves-{stem}.png", f"{model.name} training curves")]
+        if any(run.get("epoch_test_loss") for run in ok):
+            draw.train_test_panels(ok, f"{model.name}: train against test, per epoch",
+                                   figures / f"train-test-{stem}.png")
+            lines += ["", image(f"train-test-{stem}.png", f"{model.name} train against test"), "",
+                      "Per framework: the training loss per epoch (the mean over that epoch's "
+                      "training batches, as they were trained on) beside the test loss "
+                      "(validation dashed finer) on the same formula, and the test accuracy "
+                      "(grey, right axis). A test loss that turns up while the training loss "
+                      "goes on down is overfitting."]
         step_times = {run["framework"]: timed_steps(run) for run in ok}
         step_times = {fw: t for fw, t in step_times.items() if len(t)}
         if step_times:
@@ -570,23 +732,37 @@ def training_section(models, figures: Path | None) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
+def per_epoch(run: dict):
+    """at(key, epoch): the run's figure `key` of that epoch (0-based), None where not recorded."""
+    def at(key: str, epoch: int):
+        values = run.get(key) or []
+        return values[epoch] if epoch < len(values) else None
+    return at
+
+
 def epoch_frame(runs: list[dict]) -> pd.DataFrame:
     rows = []
     for run in runs:
         accuracy = run.get("epoch_accuracy") or []
         val = run.get("epoch_val_accuracy") or []
         durations = run.get("epoch_s") or []
+        at = per_epoch(run)
+
         for epoch in range(max(len(accuracy), len(durations))):
             fraction = accuracy[epoch] if epoch < len(accuracy) else None
             rows.append({
                 "framework": run["framework"], "epoch": epoch + 1,
+                "train loss": at("epoch_train_loss", epoch), "test loss": at("epoch_test_loss", epoch),
                 "accuracy %": None if fraction is None else 100 * fraction,
+                "val loss": at("epoch_val_loss", epoch),
                 "val accuracy %": 100 * val[epoch] if epoch < len(val) else None,
                 "kept": "✓" if run.get("kept_epoch") == epoch + 1 and val else "",
                 "epoch s": durations[epoch] if epoch < len(durations) else None,
             })
-    columns = ["framework", "epoch", "accuracy %", "val accuracy %", "kept", "epoch s"]
+    columns = ["framework", "epoch", "train loss", "test loss", "accuracy %", "val loss",
+               "val accuracy %", "kept", "epoch s"]
     frame = pd.DataFrame(rows, columns=columns)
     if frame["val accuracy %"].isna().all():  # no validation split: the columns say nothing
-        frame = frame.drop(columns=["val accuracy %", "kept"])
-    return frame
+        frame = frame.drop(columns=["val loss", "val accuracy %", "kept"])
+    # Results recorded before the losses per epoch were: no empty columns.
+    return frame.drop(columns=[c for c in ("train loss", "test loss") if frame[c].isna().all()])

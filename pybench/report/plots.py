@@ -77,25 +77,68 @@ def class_palette(n: int) -> list:
 
 
 def tsne_panels(maps: dict[str, np.ndarray], labels: np.ndarray, class_names: list[str],
-                title: str, path: Path) -> Path:
+                title: str, path: Path, train_maps: dict[str, np.ndarray] | None = None,
+                train_labels: np.ndarray | None = None) -> Path:
     """One t-SNE map per framework, side by side: the same test images in every panel, each
-    point coloured by its true class (`maps`: framework -> (n, 2) coordinates)."""
+    point coloured by its true class (`maps`: framework -> (n, 2) coordinates); with
+    `train_maps`, a first row of the training images' maps above the test row."""
+    rows = ([("train", train_maps, train_labels)] if train_maps else []) + [("test", maps, labels)]
     n = len(maps)
-    figure = Figure(figsize=(4.2 * n + 1.6, 4.2), layout="constrained")
-    axes = figure.subplots(1, n, squeeze=False)[0]
+    figure = Figure(figsize=(4.2 * n + 1.6, 4.2 * len(rows)), layout="constrained")
+    grid = figure.subplots(len(rows), n, squeeze=False)
     palette = class_palette(len(class_names))
-    for ax, (framework, points) in zip(axes, maps.items()):
-        for index, name in enumerate(class_names):
-            chosen = labels[:len(points)] == index
-            if chosen.any():
-                ax.scatter(points[chosen, 0], points[chosen, 1], s=6, color=palette[index],
-                           label=name, alpha=0.8, linewidths=0)
-        ax.set_title(framework)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    handles, names = axes[-1].get_legend_handles_labels()
-    figure.legend(handles, names, loc="outside right center", markerscale=2.5, fontsize="small")
+    for axes, (split, split_maps, split_labels) in zip(grid, rows):
+        for ax, (framework, points) in zip(axes, split_maps.items()):
+            for index, name in enumerate(class_names):
+                chosen = split_labels[:len(points)] == index
+                if chosen.any():
+                    ax.scatter(points[chosen, 0], points[chosen, 1], s=6, color=palette[index],
+                               label=name, alpha=0.8, linewidths=0)
+            ax.set_title(f"{framework}: {split} images" if len(rows) > 1 else framework)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    shown = {}  # every class drawn in any panel, in class order
+    for ax in grid.flat:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            shown.setdefault(name, handle)
+    names = [name for name in class_names if name in shown]
+    figure.legend([shown[name] for name in names], names, loc="outside right center",
+                  markerscale=2.5, fontsize="small")
     figure.suptitle(title)
+    return save(figure, path)
+
+
+def example_grid(images: np.ndarray, truth: np.ndarray, predicted: dict[str, np.ndarray],
+                 class_names: list[str], title: str, path: Path) -> Path:
+    """Test images in a grid, a row per true class: under each, every framework's predicted
+    class, in red (and the image framed in red) where it is wrong."""
+    rows = [np.flatnonzero(truth == k) for k in range(len(class_names))]
+    rows = [(k, r) for k, r in enumerate(rows) if len(r)]
+    columns = max(len(r) for _, r in rows)
+    lines = len(predicted)
+    figure = Figure(figsize=(max(1.9 * columns + 1.4, 6.0), (1.9 + 0.17 * lines) * len(rows)),
+                    layout="constrained")
+    grid = figure.subplots(len(rows), columns, squeeze=False)
+    for axes, (k, chosen) in zip(grid, rows):
+        axes[0].set_ylabel(class_names[k], fontsize=9)
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_frame_on(False)
+        for ax, i in zip(axes, chosen):
+            image = images[i]
+            shown = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+            ax.imshow(shown, cmap="gray" if image.shape[0] == 1 else None, vmin=0, vmax=255)
+            wrong = [fw for fw, p in predicted.items() if p[i] != k]
+            ax.set_frame_on(True)
+            for spine in ax.spines.values():
+                spine.set_color("red" if wrong else "0.7")
+                spine.set_linewidth(2.5 if wrong else 0.8)
+            for line, (framework, p) in enumerate(predicted.items()):
+                ax.text(0.5, -0.06 - 0.16 * line, f"{framework}: {class_names[p[i]]}",
+                        transform=ax.transAxes, ha="center", va="top", fontsize=7,
+                        color="red" if p[i] != k else "black")
+    figure.suptitle(title, fontsize=10)
     return save(figure, path)
 
 
@@ -170,6 +213,39 @@ def training_curves(runs: list[dict], title: str, path: Path) -> Path:
     for ax in axes:
         if ax.lines:
             ax.legend(fontsize=8)
+    figure.suptitle(title)
+    return save(figure, path)
+
+
+def train_test_panels(runs: list[dict], title: str, path: Path) -> Path:
+    """One panel per framework: the training loss per epoch (the mean over the epoch's training
+    batches) against the test (and validation) loss, on the same formula, and the test (and
+    validation) accuracy on a second axis: where test loss turns up while training loss goes on
+    down, the model has begun to overfit."""
+    figure = Figure(figsize=(4.2 * len(runs), 3.6), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(1, len(runs), squeeze=False)[0])
+    for position, (ax, run) in enumerate(zip(axes, runs)):
+        c = color(run["framework"], position)
+        for key, label, style in (("epoch_train_loss", "train loss", "-"),
+                                  ("epoch_test_loss", "test loss", "--"),
+                                  ("epoch_val_loss", "validation loss", ":")):
+            values = np.asarray(run.get(key) or [], dtype=float)
+            if len(values):
+                ax.plot(np.arange(1, len(values) + 1), values, linestyle=style, marker="o",
+                        markersize=3, color=c, label=label)
+        accuracy_ax = ax.twinx()
+        for key, label, style in (("epoch_accuracy", "test accuracy", "-."),
+                                  ("epoch_val_accuracy", "validation accuracy", (0, (1, 3)))):
+            values = np.asarray(run.get(key) or [], dtype=float)
+            if len(values):
+                accuracy_ax.plot(np.arange(1, len(values) + 1), 100 * values, linestyle=style,
+                                 color="0.4", label=label)
+        ax.set(title=run["framework"], xlabel="epoch", ylabel="loss")
+        accuracy_ax.set_ylabel("accuracy (%)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        handles = [line for a in (ax, accuracy_ax) for line in a.lines]
+        if handles:
+            ax.legend(handles, [line.get_label() for line in handles], fontsize=7)
     figure.suptitle(title)
     return save(figure, path)
 
