@@ -23,6 +23,60 @@ RECIPES: dict[str, dict] = {
         "epochs": 4,
         "target_accuracy": 0.99,
     },
+    # The chest X-ray projects' experiments. Each starts from its model's ImageNet weights in
+    # the projects; a recipe cannot name that file, so give it with --weights (torchvision's
+    # state_dict). Without it the model trains from the seeded draw, as the run records.
+    # Pretrained ResNet-50, layer2-4 and fc trained, "No Finding" against every finding, on an
+    # NIH-layout zip (its manifest, its official split).
+    "nih-resnet50-binary": {
+        "models": ("resnet50-imagenet",),
+        "trainable": ("layer2", "layer3", "layer4", "fc"),
+        "binary_negative": "No Finding",
+        "normal_class": "No Finding",
+        "image_size": "224",
+        "normalize": "imagenet",
+        "augment": ("flip",),
+        "batch_size": 32,
+        "optimizer": "sgd",
+        "lr": 0.001,
+        "momentum": 0.9,
+        "epochs": 5,
+    },
+    # CheXNet (Rajpurkar et al. 2017): DenseNet-121, every layer trained, the 14 findings each
+    # with a sigmoid, Adam (0.9, 0.999) at 0.001, batch 16, 224 px, ImageNet statistics,
+    # horizontal flips. The paper divides the rate by 10 whenever the validation loss plateaus;
+    # here the rate is divided by 10 after epochs 5 and 8, a fixed schedule, because a plateau
+    # rule reads each framework's own validation loss, and float32 noise in it could move one
+    # framework's schedule and not another's.
+    "chexnet": {
+        "models": ("densenet121-imagenet",),
+        "task": "multilabel",
+        "image_size": "224",
+        "normalize": "imagenet",
+        "augment": ("flip",),
+        "batch_size": 16,
+        "optimizer": "adam",
+        "lr": 0.001,
+        "schedule": "step",
+        "milestones": (5, 8),
+        "gamma": 0.1,
+        "epochs": 10,
+    },
+    # The four-class X-ray project (COVID-19, lung opacity, normal, viral pneumonia):
+    # pretrained ResNet-18, SGD with momentum 0.9, class-weighted sampling, flips, on a
+    # class-folder tree.
+    "xray-resnet18": {
+        "models": ("resnet18-imagenet",),
+        "image_size": "224",
+        "normalize": "imagenet",
+        "augment": ("flip",),
+        "balance": True,
+        "batch_size": 32,
+        "optimizer": "sgd",
+        "lr": 0.001,
+        "momentum": 0.9,
+        "epochs": 10,
+    },
 }
 
 

@@ -36,6 +36,9 @@ class TrainingRecord:
     # Per epoch, on the training loss's formula: the mean of the epoch's step losses (over its
     # training batches, as they were trained on), and the test and validation splits' loss.
     epoch_train_loss: list[float]
+    # The share of the epoch's training predictions that were right, counted by each step on
+    # the batch it trained on (Backend.train_hits); multi-label: of the finding decisions.
+    epoch_train_accuracy: list[float]
     epoch_test_loss: list[float]
     epoch_val_loss: list[float]
     epoch_s: list[float]

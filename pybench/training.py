@@ -249,6 +249,8 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     epoch_accuracy: list[float] = []
     val_accuracy: list[float] = []
     epoch_loss: dict[str, list[float]] = {"train": [], "test": [], "val": []}
+    epoch_train_accuracy: list[float] = []
+    backend.train_hits()  # start the count of training predictions here
     settings = loss_settings(cfg, dataset)
     augment_s: list[float] = []
     augment_fingerprints: list[str] = []
@@ -312,6 +314,8 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         test_logits = backend.predict(state, test, cfg.eval_batch_size)
         epoch_accuracy.append(accuracy(test_logits, dataset.test.labels))
         epoch_loss["train"].append(float(np.mean(losses[done - steps:])))
+        right, counted = backend.train_hits()
+        epoch_train_accuracy.append(right / counted if counted else float("nan"))
         epoch_loss["test"].append(split_loss(test_logits, dataset.test.labels, settings))
         bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{epoch_accuracy[-1]:.4f}")
         if (time_to_target is None and cfg.target_accuracy is not None
@@ -327,6 +331,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
                      "eval/test_loss": epoch_loss["test"][-1],
                      "eval/val_loss": epoch_loss["val"][-1] if val is not None else None,
                      "train/epoch_loss": epoch_loss["train"][-1],
+                     "train/epoch_accuracy": epoch_train_accuracy[-1],
                      "time/epoch_s": epoch_s[-1]})
         if val is not None:
             # The validation split selects the kept epoch; the test split is recorded every epoch
@@ -359,6 +364,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         epoch_accuracy=epoch_accuracy,
         epoch_val_accuracy=val_accuracy,
         epoch_train_loss=epoch_loss["train"],
+        epoch_train_accuracy=epoch_train_accuracy,
         epoch_test_loss=epoch_loss["test"],
         epoch_val_loss=epoch_loss["val"],
         epoch_s=epoch_s,

@@ -130,10 +130,32 @@ def multilabel_checks(backend, facts: dict) -> None:
                                    OptimizerConfig("sgd", lr=0.05, pos_weight=pos_weight))
         logits = backend.forward(state, images[batch], train=True)
         data = backend.put_data(images, labels)
+        backend.train_hits()
         _, loss = backend.train_step(state, data, backend.put_order(order, np.full(N // BATCH, 0.05)), 0, BATCH)
         expected = tasks.bce_with_logits(logits, labels[batch], pos_weight)
         facts[f"multilabel/{name}_loss_is_bce_with_logits"] = bool(
             np.isclose(backend.to_float(loss), expected, rtol=1e-13, atol=0))
+        right = int(((logits >= 0) == (labels[batch] > 0.5)).sum())
+        facts[f"multilabel/{name}_train_hits_count_the_decisions"] = (
+            backend.train_hits() == (right, BATCH * CLASSES))
+
+
+def train_hits_checks(backend, facts: dict) -> None:
+    """`train_hits` counts each step's own training-mode predictions on its batch, before the
+    update, and starts anew after each read."""
+    images, labels, order = inputs(np.float64)
+    state = backend.init_state(model_input("lenet5", np.float64), OptimizerConfig("sgd", lr=0.05))
+    plan = backend.put_order(order, np.full(N // BATCH, 0.05))
+    data = backend.put_data(images, labels)
+    backend.train_hits()
+    expected = 0
+    for step in range(2):
+        batch = order[step * BATCH:(step + 1) * BATCH]
+        logits = backend.forward(state, images[batch], train=True)
+        expected += int((logits.argmax(axis=1) == labels[batch]).sum())
+        state, _ = backend.train_step(state, data, plan, step, BATCH)
+    facts["train_hits/count_the_steps_own_predictions"] = backend.train_hits() == (expected, 2 * BATCH)
+    facts["train_hits/start_anew_after_a_read"] = backend.train_hits() == (0, 0)
 
 
 def pixel_checks(backend, arrays: dict, facts: dict) -> None:
@@ -185,6 +207,7 @@ def main(framework: str, out: str) -> None:
             trajectory(backend, model, name, optimizer, arrays)
         trajectory(backend, model, "multilabel", MULTILABEL, arrays, multilabel=True)
     multilabel_checks(backend, facts)
+    train_hits_checks(backend, facts)
     error_checks(backend, facts)
     np.savez(out, facts=np.array(json.dumps(facts)), **arrays)
 

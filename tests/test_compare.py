@@ -109,8 +109,9 @@ def test_mnist_lenet5_every_framework_agrees(run_cli, data_dir, tmp_path):
     assert list(table["framework"]) == ["torch", "jax", "knet"]
     report = (out / "report.md").read_text()
     assert "identical" in report
-    # The t-SNE panels of the 500 stored embeddings, one per trained framework.
-    assert "tsne-lenet5.png" in report and "same first 500 test images" in report
+    # The t-SNE panels of the 500 stored embeddings of each split, one per trained framework.
+    assert "tsne-lenet5.png" in report
+    assert "same first 500 training images (top row) and 500 test images (bottom row)" in report
     assert (out / "tsne-lenet5.png").stat().st_size > 10_000
     assert "torch" in result.stdout and "results:" in result.stdout
 

@@ -65,6 +65,11 @@ def test_a_four_class_compare_records_and_reports_per_class_rates_with_intervals
     for run in runs:  # train against test, per epoch
         assert len(run["epoch_train_loss"]) == len(run["epoch_test_loss"]) == 4
         assert run["epoch_train_loss"][-1] < run["epoch_train_loss"][0]
+        # Counted by the steps on 192 training images an epoch (12 steps of 16): it rises.
+        train_accuracy = run["epoch_train_accuracy"]
+        assert len(train_accuracy) == 4 and all(0 <= a <= 1 for a in train_accuracy)
+        assert train_accuracy[-1] > train_accuracy[0]
+        assert all(abs(a * 192 - round(a * 192)) < 1e-9 for a in train_accuracy)  # right ones of 192
     assert (out / "train-test-lenet5.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "report.md").read_text()
     assert "](train-test-lenet5.png)" in report

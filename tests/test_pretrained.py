@@ -168,7 +168,8 @@ def test_an_x_ray_multilabel_fine_tune_compares_every_framework_from_the_loaded_
     report = (out / "report.md").read_text()
     assert "mean ROC AUC over findings" in report and "mean ROC AUC over findings" in result.stdout
     section = report.split("### Test-set metrics (multi-label)")[1]
-    aucs = section.split("| finding | test positives | " + " | ".join(frameworks) + " |")[1]
+    header = " | ".join(f"{framework} | {framework} 95% CI" for framework in frameworks)
+    aucs = section.split(f"| finding | test positives | {header} |")[1]
     assert "| Effusion |" in aucs and "| Infiltration |" in aucs
     for framework in frameworks:
         assert f"### {framework}\n\nSensitivity and specificity of the decision sigmoid ≥ 0.5" in section

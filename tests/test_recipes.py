@@ -126,3 +126,44 @@ def test_a_recipe_fills_in_only_what_the_command_line_leaves_out(run_cli, tmp_pa
 ])
 def test_bad_recipe_options_are_one_line_errors(cli_error, args, fragments):
     cli_error("compare", "digits", "--frameworks", "torch", *args, fragments=fragments)
+
+
+@pytest.mark.parametrize("recipe, expected", [
+    ("nih-resnet50-binary", {"models": ("resnet50-imagenet",), "binary_negative": "No Finding",
+                             "trainable": ("layer2", "layer3", "layer4", "fc"), "normalize": "imagenet"}),
+    ("chexnet", {"models": ("densenet121-imagenet",), "task": "multilabel", "optimizer": "adam",
+                 "lr": 0.001, "batch_size": 16, "milestones": (5, 8)}),
+    ("xray-resnet18", {"models": ("resnet18-imagenet",), "balance": True, "momentum": 0.9,
+                       "augment": ("flip",)}),
+])
+def test_the_projects_recipes_set_what_the_projects_used_and_the_command_line_wins(recipe, expected):
+    from pybench.cli import parse_arguments
+
+    args = parse_arguments(["compare", "x.zip", "--recipe", recipe])
+    assert {key: getattr(args, key) for key in expected} == expected
+    assert parse_arguments(["compare", "x.zip", "--recipe", recipe, "--epochs", "1"]).epochs == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe, extra", [
+    ("nih-resnet50-binary", ()),
+    ("chexnet", ("--max-steps", "4")),
+])
+def test_the_nih_recipes_run_on_an_nih_layout_zip(run_cli, nih_release_zip, tmp_path, recipe, extra):
+    """The recipes on the project's generated NIH-layout zip, at 32 px and one epoch for time:
+    they run in torch and JAX from the same weights, and name their score."""
+    out = tmp_path / "run"
+    result = run_cli("compare", nih_release_zip, "--recipe", recipe, "--frameworks", "torch,jax",
+                     "--image-size", "32", "--epochs", "1", *extra, "--out", out, "--no-report",
+                     timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    torch_run, jax_run = runs_of(out).values()
+    assert torch_run["init_fingerprint"] == jax_run["init_fingerprint"]
+    assert torch_run["normalization"]["name"] == "imagenet"
+    name = "mean AUC" if recipe == "chexnet" else "accuracy"
+    assert torch_run["evaluation"]["score_name"] == jax_run["evaluation"]["score_name"] == name
+    assert jax_run["losses"][0] == pytest.approx(torch_run["losses"][0], rel=1e-4)
+    if recipe == "chexnet":
+        assert len(torch_run["evaluation"]["auc"]) >= 5  # each finding the test split holds
+    else:
+        assert "predicted_as_No Finding" in torch_run["evaluation"]["per_class"]["No Finding"]

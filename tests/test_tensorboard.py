@@ -57,7 +57,7 @@ def test_every_run_writes_the_figures_of_its_record(run_cli, tmp_path):
         np.testing.assert_allclose([v for _, v in scalars["time/epoch_s"]], run["epoch_s"], rtol=1e-6)
         # Train against test per epoch, on the training loss's formula.
         for tag, key in (("train/epoch_loss", "epoch_train_loss"), ("eval/test_loss", "epoch_test_loss"),
-                         ("eval/val_loss", "epoch_val_loss")):
+                         ("eval/val_loss", "epoch_val_loss"), ("train/epoch_accuracy", "epoch_train_accuracy")):
             assert [s for s, _ in scalars[tag]] == ends
             np.testing.assert_allclose([v for _, v in scalars[tag]], run[key], rtol=1e-6)
         half = run["steps"] // 2

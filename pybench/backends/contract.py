@@ -137,6 +137,10 @@ class Backend(ABC):
 
     def __init__(self, device: str):
         self.device = device  # "cpu" or "cuda"; "auto" is resolved before a backend is made
+        # The training predictions since the last `train_hits`: each step's count of right
+        # ones, a device scalar, and how many were counted.
+        self._hits: list = []
+        self._counted = 0
 
     @abstractmethod
     def device_info(self) -> dict[str, Any]:
@@ -200,6 +204,15 @@ class Backend(ABC):
         (cross-entropy, or for multi-label targets the binary cross-entropy: `pybench.tasks`).
         Read it with `to_float` (which synchronises).
         """
+
+    @abstractmethod
+    def train_hits(self) -> tuple[int, int]:
+        """(right, counted): the training predictions that were right and how many were
+        counted, over the steps since the last call, which starts the count anew. A step counts
+        its own training-mode forward on the batch it trains on, before the update: the class
+        of the largest logit against the label, or for multi-label targets each finding's
+        decision (logit >= 0) against its target. Kept on the device until read, once an epoch:
+        the training accuracy per epoch as a training log reports it."""
 
     @abstractmethod
     def to_float(self, value: Any) -> float:

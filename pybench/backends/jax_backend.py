@@ -485,11 +485,19 @@ def batch_step_fn(apply, optimizer, loss_settings, frozen, params, buffers, opt_
 
     def loss_fn(p):
         logits, new_buffers = apply({**fixed, **p}, buffers, x, train=True, step=run_step)
-        return batch_loss(logits, y, loss_settings), new_buffers
+        return batch_loss(logits, y, loss_settings), (new_buffers, right_predictions(logits, y))
 
-    (loss, new_buffers), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
+    (loss, (new_buffers, right)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
     direction, opt_state = optimizer.update(grads, opt_state, trained)
-    return {**fixed, **apply_step(trained, direction, lr)}, new_buffers, opt_state, loss
+    return {**fixed, **apply_step(trained, direction, lr)}, new_buffers, opt_state, loss, right
+
+
+def right_predictions(logits, y):
+    """The step's own right predictions (Backend.train_hits): argmax against the class, or for
+    multi-label targets each finding's decision (logit >= 0) against its target."""
+    if y.ndim == 2:
+        return jnp.sum((logits >= 0) == (y > 0.5))
+    return jnp.sum(jnp.argmax(logits, axis=1) == y)
 
 
 def train_step_fn(apply, optimizer, loss_settings, frozen, layout, params, buffers, opt_state,
@@ -751,12 +759,12 @@ class JaxBackend(Backend):
                                "put_data images (or a pixel table) of the state's dtype")
         if isinstance(data, HostData):
             idx = order.host[step * batch_size:(step + 1) * batch_size]
-            params, buffers, opt_state, loss = state.program.train_batch(
+            params, buffers, opt_state, loss, right = state.program.train_batch(
                 state.params, state.buffers, state.opt_state, self._put(data.images[idx]), data.table,
                 self._put(data.labels[idx]), np.asarray(order.host_lrs[step], dtype),
                 order.first_step + step)
         else:
-            params, buffers, opt_state, loss = state.program.train_step(
+            params, buffers, opt_state, loss, right = state.program.train_step(
                 state.params, state.buffers, state.opt_state, data.images, data.table, data.labels,
                 # The step number as a Python int: jit's C++ dispatch passes it to the device
                 # in microseconds, where a jax.device_put per step (every step number of an
@@ -765,7 +773,14 @@ class JaxBackend(Backend):
                 order.device, order.lrs, step, order.first_step, batch_size=batch_size)
         state = TrainState(params, buffers, opt_state, state.program)
         self._pending["step"] = loss
+        self._hits.append(right)
+        self._counted += batch_size * (int(np.prod(data.labels.shape[1:])) or 1)
         return state, loss
+
+    def train_hits(self) -> tuple[int, int]:
+        right = int(np.sum(jax.device_get(self._hits))) if self._hits else 0
+        counted, self._hits, self._counted = self._counted, [], 0
+        return right, counted
 
     def batch_inputs(self, data: DeviceData | HostData, positions: np.ndarray) -> np.ndarray:
         batch = np.asarray(positions, np.int32)

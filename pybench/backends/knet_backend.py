@@ -513,6 +513,10 @@ class KnetBackend(Backend):
                                                                    knet_layout.order_to_knet(positions)))
         return np.ascontiguousarray(images.transpose(knet_layout.REVERSE_4D))
 
+    def train_hits(self) -> tuple[int, int]:
+        right, counted = jl_function("KnetModels.take_train_hits!")()
+        return int(right), int(counted)
+
     def to_float(self, value: Any) -> float:
         return float(value)
 

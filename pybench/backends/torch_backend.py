@@ -504,7 +504,16 @@ class TorchBackend(Backend):
             loss = F.cross_entropy(logits, y, label_smoothing=state.label_smoothing)
         loss.backward()
         state.optimizer.step()
+        with torch.no_grad():  # the step's own predictions: see Backend.train_hits
+            right = (logits >= 0) == (y > 0.5) if y.ndim == 2 else logits.argmax(1) == y
+            self._hits.append(right.sum())
+        self._counted += y.numel()
         return state, loss.detach()
+
+    def train_hits(self) -> tuple[int, int]:
+        right = int(torch.stack(self._hits).sum()) if self._hits else 0
+        counted, self._hits, self._counted = self._counted, [], 0
+        return right, counted
 
     def batch_inputs(self, data: TorchData, positions: np.ndarray) -> np.ndarray:
         x, _ = self._batch(data, torch.from_numpy(np.asarray(positions, np.int64)).to(self.torch_device))

@@ -703,6 +703,7 @@ def training_section(models, figures: Path | None) -> str:
         if not ok:
             continue
         formats = {"accuracy %": percent, "val accuracy %": percent, "epoch s": seconds,
+                   "train accuracy %": percent,
                    **dict.fromkeys(("train loss", "test loss", "val loss"), rate)}
         lines += [f"### {model.name}", "", *shown_note(model),
                   markdown_table(epoch_frame(ok), formats)]
@@ -719,9 +720,11 @@ def training_section(models, figures: Path | None) -> str:
             lines += ["", image(f"train-test-{stem}.png", f"{model.name} train against test"), "",
                       "Per framework: the training loss per epoch (the mean over that epoch's "
                       "training batches, as they were trained on) beside the test loss "
-                      "(validation dashed finer) on the same formula, and the test accuracy "
-                      "(grey, right axis). A test loss that turns up while the training loss "
-                      "goes on down is overfitting."]
+                      "(validation dotted) on the same formula, and the training against the "
+                      "test accuracy (grey, right axis; training accuracy counted by each step on "
+                      "the batch it trained on). A test loss that turns up while the training "
+                      "loss goes on down, or a training accuracy that pulls away from the test "
+                      "accuracy, is overfitting."]
         step_times = {run["framework"]: timed_steps(run) for run in ok}
         step_times = {fw: t for fw, t in step_times.items() if len(t)}
         if step_times:
@@ -753,16 +756,19 @@ def epoch_frame(runs: list[dict]) -> pd.DataFrame:
             rows.append({
                 "framework": run["framework"], "epoch": epoch + 1,
                 "train loss": at("epoch_train_loss", epoch), "test loss": at("epoch_test_loss", epoch),
+                "train accuracy %": None if at("epoch_train_accuracy", epoch) is None
+                else 100 * at("epoch_train_accuracy", epoch),
                 "accuracy %": None if fraction is None else 100 * fraction,
                 "val loss": at("epoch_val_loss", epoch),
                 "val accuracy %": 100 * val[epoch] if epoch < len(val) else None,
                 "kept": "✓" if run.get("kept_epoch") == epoch + 1 and val else "",
                 "epoch s": durations[epoch] if epoch < len(durations) else None,
             })
-    columns = ["framework", "epoch", "train loss", "test loss", "accuracy %", "val loss",
-               "val accuracy %", "kept", "epoch s"]
+    columns = ["framework", "epoch", "train loss", "test loss", "train accuracy %", "accuracy %",
+               "val loss", "val accuracy %", "kept", "epoch s"]
     frame = pd.DataFrame(rows, columns=columns)
     if frame["val accuracy %"].isna().all():  # no validation split: the columns say nothing
         frame = frame.drop(columns=["val loss", "val accuracy %", "kept"])
     # Results recorded before the losses per epoch were: no empty columns.
-    return frame.drop(columns=[c for c in ("train loss", "test loss") if frame[c].isna().all()])
+    return frame.drop(columns=[c for c in ("train loss", "test loss", "train accuracy %")
+                               if frame[c].isna().all()])

@@ -219,9 +219,9 @@ def training_curves(runs: list[dict], title: str, path: Path) -> Path:
 
 def train_test_panels(runs: list[dict], title: str, path: Path) -> Path:
     """One panel per framework: the training loss per epoch (the mean over the epoch's training
-    batches) against the test (and validation) loss, on the same formula, and the test (and
-    validation) accuracy on a second axis: where test loss turns up while training loss goes on
-    down, the model has begun to overfit."""
+    batches) against the test (and validation) loss, on the same formula, and the training
+    against the test (and validation) accuracy on a second axis (grey): where test loss turns up
+    while training loss goes on down, the model has begun to overfit."""
     figure = Figure(figsize=(4.2 * len(runs), 3.6), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, len(runs), squeeze=False)[0])
     for position, (ax, run) in enumerate(zip(axes, runs)):
@@ -234,7 +234,8 @@ def train_test_panels(runs: list[dict], title: str, path: Path) -> Path:
                 ax.plot(np.arange(1, len(values) + 1), values, linestyle=style, marker="o",
                         markersize=3, color=c, label=label)
         accuracy_ax = ax.twinx()
-        for key, label, style in (("epoch_accuracy", "test accuracy", "-."),
+        for key, label, style in (("epoch_train_accuracy", "train accuracy", "-"),
+                                  ("epoch_accuracy", "test accuracy", "-."),
                                   ("epoch_val_accuracy", "validation accuracy", (0, (1, 3)))):
             values = np.asarray(run.get(key) or [], dtype=float)
             if len(values):

@@ -164,8 +164,10 @@ Mean cross-entropy of a batch: `mean_nll` on (classes, N) scores, 1-based labels
 smoothing s, PyTorch's (1 - s) * nll + s * (mean over samples and classes of -log p). Multi-label
 targets ((findings, N) 0/1 floats) take `bce_with_logits` instead.
 """
-function batch_loss(model, x, labels; update_stats::Bool=false, label_smoothing=0, pos_weight=nothing)
+function batch_loss(model, x, labels; update_stats::Bool=false, label_smoothing=0, pos_weight=nothing,
+                    seen=nothing)
     scores = model(x; training=true, update_stats=update_stats)
+    seen === nothing || (seen[] = value(scores))  # the step's own predictions: count_right!
     labels isa AbstractMatrix && return bce_with_logits(scores, labels, pos_weight)
     logp = logsoftmax(scores; dims=1)
     nll_ = mean_nll(logp, labels)
@@ -266,8 +268,10 @@ function train_step!(state::TrainState, data::DeviceData, plan::EpochPlan, step:
     x, labels = select_batch(data, batch_positions(plan.order, step, batch_size))
     lr = plan.lrs === nothing ? state.lr : T(plan.lrs[step+1])
     set_step!(state.model, plan.first_step + step)  # the run's step: dropout's masks
-    tape = @diff batch_loss(state.model, x, labels; update_stats=true,
+    seen = Ref{Any}(nothing)
+    tape = @diff batch_loss(state.model, x, labels; update_stats=true, seen=seen,
                             label_smoothing=state.label_smoothing, pos_weight=state.pos_weight)
+    count_right!(seen[], labels)
     for (p, memory) in zip(state.params, state.memory)
         g = grad(tape, p)
         g === nothing && continue  # AutoGrad returns nothing for a parameter the loss ignores
@@ -275,6 +279,41 @@ function train_step!(state::TrainState, data::DeviceData, plan::EpochPlan, step:
     end
     note_device_memory!(state.atype)
     return state, T(value(tape))
+end
+
+# The training predictions since the last `take_train_hits!`: right ones, and how many.
+const TRAIN_HITS = Ref(0)
+const TRAIN_COUNTED = Ref(0)
+
+"""
+    count_right!(scores, labels)
+
+Adds a step's right training predictions to TRAIN_HITS: the row of the largest score (the
+first, as torch and JAX break ties) against the 1-based label, or for multi-label targets each
+finding's decision (score >= 0) against its target. On a GPU the count is one small read.
+"""
+function count_right!(scores, labels)
+    if labels isa AbstractMatrix
+        TRAIN_HITS[] += Int(sum((scores .>= 0) .== (labels .> 0.5)))
+    else
+        predicted = vec(map(index -> index[1], argmax(scores; dims=1)))
+        TRAIN_HITS[] += Int(sum(predicted .== labels))
+    end
+    TRAIN_COUNTED[] += length(labels)
+    return nothing
+end
+
+"""
+    take_train_hits!() -> (right, counted)
+
+The training predictions counted since the last call, which starts the count anew (the
+backend contract's `train_hits`).
+"""
+function take_train_hits!()
+    counts = (TRAIN_HITS[], TRAIN_COUNTED[])
+    TRAIN_HITS[] = 0
+    TRAIN_COUNTED[] = 0
+    return counts
 end
 
 train_step!(state::TrainState, data::DeviceData, order::AbstractVector{<:Integer},
