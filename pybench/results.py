@@ -54,6 +54,11 @@ class TrainingRecord:
     time_to_target_s: float | None
     time_to_target_step: int | None
     target_eval_every: int | None
+    # Wall-clock seconds of the whole run: set-up, first (compiling) step, other steps,
+    # augmentation, evaluation (pybench.training.train_and_evaluate).
+    time_split_s: dict
+    # With --target-accuracy: the time to result (pybench.training.time_to_result), else None.
+    time_to_result: dict | None
     kept_epoch: int | None
     learning_rates: list[float]
     augment_s: list[float]
@@ -86,7 +91,9 @@ CSV_COLUMNS = [
     *RUN_IDENTITY, "test_accuracy", "evaluation.score_name", "evaluation.score",
     "evaluation.score_low", "evaluation.score_high", "evaluation.macro_auc",
     "evaluation.macro_auc_low", "evaluation.macro_auc_high", "val_accuracy", "step_time_ms.median", "step_time_ms.iqr",
-    "step_time_ms.p90", "first_step_s", "images_per_s", "time_to_target_s", "epochs_run",
+    "step_time_ms.p90", "first_step_s", "images_per_s", "time_to_target_s",
+    "time_to_result.reached", "time_to_result.seconds", "time_to_result.seconds_with_eval",
+    "time_split_s.setup_s", "time_split_s.compile_s", "time_split_s.train_s", "time_split_s.eval_s", "epochs_run",
     "steps", "peak_memory_bytes", "memory_kind", "n_params", "flops_per_image",
     "model_fingerprint", "init_fingerprint", "data_fingerprint", "data_on_device",
 ]

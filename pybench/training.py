@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import resource
 import sys
+import time
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -216,15 +217,19 @@ def model_input(cfg: TrainConfig, dataset: Dataset, params, buffers) -> ModelInp
 
 
 def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
-                       progress: bool = False, board_folder: str | None = None) -> tuple[dict, dict]:
+                       progress: bool = False, board_folder: str | None = None,
+                       on_epoch=None) -> tuple[dict, dict]:
     """Train `cfg.model` on `dataset` with `backend`; return (run record, test predictions).
 
     The run record is a `TrainingRecord` (pybench.results) as a dict: the fields of a `runs`
     entry in results.json that training measures; the predictions are the
     final model's eval-mode test logits and labels, which reports turn into per-class metrics.
     With `board_folder`, every epoch's figures also go to TensorBoard event files there
-    (`pybench.tensorboard`).
+    (`pybench.tensorboard`). `on_epoch(epoch, val_score)`, called after each epoch's validation
+    (1-based epochs), stops the run when it returns True: a search's pruner
+    (`pybench.tuning.EpochPruner`).
     """
+    began = time.perf_counter()  # the time to result counts from here (set-up included)
     normalize = cfg.normalize or default_normalize(cfg.weights)
     dataset = normalized_as(dataset, normalize)
     params, buffers = initial_weights(cfg, dataset)
@@ -241,6 +246,9 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     steps_per_epoch, total_steps = planned_steps(cfg, len(train_labels))
     lrs = run_learning_rates(cfg, steps_per_epoch, total_steps)
     eval_every = target_eval_every(cfg, steps_per_epoch)
+    # The target is checked on the validation split when there is one: the test split never
+    # decides anything a run does.
+    target_split, target_labels = (val, dataset.val.labels) if val is not None else (test, dataset.test.labels)
     clock = SyncClock(backend.synchronize)
     timer = StepTimer(clock, throughput_block(cfg, backend.device))
 
@@ -255,6 +263,8 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     augment_s: list[float] = []
     augment_fingerprints: list[str] = []
     time_to_target = time_to_target_step = None
+    eval_s = 0.0  # evaluation wall time (target checks, each epoch's evaluation), outside the steps
+    at_target: dict = {}  # evaluation and augmentation seconds spent when the target was reached
     test_logits = None
     best_val, epochs_since_best, kept_epoch, best_weights = -1.0, 0, None, None
     bar = tqdm(total=total_steps, disable=not progress, file=sys.stderr, leave=False,
@@ -263,6 +273,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     done = 0
     load_before = load_snapshot()
     board = open_board(board_folder)
+    setup_s = clock.now() - began  # weights and data onto the device
     for epoch in range(cfg.epochs):
         if done >= total_steps:
             break
@@ -301,9 +312,12 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
                 check_finite(backend, losses, epoch_losses, done)
             if eval_due and step + 1 < steps:
                 eval_due = False
-                if accuracy(backend.predict(state, test, cfg.eval_batch_size),
-                            dataset.test.labels) >= cfg.target_accuracy:
+                checked = clock.now()
+                score = accuracy(backend.predict(state, target_split, cfg.eval_batch_size), target_labels)
+                eval_s += clock.now() - checked
+                if score >= cfg.target_accuracy:
                     time_to_target, time_to_target_step = timer.total, done + step + 1
+                    at_target = {"eval_s": eval_s, "data_s": sum(augment_s, 0.0)}
                 timer.start()  # the evaluation stays out of the next step's time
         bar.update(steps - shown)
         done += steps
@@ -311,6 +325,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         check_finite(backend, losses, epoch_losses, done - steps)
         losses.extend(backend.to_float(v) for v in epoch_losses)
 
+        evaluated = clock.now()
         test_logits = backend.predict(state, test, cfg.eval_batch_size)
         epoch_accuracy.append(accuracy(test_logits, dataset.test.labels))
         epoch_loss["train"].append(float(np.mean(losses[done - steps:])))
@@ -318,13 +333,16 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         epoch_train_accuracy.append(right / counted if counted else float("nan"))
         epoch_loss["test"].append(split_loss(test_logits, dataset.test.labels, settings))
         bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{epoch_accuracy[-1]:.4f}")
-        if (time_to_target is None and cfg.target_accuracy is not None
-                and epoch_accuracy[-1] >= cfg.target_accuracy):
-            time_to_target, time_to_target_step = timer.total, done
         if val is not None:
             val_logits = backend.predict(state, val, cfg.eval_batch_size)
             val_accuracy.append(accuracy(val_logits, dataset.val.labels))
             epoch_loss["val"].append(split_loss(val_logits, dataset.val.labels, settings))
+        eval_s += clock.now() - evaluated
+        target_score = val_accuracy[-1] if val is not None else epoch_accuracy[-1]
+        if (time_to_target is None and cfg.target_accuracy is not None
+                and target_score >= cfg.target_accuracy):
+            time_to_target, time_to_target_step = timer.total, done
+            at_target = {"eval_s": eval_s, "data_s": sum(augment_s, 0.0)}
         board.epoch(done - steps, losses[done - steps:], lrs[done - steps:done],
                     {"eval/test_accuracy": epoch_accuracy[-1],
                      "eval/val_accuracy": val_accuracy[-1] if val is not None else None,
@@ -342,6 +360,8 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
             else:
                 epochs_since_best += 1
             if cfg.patience is not None and epochs_since_best >= cfg.patience:
+                break
+            if on_epoch is not None and epoch + 1 < cfg.epochs and on_epoch(epoch + 1, val_accuracy[-1]):
                 break
     bar.close()
     board.close()
@@ -382,6 +402,11 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         time_to_target_s=time_to_target,
         time_to_target_step=time_to_target_step,
         target_eval_every=eval_every,
+        time_split_s={"setup_s": setup_s, "compile_s": step_times[0] if step_times else 0.0,
+                      "train_s": timer.total - (step_times[0] if step_times else 0.0),
+                      "data_s": sum(augment_s, 0.0), "eval_s": eval_s},
+        time_to_result=time_to_result(cfg, eval_every, val is not None, setup_s, step_times,
+                                      time_to_target, time_to_target_step, at_target),
         kept_epoch=kept_epoch,
         learning_rates=lrs[:done].tolist(),
         augment_s=augment_s,
@@ -415,6 +440,26 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
             predictions["example_index"] = example_index(dataset.test.labels, dataset.num_classes)
             predictions["example_images"] = dataset.test.images[predictions["example_index"]]
     return record, predictions
+
+
+def time_to_result(cfg: TrainConfig, eval_every: int | None, on_val: bool, setup_s: float,
+                   step_times: list[float], time_to_target: float | None, step: int | None,
+                   at_target: dict) -> dict | None:
+    """The wall-clock time from the start of training to the first check at the target, split
+    into set-up, the first (compiling) step, the other steps, augmentation and evaluation;
+    `seconds` leaves evaluation out (AlgoPerf's rule), `seconds_with_eval` adds it. None without
+    a target; `reached` false (and no seconds) when the run never got there."""
+    if cfg.target_accuracy is None:
+        return None
+    result = {"target": cfg.target_accuracy, "split": "val" if on_val else "test",
+              "eval_every": eval_every, "reached": time_to_target is not None, "step": step}
+    if time_to_target is None:
+        return result
+    compile_s = step_times[0] if step_times else 0.0
+    seconds = setup_s + time_to_target + at_target["data_s"]
+    return {**result, "setup_s": setup_s, "compile_s": compile_s, "train_s": time_to_target - compile_s,
+            "data_s": at_target["data_s"], "eval_s": at_target["eval_s"], "seconds": seconds,
+            "seconds_with_eval": seconds + at_target["eval_s"]}
 
 
 def embeddings_of(backend: Backend, state, split, cfg: TrainConfig, table: np.ndarray) -> np.ndarray:

@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 from conftest import command_line, start_pybench
 
-from pybench.commands.sweep import Sweep, expand
+from pybench.commands.sweep import expand
 from pybench.run.executors import RayExecutor
+from pybench.sweep_file import spec_from_dict
 
 pytestmark = pytest.mark.slow  # real workers and a real local Ray
 
@@ -179,7 +180,8 @@ def test_a_diverging_run_does_not_stop_the_sweep(tmp_path, isolated_cache):
 def test_a_killed_ray_worker_is_retried_once_then_recorded_as_failed(tmp_path):
     """A task whose Ray worker dies (as when its node is lost) runs again on another worker;
     dying twice makes a failed record, and the other runs still arrive."""
-    runs = expand(Sweep(dataset="digits", frameworks=("torch",), seeds=(0, 1, 2)))
+    runs = expand(spec_from_dict({"dataset": "digits", "frameworks": ["torch"], "seeds": [0, 1, 2]},
+                                 tmp_path / "sweep.toml"))
     marks = tmp_path / "attempts"
     marks.mkdir()
 

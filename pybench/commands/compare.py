@@ -45,6 +45,7 @@ class CompareConfig:
     repeats: int = 1  # the same seed again, for timing noise
     gpu: int = 0  # with --device cuda: the GPU every worker is pinned to (CUDA_VISIBLE_DEVICES)
     tensorboard: Path | None = None  # event files of every run under it (pybench.tensorboard)
+    mlflow: Path | None = None  # every run logged to the MLflow database there (pybench.tracking)
 
     @property
     def run_seeds(self) -> tuple[int, ...]:
@@ -76,12 +77,18 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
                    "seed": cfg.run_seeds[0], "seeds": list(cfg.run_seeds),
                    "repeats": cfg.repeats,
                    "tensorboard": str(cfg.tensorboard) if cfg.tensorboard else None,
+                   "mlflow": str(cfg.mlflow) if cfg.mlflow else None,
                    **({"weights_fit": fitted} if fitted else {})},
         "cnn_models": models.cnn_records(cfg.models),
         "dataset": dataset_summary(dataset), "runs": [],
     }
     write_results(out_dir, document)
     write_unreadable(out_dir, dataset)
+    tracker = None
+    if cfg.mlflow is not None:
+        from pybench.tracking import MlflowTracker
+
+        tracker = MlflowTracker(cfg.mlflow, Path(out_dir).resolve().name)
     progress = echo and sys.stderr.isatty()
     for job in planned_runs(cfg):
         framework, model = job.framework, job.model
@@ -107,6 +114,9 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
         document["runs"].append({**record, **tag})
         forward_parity(document["runs"], out_dir)
         write_results(out_dir, document)
+        if tracker is not None and record["status"] != "unavailable":
+            tracker.log_run(document["runs"][-1], out_dir,
+                            params={**asdict(replace(cfg.train, seed=job.seed)), "model": model})
     return out_dir, document
 
 

@@ -95,10 +95,13 @@ def group_by_model(results: dict, run_dir: Path,
     """Runs grouped by model, in stored order, with every listed prediction file loaded."""
     models: dict[str, ModelRuns] = {}
     first: dict[tuple, tuple] = {}
+    tuned = bool(results.get("tuning"))
     for run in results["runs"]:
         model = models.setdefault(run["model"], ModelRuns(run["model"]))
         model.all_runs.append(run)
-        tag = (run.get("seed"), run.get("repeat"))
+        if tuned and run.get("phase") != "final":  # a search's trials: the tuning section's
+            continue
+        tag = (run.get("seed", (run.get("config") or {}).get("seed") if tuned else None), run.get("repeat"))
         if first.setdefault((run["model"], run.get("source")), tag) != tag:
             continue
         model.runs.append(run)

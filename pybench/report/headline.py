@@ -6,6 +6,8 @@ prints the same lines.
 from __future__ import annotations
 
 from pybench.report.significance import run_seed, swept_values
+from pybench.report.time_to_result import time_sentence
+from pybench.report.tuning import is_tuned, tuned_headline_lines
 from pybench.report.verdicts import accuracy_sentence, accuracy_verdict, group_by, speed_sentence, target_sentence
 
 
@@ -29,6 +31,8 @@ def score_note(results: dict) -> list[str]:
 def headline_lines(results: dict) -> list[str]:
     """One Markdown bullet per group: step-time ratios with intervals, accuracy over seeds with
     paired differences, and the time to the target when one was set."""
+    if is_tuned(results):  # a search's verdict: each framework's best, on the final seeds
+        return tuned_headline_lines(results) + left_out_lines(results)
     target = (results.get("config") or {}).get("target_accuracy")
     lines = []
     for (source, model, configuration), runs in headline_groups(results).items():
@@ -39,8 +43,9 @@ def headline_lines(results: dict) -> list[str]:
             continue
         if source:  # the bullet names the source: the frameworks by their own names
             runs = [{**r, "framework": r.get("framework_name", r["framework"])} for r in runs]
+        timed = any(r.get("time_to_result") for r in runs)  # older results: the time to target only
         sentences = [speed_sentence(runs), accuracy_sentence(accuracy_verdict(runs), runs),
-                     target_sentence(runs, target)]
+                     time_sentence(runs, target) if timed else target_sentence(runs, target)]
         lines.append(f"- {name}: " + " ".join(s for s in sentences if s))
     return lines + left_out_lines(results)
 

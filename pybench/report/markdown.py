@@ -40,6 +40,7 @@ from pybench.report.tables import (
     one_line,
     short,
 )
+from pybench.report.tuning import is_tuned, tuning_section
 from pybench.report.verdicts import timed_steps
 
 REPORT_FILE = "report.md"
@@ -104,7 +105,8 @@ def write_report(sources: str | Path | list, out_dir: str | Path | None = None,
         sources_section(results),
         fidelity_section(models.values()),
         summary_section(table),
-        seeds_section(results),
+        seeds_section(results) if not is_tuned(results) else tuning_section(results, figures),
+        time_to_result_section(results, figures),
         baseline_section(results, inputs.baseline, baseline),
         *(model_section(m, classes_for(m, class_names), figures) for m in models.values()),
         training_section(models.values(), figures),
@@ -183,6 +185,34 @@ def headline_section(results: dict) -> str:
 
 
 # --- seeds and baseline -----------------------------------------------------------------------
+
+
+def time_to_result_section(results: dict, figures: Path | None) -> str:
+    """## Time to result: each workload's median per framework and, over two or more
+    workloads, AlgoPerf's performance profile (`time_to_result`)."""
+    from pybench.report.headline import headline_groups
+    from pybench.report.time_to_result import performance_profile, profile_figure, workload_medians
+
+    medians = workload_medians(headline_groups(results))
+    if not medians:
+        return ""
+    frameworks = list(dict.fromkeys(f for times in medians.values() for f in times))
+    table = pd.DataFrame([{"workload": name, **{f: times.get(f) for f in frameworks}}
+                          for name, times in medians.items()])
+    lines = ["## Time to result", "",
+             "Median time to the target over seeds, in seconds (set-up, compilation and training; "
+             "evaluation excluded; ∞: missed in half the runs or more). See the headline for the "
+             "intervals, and pybench's docs/statistics.md (Time to result) for the rules.", "",
+             markdown_table(table, {f: lambda v: "∞" if v == float("inf") else f"{v:.1f}" for f in frameworks})]
+    if len(medians) >= 2:
+        _, _, area = performance_profile(medians)
+        lines += ["", f"Performance profile over {len(medians)} workloads (AlgoPerf): the fraction of "
+                  "workloads each framework reaches the target on within r times the fastest "
+                  "framework's time, r from 1 to 4; its area divided by 3 as one score: "
+                  + ", ".join(f"{f} {a:.2f}" for f, a in sorted(area.items(), key=lambda item: -item[1])) + "."]
+        if figures is not None:
+            lines += ["", image(profile_figure(medians, figures), "performance profile")]
+    return "\n".join(lines)
 
 
 def seeds_section(results: dict) -> str:

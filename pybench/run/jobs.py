@@ -110,8 +110,15 @@ def run_train_job(job: dict) -> dict:
         # workers start without float64.
         logits.update(float64_logits(backend, dataset, cfg, PARITY_BATCH))
     write_npz(Path(job["parity_path"]), **logits)
+    pruner = None
+    if job.get("prune"):
+        from pybench.tuning import EpochPruner
+
+        pruner = EpochPruner(job["prune"])
     run, predictions = train_and_evaluate(backend, dataset, cfg, progress=job.get("progress"),
-                                          board_folder=job.get("tensorboard_dir"))
+                                          board_folder=job.get("tensorboard_dir"), on_epoch=pruner)
+    if pruner is not None:  # a search's trial: whether its pruner stopped it, and when
+        run["pruned_at_epoch"] = pruner.pruned_at
     write_npz(Path(job["predictions_path"]), **predictions)
     # After training, so a first measurement never delays or disturbs the timed steps.
     return {**record, **run, **machine_peak(backend, record.get("device_name", ""))}

@@ -83,16 +83,17 @@ def as_interrupted(exc: BaseException) -> Interrupted:
 def train_in_worker(dataset: str, dataset_options: dict | None, train: TrainConfig,
                     framework: str, model: str, device: str, out_dir: Path, *, stem: str,
                     timeout: float | None = None, gpu: int = 0, progress: bool = False,
-                    echo: bool = False, board: Path | None = None) -> dict:
+                    echo: bool = False, board: Path | None = None, prune: dict | None = None) -> dict:
     """One training job (`pybench.run.jobs.run_train_job`) in a worker; its files are named
     `stem` under `out_dir` (forward-check arrays, predictions, log), and with `board` its
-    TensorBoard event files go there. Returns the run's record."""
+    TensorBoard event files go there; with `prune`, a search's pruner may stop it after an epoch
+    (`pybench.tuning.EpochPruner`). Returns the run's record."""
     job = job_for("train", framework, model, dataset,
                   with_validation(dataset_options or {}, train.patience), train, device,
                   progress=progress, gpu=gpu,
                   parity_path=str(out_dir / "parity" / f"{stem}.npz"),
                   predictions_path=str(out_dir / "predictions" / f"{stem}.npz"),
-                  tensorboard_dir=str(board) if board else None)
+                  tensorboard_dir=str(board) if board else None, prune=prune)
     record = run_in_worker(job, timeout, log_path=out_dir / "logs" / f"{stem}.log", echo=echo)
     if record.get("status") == "ok":
         record["predictions"] = f"predictions/{stem}.npz"

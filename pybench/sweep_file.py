@@ -1,0 +1,528 @@
+"""SWEEP.toml: every `compare` option, fixed, listed (a grid) or drawn from a distribution (a search).
+
+There is one description of the run options: `compare`'s arguments (`pybench.options`). A
+sweep key is a `compare` option's name with underscores (`--warmup-steps` is `warmup_steps`), its
+value converted and checked by that option's own type and choices, and a run's `TrainConfig` is
+made by the same `pybench.options.train_config` from the same namespace. An option added to `compare`
+is a sweep key at once, and the two cannot drift apart.
+
+A value is fixed (a scalar), a grid (a list: every value, each combination one run) or, with
+`search = "random"` or `"tpe"`, a distribution: `{log_uniform = [A, B]}`, `{uniform = [A, B]}`,
+`{int = [A, B]}` or `{choice = [...]}` (a list is a choice there too). The keys of the search
+itself (`search`, `trials`, `final_seeds`, ...) are `SEARCH_KEYS`; `pybench.commands.tune` runs
+a search, `pybench.commands.sweep` a grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import itertools
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from pybench.errors import PybenchError
+
+# The first sweep files named the grid in plurals; they still read.
+PLURAL_KEYS = {"batch_sizes": "batch_size", "lrs": "lr", "optimizers": "optimizer", "seeds": "seed"}
+# compare's options that mean nothing per run, and why.
+NOT_SWEEP_KEYS = {"out": "the sweep's folder is `sweep --out`",
+                  "no_report": "`sweep --no-report` skips the report",
+                  "repeats": "list the seeds to train instead (seeds = [0, 1, 2])"}
+# Options that must be the same for every run of a sweep: what they change is not a training
+# setting but what runs (the data, the frameworks and models, where and how long at most).
+RUN_WIDE = {"frameworks", "models", "device", "gpu", "timeout", "compile", "tensorboard", "recipe",
+            "mlflow"}
+# The lists a sweep compares rather than sweeps.
+LIST_KEYS = {"frameworks", "models"}
+SEARCHES = ("grid", "random", "tpe")
+PRUNERS = ("none", "median", "asha")
+DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
+# The keys that are not compare options (the search's own, and Ray's reservation), with their
+# TOML types.
+SEARCH_KEYS = {"search": str, "trials": int, "final_seeds": (int, list), "sampler_seed": int,
+               "pruner": str, "time_budget": (str, int, float), "parallel_trials": int,
+               "cpus_per_run": (int, float)}
+DEFAULT_FINAL_SEEDS = 5
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A searched key: Optuna's distribution of that kind (`pybench.tuning.optuna_distribution`)."""
+
+    kind: str  # one of DISTRIBUTIONS
+    values: tuple  # (low, high) or the choices
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return "{" + ", ".join(map(repr, self.values)) + "}"
+        return f"{self.kind}[{self.values[0]:g}, {self.values[1]:g}]"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed SWEEP.toml."""
+
+    dataset: str
+    frameworks: tuple[str, ...]
+    models: tuple[str, ...]
+    fixed: dict  # option -> value, as argparse would store it
+    grid: dict  # option -> tuple of values (every combination is one run)
+    raw_grid: dict  # the same lists as the file wrote them (what a search's choices hold)
+    space: dict  # option -> Distribution (search = "random" / "tpe")
+    dataset_options: dict  # the [dataset_options] table (load_dataset's keywords)
+    search: str | None = None  # None: a grid sweep, one run per combination
+    trials: int | None = None
+    final_seeds: tuple[int, ...] = ()
+    sampler_seed: int = 0
+    pruner: str = "none"
+    time_budget_s: float | None = None
+    parallel_trials: int | None = None
+    cpus_per_run: float = 1.0
+    path: Path = field(default=Path("SWEEP.toml"))
+
+    @property
+    def device(self) -> str:
+        return self.fixed.get("device", "auto")
+
+    @property
+    def timeout(self) -> float | None:
+        return self.fixed.get("timeout")
+
+    @property
+    def mlflow(self) -> Path | None:
+        return self.fixed.get("mlflow")
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return self.grid.get("seed", (self.fixed.get("seed") or 0,))
+
+    def searched(self) -> dict:
+        """The keys a search draws: its distributions, and its lists as choices."""
+        lists = {k: Distribution("choice", v) for k, v in self.raw_grid.items() if k != "seed"}
+        return {**lists, **self.space}
+
+    def option_values(self, written: dict) -> dict:
+        """Searched values as the file writes them (Optuna's choices are plain TOML values), as
+        compare stores them."""
+        def bad(key: str, what: str) -> PybenchError:
+            return PybenchError(f"{self.path}: {key}: {what}")
+
+        return {k: convert(k, v, bad) for k, v in written.items()}
+
+
+# ---------------------------------------------------------------- compare's options
+
+@cache
+def compare_parser() -> argparse.ArgumentParser:
+    from pybench.options import compare_parser as parser
+
+    return parser()
+
+
+@cache
+def compare_options() -> dict[str, argparse.Action]:
+    """compare's options by sweep key (their `dest`), the positional dataset aside."""
+    return {a.dest: a for a in compare_parser()._actions
+            if a.option_strings and a.dest not in ("help", *NOT_SWEEP_KEYS)}
+
+
+@cache
+def dataset_keys() -> frozenset[str]:
+    """The options of compare's "dataset options" group: they decide the arrays, which every run
+    of a sweep shares."""
+    group = next(g for g in compare_parser()._action_groups if g.title == "dataset options")
+    return frozenset(a.dest for a in group._group_actions)
+
+
+# The [dataset_options] table of older sweep files: load_dataset's keywords and their types.
+DATASET_OPTION_KEYS = {"data_dir": str, "image_size": int, "grayscale": bool,
+                       "test_fraction": float, "seed": int, "manifest": str, "image_col": str,
+                       "label_col": str, "binary_negative": str, "group_col": str, "multilabel": bool,
+                       "val_fraction": float, "layout": str, "split": str, "skip_unreadable": bool,
+                       "checksum": bool, "workers": int, "cache": bool}
+# TOML types of the options whose argparse type is a string parsed later (dataset options).
+DATASET_KINDS = {"image_size": int, "test_fraction": float, "val_fraction": float,
+                 "split_seed": int, "workers": int}
+
+
+def option_kind(key: str, action: argparse.Action) -> type:
+    """The TOML type a key's value must have (one element of a list)."""
+    from pybench import options as cli
+
+    if action.nargs == 0:  # a flag: store_true
+        return bool
+    if key in DATASET_KINDS:
+        return DATASET_KINDS[key]
+    ints = (cli.positive_int, cli.non_negative_int, int)
+    floats = (cli.finite_float, cli.positive_float, cli.non_negative_float, cli.momentum_value,
+              cli.fraction_below_one)
+    if action.type in ints:
+        return int
+    if action.type in floats:
+        return float
+    return str
+
+
+def flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def convert(key: str, value, bad):
+    """One value of `key` as `compare` would store it, checked by the option's own type and
+    choices; anything wrong is `bad(key, what)`."""
+    action = compare_options()[key]
+    kind = option_kind(key, action)
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            or kind is float and is_number):
+        raise bad(key, f"expected {kind.__name__}, got {value!r}")
+    if kind is bool:
+        return value
+    if action.choices is not None and value not in action.choices:
+        raise bad(key, f"unknown {key.replace('_', ' ')} {value!r}: choose from "
+                       f"{', '.join(map(str, action.choices))}{did_you_mean(str(value), action.choices)}")
+    if action.type is None or key in DATASET_KINDS:
+        return float(value) if kind is float else value
+    if value == "" and action.default == ():  # a list option's "none" (augment = ["", "flip"])
+        return ()
+    try:
+        return action.type(repr(value) if kind is float else str(value))
+    except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+        raise bad(key, f"{value!r}: {exc}") from None
+
+
+# What people call some options elsewhere (Keras, Weights & Biases, Ray Tune).
+SYNONYMS = {"learning_rate": "lr", "learning_rates": "lrs", "wd": "weight_decay", "bs": "batch_size",
+            "n_epochs": "epochs", "num_epochs": "epochs", "optimiser": "optimizer", "warmup": "warmup_steps"}
+
+
+def did_you_mean(word: str, options) -> str:
+    names = [str(o) for o in options]
+    if SYNONYMS.get(word) in names:
+        return f" (did you mean {SYNONYMS[word]!r}?)"
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ---------------------------------------------------------------- reading the file
+
+def load_sweep_spec(path: Path) -> SweepSpec:
+    """Parse and check SWEEP.toml; anything wrong is a one-line error naming the file and key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PybenchError(f"{path}: not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PybenchError(f"{path}: cannot be read ({type(exc).__name__})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PybenchError(f"{path}: not valid TOML ({exc})") from None
+    return spec_from_dict(raw, path)
+
+
+def spec_from_dict(raw: dict, path: Path) -> SweepSpec:
+    from pybench.backends import FRAMEWORK_NAMES
+
+    def bad(key: str, what: str) -> PybenchError:
+        return PybenchError(f"{path}: {key}: {what}")
+
+    options = compare_options()
+    known = {*options, *PLURAL_KEYS, *SEARCH_KEYS, "dataset", "dataset_options"}
+    entries: dict[str, tuple[str, object]] = {}  # option -> (the key as written, value)
+    for written, value in raw.items():
+        key = written.replace("-", "_")
+        if key not in known:
+            why = NOT_SWEEP_KEYS.get(key)
+            raise bad(written, f"not a sweep key: {why}" if why else
+                      f"unknown key{did_you_mean(key, sorted(known))}; a sweep key is a compare "
+                      "option's name with underscores (docs/sweeps.md)")
+        option = PLURAL_KEYS.get(key, key)
+        if option in entries:
+            raise bad(written, f"given twice (as {entries[option][0]} too)")
+        if key in PLURAL_KEYS and not isinstance(value, list):
+            raise bad(written, f"expected a list, e.g. {written} = [{example(options[option], option)}]")
+        entries[option] = (written, value)
+    if "dataset" not in entries:
+        raise bad("dataset", "missing (e.g. dataset = \"digits\")")
+    dataset = entries.pop("dataset")[1]
+    if not isinstance(dataset, str):
+        raise bad("dataset", f"expected a string, got {dataset!r}")
+    search_settings = {k: entries.pop(k) for k in list(entries) if k in SEARCH_KEYS}
+    search = search_value(search_settings, bad)
+    table = entries.pop("dataset_options", (None, {}))[1]
+    frameworks = list_of_names("frameworks", entries.pop("frameworks", (None, list(FRAMEWORK_NAMES))), bad)
+    models = list_of_names("models", entries.pop("models", (None, ["lenet5"])), bad)
+    models = checked_models(models, path, bad)
+
+    fixed, grid, raw_grid, space = {}, {}, {}, {}
+    for option, (written, value) in entries.items():
+        if isinstance(value, dict):
+            if option in RUN_WIDE or option in dataset_keys():
+                raise bad(written, "cannot be searched: every run shares it; give one value")
+            space[option] = distribution(written, option, value, bad)
+        elif isinstance(value, list):
+            if option in RUN_WIDE or option in dataset_keys():
+                raise bad(written, "cannot be swept: every run shares it; give one value")
+            if not value:
+                raise bad(written, "empty list: give at least one value")
+            items = tuple(convert(option, item, lambda k, w, written=written: bad(written, w)) for item in value)
+            if len(set(map(repr, items))) != len(items):
+                raise bad(written, "lists a value twice")
+            grid[option], raw_grid[option] = items, tuple(value)
+        else:
+            fixed[option] = convert(option, value, lambda k, w, written=written: bad(written, w))
+    fixed = with_paths_resolved(fixed, path)
+    if space and search in (None, "grid"):
+        key = next(iter(space))
+        raise bad(key, "a distribution needs search = \"random\" or \"tpe\" (a grid takes a list)")
+    if "seed" in fixed and "seed" in grid:  # pragma: no cover - PLURAL_KEYS rejects it
+        raise bad("seeds", "given with seed")
+    if search and "seed" in grid:
+        raise bad(entries["seed"][0], "a search trains each trial on `seed` (one value) and gives "
+                                      "its verdict on `final_seeds`")
+    check_dataset_table(table, bad)
+    spec = dict(dataset=dataset, frameworks=tuple(frameworks), models=tuple(models), fixed=fixed,
+                grid=grid, raw_grid=raw_grid, space=space, dataset_options=dict(table), path=path)
+    return SweepSpec(**spec, **search_fields(search, search_settings, fixed, grid, space, bad))
+
+
+def example(action: argparse.Action, key: str) -> str:
+    return {str: '"torch"', int: "1", float: "0.01", bool: "true"}[option_kind(key, action)]
+
+
+def list_of_names(key: str, entry: tuple, bad) -> list[str]:
+    written, value = entry
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise bad(key, f"expected a list of names, e.g. {key} = [\"torch\", \"jax\"]" if value != []
+                  else "empty list: give at least one value")
+    if len(set(value)) != len(value):
+        raise bad(key, "lists a value twice")
+    if key == "frameworks":
+        from pybench.backends import FRAMEWORK_DESCRIPTIONS
+
+        for name in value:
+            if name not in FRAMEWORK_DESCRIPTIONS:
+                raise bad(key, f"unknown framework {name!r}: choose from "
+                               f"{', '.join(FRAMEWORK_DESCRIPTIONS)}{did_you_mean(name, FRAMEWORK_DESCRIPTIONS)}")
+    return value
+
+
+def checked_models(names: list[str], path: Path, bad) -> list[str]:
+    """Built-in model names, and CNN files relative to the sweep file (read and registered)."""
+    from pybench.models import MODEL_DESCRIPTIONS, model_names
+    from pybench.models.cnn import is_cnn_file
+
+    for name in names:
+        if name not in MODEL_DESCRIPTIONS and not is_cnn_file(name):
+            raise bad("models", f"unknown model {name!r}: choose from {', '.join(MODEL_DESCRIPTIONS)}"
+                                f"{did_you_mean(name, MODEL_DESCRIPTIONS)}, or a CNN file (.toml, .json)")
+    return list(model_names(str((path.parent / Path(m).expanduser()).resolve()) if is_cnn_file(m) else m
+                            for m in names))
+
+
+def with_paths_resolved(fixed: dict, path: Path) -> dict:
+    """Files a sweep names are relative to the sweep file, as a file's own paths read."""
+    fixed = dict(fixed)
+    for key in ("weights", "tensorboard", "mlflow", "data_dir"):
+        if fixed.get(key) is not None:
+            fixed[key] = str((path.parent / Path(str(fixed[key])).expanduser()).resolve())
+    for key in ("tensorboard", "mlflow"):  # argparse stores these as paths
+        if fixed.get(key) is not None:
+            fixed[key] = Path(fixed[key])
+    return fixed
+
+
+def distribution(written: str, option: str, value: dict, bad) -> Distribution:
+    """`{log_uniform = [A, B]}` and its kin, checked against the option's type."""
+    if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
+        raise bad(written, f"a distribution is one of {{{' | '.join(f'{d} = [...]' for d in DISTRIBUTIONS)}}}, "
+                           f"got {value!r}")
+    kind, items = next(iter(value.items()))
+    if not isinstance(items, list) or not items:
+        raise bad(written, f"{kind}: expected a list, e.g. {{{kind} = [1e-4, 1e-1]}}")
+    one = lambda k, w: bad(written, w)  # noqa: E731 - errors name the key as written
+    converted = tuple(convert(option, item, one) for item in items)
+    if kind == "choice":
+        if len(set(map(repr, converted))) != len(converted):
+            raise bad(written, "lists a value twice")
+        return Distribution(kind, tuple(items))  # as written: Optuna's choices are plain values
+    if len(converted) != 2 or not converted[0] < converted[1]:
+        raise bad(written, f"{kind}: expected [low, high] with low < high, got {items!r}")
+    action_kind = option_kind(option, compare_options()[option])
+    if kind == "int" and action_kind is not int:
+        raise bad(written, f"int: {written} takes {action_kind.__name__} values; use uniform")
+    if kind in ("uniform", "log_uniform") and action_kind is not float:
+        raise bad(written, f"{kind}: {written} takes {action_kind.__name__} values"
+                           + ("; use int" if action_kind is int else "; use choice"))
+    if kind == "log_uniform" and converted[0] <= 0:
+        raise bad(written, "log_uniform: the low end must be above 0")
+    return Distribution(kind, converted)
+
+
+def search_value(settings: dict, bad) -> str | None:
+    for key, (written, value) in settings.items():
+        kind = SEARCH_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise bad(written, f"expected {names}, got {value!r}")
+    if "search" not in settings:
+        extra = [written for key, (written, _) in settings.items() if key != "cpus_per_run"]
+        if extra:
+            raise bad(extra[0], "needs search = \"grid\", \"random\" or \"tpe\"")
+        return None
+    search = settings["search"][1]
+    if search not in SEARCHES:
+        raise bad("search", f"unknown search {search!r}: choose from {', '.join(SEARCHES)}"
+                            f"{did_you_mean(search, SEARCHES)}")
+    return search
+
+
+def search_fields(search: str | None, settings: dict, fixed: dict, grid: dict, space: dict,
+                  bad) -> dict:
+    """The SweepSpec fields of the search's own keys, checked."""
+    values = {key: value for key, (_, value) in settings.items()}
+    out: dict = {"cpus_per_run": float(values.get("cpus_per_run", 1.0))}
+    if out["cpus_per_run"] <= 0:
+        raise bad("cpus_per_run", f"{values['cpus_per_run']!r} must be positive")
+    if search is None:
+        return out
+    out["search"] = search
+    grid_size = math.prod(len(v) for k, v in grid.items() if k != "seed")
+    trials = values.get("trials")
+    if search != "grid" and trials is None:
+        raise bad("trials", f"missing: search = \"{search}\" needs trials = N (per framework)")
+    if trials is not None and trials < 1:
+        raise bad("trials", f"{trials} must be at least 1")
+    if search == "grid" and not grid:
+        raise bad("search", "a grid search needs at least one list to search")
+    out["trials"] = min(trials or grid_size, grid_size) if search == "grid" else trials
+    seed = fixed.get("seed", 0)
+    final = values.get("final_seeds", DEFAULT_FINAL_SEEDS)
+    if isinstance(final, int):
+        if final < 1:
+            raise bad("final_seeds", f"{final} must be at least 1")
+        final = [seed + 1 + i for i in range(final)]  # fresh: never the seed the trials used
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in final) or not final:
+        raise bad("final_seeds", f"expected a count or a list of seeds (whole numbers >= 0), got {final!r}")
+    if seed in final:
+        raise bad("final_seeds", f"seed {seed} trained the trials: the verdict needs fresh seeds")
+    if len(set(final)) != len(final):
+        raise bad("final_seeds", "lists a seed twice")
+    out["final_seeds"] = tuple(final)
+    out["sampler_seed"] = values.get("sampler_seed", 0)
+    pruner = values.get("pruner", "median" if search == "tpe" else "none")
+    if pruner not in PRUNERS:
+        raise bad("pruner", f"unknown pruner {pruner!r}: choose from {', '.join(PRUNERS)}"
+                            f"{did_you_mean(pruner, PRUNERS)}")
+    out["pruner"] = pruner
+    if "time_budget" in values:
+        out["time_budget_s"] = parse_duration(values["time_budget"], lambda w: bad("time_budget", w))
+    if "parallel_trials" in values:
+        if values["parallel_trials"] < 1:
+            raise bad("parallel_trials", f"{values['parallel_trials']} must be at least 1")
+        out["parallel_trials"] = values["parallel_trials"]
+    if not grid and not space:
+        raise bad("search", "nothing to search: give a list or a distribution, e.g. "
+                            "lr = {log_uniform = [1e-4, 1e-1]}")
+    return out
+
+
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h)?\s*$")
+UNIT_S = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def parse_duration(value, bad) -> float:
+    """"2h", "45m", "90s" or a number of seconds."""
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = DURATION.match(value)
+        if not match:
+            raise bad(f"{value!r}: give a duration such as \"2h\", \"45m\" or \"600s\"")
+        seconds = float(match.group(1)) * UNIT_S[match.group(2)]
+    if not seconds > 0:
+        raise bad(f"{value!r} must be positive")
+    return seconds
+
+
+def check_dataset_table(table, bad) -> None:
+    """The [dataset_options] table: load_dataset's keywords (older sweep files)."""
+    if not isinstance(table, dict):
+        raise bad("dataset_options", "expected a table ([dataset_options])")
+    for key, value in table.items():
+        if key not in DATASET_OPTION_KEYS:
+            raise bad(f"dataset_options.{key}", f"unknown key{did_you_mean(key, DATASET_OPTION_KEYS)} "
+                                                f"(known: {', '.join(DATASET_OPTION_KEYS)})")
+        kind = DATASET_OPTION_KEYS[key]
+        if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind) and not (
+                kind is float and isinstance(value, int)):
+            raise bad(f"dataset_options.{key}", f"expected {kind.__name__}, got {value!r}")
+
+
+# ---------------------------------------------------------------- runs from the file
+
+def grid_points(spec: SweepSpec, keys=None) -> list[dict]:
+    """Every combination of the grid's lists (seed aside) as the file wrote them, in the file's
+    order."""
+    keys = [k for k in (keys or spec.grid) if k != "seed"]
+    return [dict(zip(keys, values)) for values in itertools.product(*(spec.raw_grid[k] for k in keys))]
+
+
+@cache
+def _defaults(dataset: str, recipe: str | None) -> argparse.Namespace:
+    from pybench.options import compare_defaults
+
+    return compare_defaults(dataset, recipe)
+
+
+def namespace(spec: SweepSpec, values: dict) -> argparse.Namespace:
+    """compare's parsed arguments for one run: its defaults (a recipe's, when the file names
+    one), the file's fixed values, then the run's own."""
+    args = argparse.Namespace(**vars(_defaults(spec.dataset, spec.fixed.get("recipe"))))
+    for key, value in {**spec.fixed, **values}.items():
+        setattr(args, key, value)
+    return args
+
+
+def run_train_config(spec: SweepSpec, model: str, values: dict):
+    """The TrainConfig of one run (`pybench.options.train_config`, as compare makes it); a
+    combination compare refuses (e.g. nesterov with adam) is a one-line error naming the file."""
+    from dataclasses import replace
+
+    from pybench.options import train_config
+
+    args = namespace(spec, values)
+    weights, args.weights = args.weights, None  # resolved already; its file is checked before any run
+    try:
+        return replace(train_config(args, model), weights=weights)
+    except PybenchError as exc:
+        shown = ", ".join(f"{k} = {v!r}" for k, v in values.items())
+        raise PybenchError(f"{spec.path}: {exc}" + (f" (with {shown})" if shown else "")) from None
+
+
+def run_dataset_options(spec: SweepSpec) -> dict:
+    """load_dataset's keywords: compare's dataset options in the file, then its
+    [dataset_options] table (the older spelling: load_dataset's own names)."""
+    from pybench.datasets import dataset_options
+
+    options = dataset_options(namespace(spec, {}))
+    written = {k: v for k, v in spec.fixed.items() if k in dataset_keys()}
+    return {**{k: v for k, v in options.items() if k in dataset_table_names(written)},
+            **spec.dataset_options}
+
+
+def dataset_table_names(written: dict) -> set[str]:
+    """The load_dataset keywords the file's top-level dataset options set."""
+    renamed = {"split_seed": "seed", "task": "multilabel", "no_checksum": "checksum",
+               "no_cache": "cache"}
+    return {renamed.get(k, k) for k in written}
