@@ -173,7 +173,7 @@ def run_in_worker(job: dict, timeout: float | None, log_path: Path | None = None
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: Julia and XLA spawn threads
+            kill_group(proc.pid)  # the whole group: Julia and XLA spawn threads
             proc.wait()
             reader.join(timeout=5)
             _save_log(log_path, tail)
@@ -182,7 +182,7 @@ def run_in_worker(job: dict, timeout: float | None, log_path: Path | None = None
         except BaseException:
             # Ctrl-C (or a cancelled Ray task): the worker, in a session of its own, would not
             # hear it and would go on training, holding its CPUs or GPU.
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid)
             proc.wait()
             raise
         reader.join(timeout=30)
@@ -191,6 +191,15 @@ def run_in_worker(job: dict, timeout: float | None, log_path: Path | None = None
             return json.loads(result_path.read_text())
         return {**base, "status": "failed", "reason": _crash_reason(proc.returncode, tail),
                 "exit_status": proc.returncode, "stderr_tail": stderr_tail(tail)}
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a worker's process group; a worker that ended on its own meanwhile (a signal
+    arriving as it exits) has nothing left to kill."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 STDERR_TAIL_LINES = 20  # kept in a crashed run's record (the whole tail is in logs/)
