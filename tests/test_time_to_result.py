@@ -105,20 +105,24 @@ def test_workload_medians_take_each_group_over_its_quiet_seeds():
     groups = {(None, "lenet5", ""): [run("torch", s, t) for s, t in enumerate([3.0, 1.0, 2.0])]
               + [run("torch", 3, 100.0, busy=True)]}
     assert workload_medians(groups) == {"lenet5": {"torch": 2.0}}
+    # several sources label runs "torch [a]": one framework across the workloads all the same
+    sources = {("a", "lenet5", ""): [{**run("torch", 0, 4.0), "framework": "torch [a]", "framework_name": "torch"}],
+               ("b", "lenet5", ""): [{**run("torch", 0, 6.0), "framework": "torch [b]", "framework_name": "torch"}]}
+    assert workload_medians(sources) == {"a lenet5": {"torch": 4.0}, "b lenet5": {"torch": 6.0}}
 
 
 @pytest.mark.slow
 def test_compare_digits_over_seeds_ends_with_the_time_to_result_verdict(run_cli, tmp_path):
     out = tmp_path / "run"
     result = run_cli("compare", "digits", "--frameworks", "torch,jax", "--models", "lenet5,resnet8",
-                     "--seeds", "0,1,2", "--target-accuracy", "0.9", "--epochs", "5", "--lr", "0.05",
+                     "--seeds", "0,1,2", "--target-accuracy", "0.8", "--epochs", "5", "--lr", "0.05",
                      "--val-fraction", "0.1", "--max-steps", "200", "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     doc = json.loads((out / "results.json").read_text())
     for record in doc["runs"]:
         assert record["status"] == "ok", record
         split, ttr = record["time_split_s"], record["time_to_result"]
-        assert ttr["split"] == "val" and ttr["target"] == 0.9 and ttr["eval_every"] == record["target_eval_every"]
+        assert ttr["split"] == "val" and ttr["target"] == 0.8 and ttr["eval_every"] == record["target_eval_every"]
         assert split["compile_s"] == pytest.approx(record["first_step_s"])
         assert split["train_s"] + split["compile_s"] == pytest.approx(sum(record["epoch_s"]))
         assert split["eval_s"] > 0 and split["setup_s"] > 0
@@ -128,9 +132,13 @@ def test_compare_digits_over_seeds_ends_with_the_time_to_result_verdict(run_cli,
             assert ttr["seconds"] == pytest.approx(ttr["setup_s"] + record["time_to_target_s"] + ttr["data_s"])
             assert ttr["seconds_with_eval"] == pytest.approx(ttr["seconds"] + ttr["eval_s"])
             assert ttr["eval_s"] <= split["eval_s"] + 1e-9
-    assert any(r["time_to_result"]["reached"] for r in doc["runs"])
-    assert "Time to result, 90% validation accuracy, checked every" in result.stdout
-    assert "reached" in result.stdout and "with evaluation" in result.stdout
+    # 80% of the 144 validation digits (a 90% target was missed in most runs on CI's machine,
+    # leaving no sentence with a time in it to check).
+    reached = {m: sum(r["time_to_result"]["reached"] for r in doc["runs"] if r["model"] == m)
+               for m in ("lenet5", "resnet8")}
+    assert reached["lenet5"] >= 4, reached
+    assert "Time to result, 80% validation accuracy, checked every" in result.stdout
+    assert "reached; " in result.stdout and " s with evaluation)" in result.stdout
     report = (out / "report.md").read_text()
     assert "## Time to result" in report and "Performance profile over 2 workloads" in report
     assert (out / "performance-profile.png").is_file()

@@ -209,7 +209,10 @@ def workload_medians(groups: dict[tuple, list[dict]]) -> dict[str, dict[str, flo
     """workload name -> framework -> median time to result over its quiet runs."""
     table = {}
     for key, runs in groups.items():
-        quiet = [r for r in runs if not (r.get("machine_load") or {}).get("busy")]
+        # A framework is one framework across workloads: several sources label their runs
+        # "torch [source]", and keep the framework's own name beside it.
+        quiet = [{**r, "framework": r.get("framework_name", r["framework"])} for r in runs
+                 if not (r.get("machine_load") or {}).get("busy")]
         times = per_seed(quiet)
         if times:
             name = " ".join(str(k) for k in key if k)
