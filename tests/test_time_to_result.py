@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 
+from pybench.report.headline import headline_groups
 from pybench.report.time_to_result import (
     paired_ratio,
     performance_profile,
@@ -112,6 +113,7 @@ def test_workload_medians_take_each_group_over_its_quiet_seeds():
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # it times runs: alone, after the rest, as the benchmarks are
 def test_compare_digits_over_seeds_ends_with_the_time_to_result_verdict(run_cli, tmp_path):
     out = tmp_path / "run"
     result = run_cli("compare", "digits", "--frameworks", "torch,jax", "--models", "lenet5,resnet8",
@@ -138,7 +140,20 @@ def test_compare_digits_over_seeds_ends_with_the_time_to_result_verdict(run_cli,
                for m in ("lenet5", "resnet8")}
     assert reached["lenet5"] >= 4, reached
     assert "Time to result, 80% validation accuracy, checked every" in result.stdout
-    assert "reached; " in result.stdout and " s with evaluation)" in result.stdout
+    # The sentence is the stored runs' verdict. Runs measured while the other test worker
+    # loaded the machine are left out (and named) as for step time, so what it holds depends
+    # on the load: a time for the fastest framework when one of its runs was quiet.
+    lenet5 = [r for r in doc["runs"] if r["model"] == "lenet5"]
+    sentence = time_sentence(lenet5, 0.8)
+    assert sentence.replace("**", "") in result.stdout
+    verdict = time_verdict(lenet5, 0.8)
+    if verdict.fastest is not None and math.isfinite(verdict.fastest.median.estimate):
+        assert " s with evaluation)" in sentence and "reached; " in sentence, sentence
+    else:  # every run of a framework on a busy machine, or half of them missed the target
+        assert "not compared" in sentence or "no framework reached" in sentence, sentence
     report = (out / "report.md").read_text()
-    assert "## Time to result" in report and "Performance profile over 2 workloads" in report
-    assert (out / "performance-profile.png").is_file()
+    workloads = workload_medians(headline_groups(doc))  # the quiet runs' medians, per model
+    assert "## Time to result" in report and set(workloads) <= {"lenet5", "resnet8"}
+    if len(workloads) == 2:
+        assert "Performance profile over 2 workloads" in report
+        assert (out / "performance-profile.png").is_file()
