@@ -291,6 +291,10 @@ def spec_from_dict(raw: dict, path: Path) -> SweepSpec:
         raise bad(entries["seed"][0], "a search trains each trial on `seed` (one value) and gives "
                                       "its verdict on `final_seeds`")
     check_dataset_table(table, bad)
+    both = dataset_table_names({k: v for k, v in fixed.items() if k in dataset_keys()}) & set(table)
+    if both:  # the table would silently win over the top-level key
+        key = sorted(both)[0]
+        raise bad(f"dataset_options.{key}", "given at the top level too: give it once")
     spec = dict(dataset=dataset, frameworks=tuple(frameworks), models=tuple(models), fixed=fixed,
                 grid=grid, raw_grid=raw_grid, space=space, dataset_options=dict(table), path=path)
     return SweepSpec(**spec, **search_fields(search, search_settings, fixed, grid, space, bad))

@@ -93,6 +93,7 @@ BAD = {
                       "every run shares it"),
     "bad budget": ('search = "random"\ntrials = 2\nlr = [0.1, 0.2]\ntime_budget = "soon"\n', "duration"),
     "search keys without search": ("trials = 4\n", "needs search"),
+    "a dataset option twice": ('split_seed = 1\n[dataset_options]\nseed = 2\n', "given at the top level too"),
     "a distribution in a grid": ('search = "grid"\nlr = {uniform = [0.1, 0.2]}\n', "a grid takes a list"),
 }
 

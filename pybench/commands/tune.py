@@ -45,8 +45,6 @@ from pybench.run.sweep_runs import (
 )
 from pybench.sweep_file import SweepSpec, grid_points, run_dataset_options, run_train_config
 
-SEARCH_NAMES = {"grid": "grid search", "random": "random search", "tpe": "TPE search"}
-
 
 def tuned_dataset_options(spec: SweepSpec) -> dict:
     """The dataset options with a validation split asked for: trials are chosen on it."""
