@@ -208,6 +208,11 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
                         "(parameters, per-epoch figures, step times, its record): mlflow "
                         "ui --backend-store-uri sqlite:///DIR/mlflow.db (pip install -e "
                         "'.[mlflow]')")
+    p.add_argument("--predict", default=None, metavar="DIR",
+                   help="a folder of unlabelled images every run predicts with its final model: "
+                        "predictions-<run>.csv (filename,label,p_<class>...) and how often the "
+                        "frameworks agree (default: the dataset's own unlabelled split folder, e.g. "
+                        "a flat test/ beside train/ class folders, when it has one)")
     p.add_argument("--recipe", choices=tuple(RECIPES), default=None,
                    help="defaults for the options not given: " + recipe_help())
     p.add_argument("--out", type=Path, default=None,
@@ -263,6 +268,7 @@ def train_config(args, model: str = "lenet5"):
             raise PybenchError(f"--target-accuracy {args.target_accuracy}: give a fraction "
                                "between 0 and 1, e.g. 0.98")
         extra = dict(epochs=args.epochs, max_steps=args.max_steps, patience=args.patience,
+                     predict=str(Path(args.predict).expanduser().resolve()) if args.predict else None,
                      target_accuracy=args.target_accuracy, balance=args.balance,
                      augment=check_augmentations(args.augment), eval_every=args.eval_every,
                      throughput_block=args.throughput_block, embeddings=args.embeddings,

@@ -30,6 +30,7 @@ class TrainingRecord:
     docs/results.md says what each means)."""
 
     test_accuracy: float | None
+    test_images: int  # the test split's size (what a score's interval over seeds is bounded by)
     val_accuracy: float | None
     epoch_accuracy: list[float]
     epoch_val_accuracy: list[float]
@@ -123,12 +124,32 @@ def code_info() -> dict:
             "dirty": None if status is None else bool(status)}
 
 
+def process_umask() -> int:
+    """The umask this process creates files under (read by setting it, then restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# What `open` would give a new file here: tempfile.mkstemp makes its files 0600 whatever the
+# umask, and a results folder shared on a lab machine would be half unreadable to colleagues.
+FILE_MODE = 0o666 & ~process_umask()
+
+
+def temporary_beside(path: Path, suffix: str = "") -> tuple[int, str]:
+    """A temporary file in `path`'s folder (same file system: renamed into place), with the mode
+    a file written by `open` would have."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.fchmod(fd, FILE_MODE)
+    return fd, tmp
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """`data` into `path` through a temporary file renamed into place: a failed write (a full
     disk) leaves the previous file whole, and is one `OutputError` line."""
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        fd, tmp = temporary_beside(path)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -171,7 +192,7 @@ def write_npz(path: Path, **arrays) -> None:
     path = Path(path)
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
+        fd, tmp = temporary_beside(path, suffix=".npz")
         os.close(fd)
         try:
             np.savez(tmp, **arrays)

@@ -72,6 +72,8 @@ class TrainConfig:
     # The pixel statistics inputs are normalised with (pybench.datasets.normalization): dataset,
     # imagenet or fixed:MEAN,STD; None: imagenet with `weights`, else dataset.
     normalize: str | None = None
+    # A folder of unlabelled images the final model predicts (pybench.datasets.unlabelled).
+    predict: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -195,12 +197,11 @@ def initial_weights(cfg: TrainConfig, dataset: Dataset):
 
 def check_options(cfg: TrainConfig, model_names, dataset: Dataset, seed: int) -> dict:
     """Fail in one line, in the parent before any worker starts, on a weights file that does not
-    fit, an unknown --trainable layer, or a loss option the task has no use for; a model that
-    cannot take the images is left to its worker, which records why. Returns what fitting the
+    fit, an unknown --trainable layer, or a loss option the task has no use for (a model that
+    cannot take the images failed before, `models.check_builds`). Returns what fitting the
     weights did, per model (`pretrained.check_fits`)."""
-    buildable = [m for m in model_names if models.builds_for(m, dataset.in_shape, dataset.num_classes)]
-    fitted = pretrained.check_fits(cfg.weights, buildable, dataset, seed)
-    for model in buildable:
+    fitted = pretrained.check_fits(cfg.weights, list(model_names), dataset, seed)
+    for model in model_names:
         models.frozen_params(model, dataset.in_shape, dataset.num_classes, cfg.trainable)
     loss_settings(cfg, dataset)
     statistics(cfg.normalize or default_normalize(cfg.weights), dataset)
@@ -218,7 +219,7 @@ def model_input(cfg: TrainConfig, dataset: Dataset, params, buffers) -> ModelInp
 
 def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
                        progress: bool = False, board_folder: str | None = None,
-                       on_epoch=None) -> tuple[dict, dict]:
+                       on_epoch=None, unlabelled: np.ndarray | None = None) -> tuple[dict, dict]:
     """Train `cfg.model` on `dataset` with `backend`; return (run record, test predictions).
 
     The run record is a `TrainingRecord` (pybench.results) as a dict: the fields of a `runs`
@@ -227,7 +228,8 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     With `board_folder`, every epoch's figures also go to TensorBoard event files there
     (`pybench.tensorboard`). `on_epoch(epoch, val_score)`, called after each epoch's validation
     (1-based epochs), stops the run when it returns True: a search's pruner
-    (`pybench.tuning.EpochPruner`).
+    (`pybench.tuning.EpochPruner`). `unlabelled` uint8 images are predicted by the final model
+    too (predictions' `unlabelled_logits`), after everything timed.
     """
     began = time.perf_counter()  # the time to result counts from here (set-up included)
     normalize = cfg.normalize or default_normalize(cfg.weights)
@@ -244,6 +246,9 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
            if dataset.val is not None else None)
 
     steps_per_epoch, total_steps = planned_steps(cfg, len(train_labels))
+    if total_steps < 1:  # the pre-run checks refuse this; a run must never end "ok" having trained nothing
+        raise PybenchError(f"the train split's {len(train_labels):,} images give no full batch of "
+                           f"{cfg.batch_size}: nothing to train (pass a smaller --batch-size)")
     lrs = run_learning_rates(cfg, steps_per_epoch, total_steps)
     eval_every = target_eval_every(cfg, steps_per_epoch)
     # The target is checked on the validation split when there is one: the test split never
@@ -380,6 +385,7 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     record = TrainingRecord(
         test_accuracy=(accuracy(test_logits, dataset.test.labels)
                        if test_logits is not None else None),
+        test_images=len(dataset.test.labels),
         val_accuracy=val_accuracy[-1] if val_accuracy else None,
         epoch_accuracy=epoch_accuracy,
         epoch_val_accuracy=val_accuracy,
@@ -432,6 +438,10 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     record["evaluation"] = evaluation.evaluate(test_logits, dataset.test.labels, dataset.classes,
                                                cfg.normal_class)
     predictions = {"labels": dataset.test.labels, "logits": test_logits}
+    if unlabelled is not None:
+        predictions["unlabelled_logits"] = backend.predict(
+            state, backend.put_data(unlabelled, np.zeros((len(unlabelled), *dataset.test.labels.shape[1:]), np.int64),
+                                    table), cfg.eval_batch_size)
     if cfg.embeddings:  # after the timed run, from the evaluated state
         predictions["embeddings"] = embeddings_of(backend, state, dataset.test, cfg, table)
         predictions["train_embeddings"] = embeddings_of(backend, state, dataset.train, cfg, table)

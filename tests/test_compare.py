@@ -178,14 +178,16 @@ def test_a_crashing_worker_becomes_a_failed_record(tmp_path, monkeypatch):
                       "stderr_tail": ["loading the model", "about to run out of memory"]}
 
 
-def test_a_framework_error_in_the_worker_is_one_line_with_the_log_kept(run_cli, tmp_path):
+def test_a_model_that_cannot_take_the_images_is_refused_before_any_worker(cli_error, tmp_path):
     out = tmp_path / "run"
-    # LeNet-5 needs 12x12 images: a model/data mismatch found inside the worker.
-    result = run_cli("compare", "digits", "--image-size", "8", "--frameworks", "torch",
-                     "--out", out, "--no-report")
-    assert result.returncode == 1
-    run = json.loads((out / "results.json").read_text())["runs"][0]
-    assert run["status"] == "failed" and "at least 12x12" in run["reason"]
+    # LeNet-5 needs 12x12 images, DenseNet-121 32x32: found by the pre-run checks, with the fix.
+    cli_error("compare", "digits", "--image-size", "8", "--frameworks", "torch", "--out", out,
+              fragments=("lenet5 cannot take the 8x8 images of sklearn.datasets.load_digits: it needs at least "
+                         "12x12 (pass --image-size 12 or larger)",))
+    cli_error("compare", "digits", "--models", "lenet5,densenet121-imagenet", "--frameworks", "torch",
+              "--out", out, fragments=("densenet121-imagenet cannot take the 28x28 images",
+                                       "pass --image-size 29 or larger"))
+    assert not out.exists()
 
 
 def test_the_parent_starts_no_device_when_checking_frameworks():

@@ -161,7 +161,7 @@ def test_cli_helpers_round_trip():
                                      "seed": 4, "manifest": "m.csv", "image_col": "img", "label_col": "lab",
                                      "binary_negative": "No Finding", "group_col": "Patient ID", "workers": 3,
                                      "cache": False, "multilabel": False, "val_fraction": 0.1, "layout": "splits",
-                                     "split": "random", "skip_unreadable": True, "checksum": False}
+                                     "split": "random", "skip_unreadable": True, "checksum": False, "resize": "crop"}
     assert dataset_options(parser.parse_args(["--task", "multilabel"]))["multilabel"] is True
     defaults = dataset_options(parser.parse_args([]))
     assert defaults["test_fraction"] == 0.2 and defaults["seed"] == 0 and defaults["cache"] is True

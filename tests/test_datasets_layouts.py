@@ -151,7 +151,7 @@ def test_unreadable_images_stop_the_load_unless_skipped(tmp_path):
     assert len(ds.train) + len(ds.test) == 12
     assert all((pixel(split) == split.labels).all() for split in (ds.train, ds.test))  # no zero rows kept
     assert [Path(name).name for name in ds.provenance.unreadable] == ["zz-broken.png"]
-    assert any("left out 1 unreadable images (--skip-unreadable)" in line for line in ds.provenance.lines())
+    assert any("left out 1 unreadable image (--skip-unreadable)" in line for line in ds.provenance.lines())
     cached = load_dataset(str(root), progress=False, skip_unreadable=True, test_fraction=0.25)
     again = load_dataset(str(root), progress=False, skip_unreadable=True, test_fraction=0.25)
     assert again.provenance == cached.provenance and again.fingerprint == ds.fingerprint
@@ -205,5 +205,5 @@ def test_compare_selects_on_validation_and_records_both_per_epoch(tmp_path, run_
     assert len(val) == len(test) == run["epochs_run"] == 4
     assert kept == int(np.argmax(val)) + 1 and run["test_accuracy"] == test[kept - 1]
     report = (out / "report.md").read_text()
-    assert "val accuracy %" in report and "Read as pre-split folders (train/, test/)" in report
-    assert "1 unreadable images (listed in unreadable.txt)" in report
+    assert "val accuracy %" in report and "- layout: pre-split folders (train/, test/)" in report
+    assert "left out 1 unreadable image (--skip-unreadable; listed in unreadable.txt)" in report

@@ -134,7 +134,8 @@ def test_a_cached_entry_is_memory_mapped_read_only(nih, isolated_cache):
     first = load_dataset(str(nih), binary_negative="No Finding", image_size=32, progress=False)
     (entry,) = [p for p in isolated_cache.iterdir() if p.is_dir()]
     assert sorted(p.name for p in entry.iterdir()) == ["meta.json", "test_images.npy", "test_labels.npy",
-                                                       "train_images.npy", "train_labels.npy"]
+                                                       "test_names.npy", "train_images.npy", "train_labels.npy",
+                                                       "train_names.npy"]
     again = load_dataset(str(nih), binary_negative="No Finding", image_size=32, progress=False)
     assert again.fingerprint == first.fingerprint and not again.train.images.flags.writeable
     assert isinstance(again.train.images.base, np.memmap) or isinstance(again.train.images, np.memmap)

@@ -362,26 +362,36 @@ def test_the_signal_tests_pass_when_pytest_itself_ignores_sigint(tmp_path):
     assert "1 passed" in result.stdout
 
 
-def limit_file_size() -> None:
-    """In the child: files of at most 20 KiB (`ulimit -f 20`), as on a nearly full disk."""
-    import resource
+def limit_file_size(kib: int):
+    """In the child: files of at most `kib` KiB (`ulimit -f KIB`), as on a nearly full disk."""
+    def limit() -> None:
+        import resource
 
-    resource.setrlimit(resource.RLIMIT_FSIZE, (20 * 1024, 20 * 1024))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (kib * 1024, kib * 1024))
+
+    return limit
 
 
-def test_a_file_size_limit_ends_in_one_line_with_the_results_kept(tmp_path, isolated_cache):
-    """`compare` under `ulimit -f 20`: a figure cannot be written. One line naming the file and
-    the OS error, a non-zero status, and results.json (written first, atomically) whole, with
-    the finished run in it."""
+@pytest.mark.parametrize("kib, unwritten, status", [
+    (48, "", "ok"),  # room for results.json and the run's prediction files, not for a figure
+    (20, "predictions/torch-lenet5.csv", "failed"),  # the worker's test predictions (360 rows) do not fit
+])
+def test_a_file_size_limit_ends_in_one_line_with_the_results_kept(tmp_path, isolated_cache, kib, unwritten, status):
+    """`compare` under `ulimit -f KIB`: a file cannot be written, in the parent (a figure) or in the
+    worker (its prediction CSV, and the parent stops on it: the next run would fail alike). One
+    line naming the file and the OS error, a non-zero status, and results.json (written first,
+    atomically) whole, with the run in it."""
     import os
 
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "pybench", "compare", "digits", "--frameworks", "torch",
                            "--models", "lenet5", "--epochs", "1", "--out", str(out)],
-                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, preexec_fn=limit_file_size,
-                          env={**os.environ, "PYBENCH_CACHE_DIR": str(isolated_cache)})
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+                          preexec_fn=limit_file_size(kib), env={**os.environ, "PYBENCH_CACHE_DIR": str(isolated_cache)})
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"pybench: error: cannot write {out}/") and "File too large (errno 27)" in last
+    assert last.startswith(f"pybench: error: cannot write {out}/{unwritten}") and "File too large (errno 27)" in last
     runs = json.loads((out / "results.json").read_text())["runs"]
-    assert [run["status"] for run in runs] == ["ok"] and runs[0]["test_accuracy"] > 0
+    assert [run["status"] for run in runs] == [status]
+    if status == "ok":
+        assert runs[0]["test_accuracy"] > 0

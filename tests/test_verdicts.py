@@ -5,6 +5,7 @@ record that keeps busy runs out of the speed verdict, measured against a real bu
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -14,7 +15,16 @@ import pytest
 
 from pybench.machine import load_snapshot, machine_load
 from pybench.report.headline import headline_lines
-from pybench.report.verdicts import accuracy_sentence, accuracy_verdict, mean_interval, speed_sentence, step_ratios
+from pybench.report.significance import seed_groups
+from pybench.report.verdicts import (
+    accuracy_sentence,
+    accuracy_verdict,
+    busy_caveat,
+    mean_interval,
+    score_interval,
+    speed_sentence,
+    step_ratios,
+)
 
 SIMULATIONS = 2000
 
@@ -126,7 +136,8 @@ def test_equal_speeds_are_no_measurable_difference_and_a_gap_is_a_ratio():
 def timed_run(framework: str, median: float, busy: bool = False, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     steps = [400.0] + list(median + rng.normal(0, 0.05, 300))
-    load = {"busy": busy, "busy_reason": "other processes used 0.95 cores on average" if busy else None}
+    load = {"busy": busy, "busy_reason": "other processes used 0.95 cores on average" if busy else None,
+            "other_cores": 0.95 if busy else 0.0}
     return {"framework": framework, "model": "lenet5", "status": "ok", "seed": seed, "repeat": 0,
             "test_accuracy": 0.98, "step_times_ms": steps,
             "step_time_ms": {"median": float(np.median(steps[1:])), "n": 300},
@@ -134,9 +145,11 @@ def timed_run(framework: str, median: float, busy: bool = False, seed: int = 0) 
 
 
 def test_a_run_from_a_busy_machine_gives_no_speed_verdict():
-    text = speed_sentence([timed_run("torch", 2.0), timed_run("jax", 5.0, busy=True)])
+    runs = [timed_run("torch", 2.0), timed_run("jax", 5.0, busy=True)]
+    text = speed_sentence(runs)
     assert "not compared" in text and "faster" not in text
-    assert "busy machine: jax seed 0: other processes used 0.95 cores" in text
+    assert busy_caveat(runs) == ("Busy machine: 1 of 2 timed runs (jax seed 0) ran while other processes 0.95 "
+                                 "cores: left out of the step-time verdict.")
     text = speed_sentence([timed_run("torch", 2.0), timed_run("jax", 5.0)])
     assert "**torch** has the fastest step" in text and "faster than jax" in text
 
@@ -203,3 +216,26 @@ def test_seeds_that_did_not_finish_everywhere_are_not_compared():
     text = accuracy_sentence(accuracy_verdict(runs), runs)
     assert text == ("Accuracy: not compared: 1 of the 3 seeds finished in every framework, and "
                     "a verdict needs two.")
+
+
+@pytest.mark.parametrize("accuracies, images", [
+    ((0.8015, 0.88, 0.9630), 360),  # the spread behind "88.15% [73.28, 103.02]" (a plain t interval)
+    ((0.9986, 1.0, 1.0), 360),  # three seeds at or near 100%
+    ((1.0, 1.0, 1.0), None),  # all at 100%, the test size unrecorded
+])
+def test_an_accuracy_interval_over_seeds_stays_inside_0_to_100(accuracies, images):
+    interval = score_interval(accuracies, images=images)
+    assert 0 <= interval.low <= interval.estimate <= interval.high <= 1, interval
+    assert interval.estimate == pytest.approx(np.mean(accuracies))
+    plain = mean_interval(accuracies)
+    assert plain.high > 1 or len(set(accuracies)) == 1 or accuracies[0] > 0.99  # what the old interval did
+    runs = [{"framework": f, "model": "m", "status": "ok", "seed": s, "test_accuracy": a, "test_images": images}
+            for f in ("torch", "jax") for s, a in enumerate(accuracies)]
+    sentence = accuracy_sentence(accuracy_verdict(runs), runs)
+    assert "95% t interval over seeds on the logit scale" in sentence
+    for low, high in re.findall(r"% \[([\d.]+), ([\d.]+)\]", sentence):
+        assert 0 <= float(low) <= float(high) <= 100, sentence
+    table = seed_groups({"runs": runs, "config": {}})
+    for text in table["accuracy 95% interval %"]:
+        low, high = map(float, text.split("-"))
+        assert 0 <= low <= high <= 100, text

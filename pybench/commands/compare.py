@@ -14,14 +14,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pybench import models
-from pybench.errors import Interrupted
+from pybench.errors import Interrupted, OutputError
 from pybench.results import write_results
 from pybench.run import life
 from pybench.run.checks import preflight
-from pybench.run.fidelity import forward_parity
+from pybench.run.fidelity import forward_parity, prediction_agreement
 from pybench.run.life import (
     as_interrupted,
     dataset_summary,
+    describe_data,
     make_out_dir,
     results_header,
     train_in_worker,
@@ -61,9 +62,12 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
     """Run the comparison; return the results directory and the results document."""
     checked = preflight(model_names=cfg.models, frameworks=cfg.frameworks, dataset=cfg.dataset,
                         dataset_options=cfg.dataset_options, train=cfg.train,
-                        seed=cfg.run_seeds[0], device=cfg.device, gpu=cfg.gpu, progress=echo)
+                        seed=cfg.run_seeds[0], device=cfg.device, gpu=cfg.gpu, progress=echo,
+                        predict_unlabelled=True)
     device, unavailable, dataset = checked.device, checked.unavailable, checked.dataset
     options, fitted = checked.dataset_options, checked.weights_fit
+    if checked.predict:  # the dataset's own unlabelled folder, when --predict named none
+        cfg = replace(cfg, train=replace(cfg.train, predict=checked.predict["folder"]))
     out_dir = make_out_dir(Path(cfg.out) if cfg.out else default_out_dir(cfg.dataset))
 
     train = asdict(cfg.train)
@@ -81,7 +85,9 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
                    **({"weights_fit": fitted} if fitted else {})},
         "cnn_models": models.cnn_records(cfg.models),
         "dataset": dataset_summary(dataset), "runs": [],
+        **({"predict": checked.predict} if checked.predict else {}),
     }
+    describe_data(document, echo)
     write_results(out_dir, document)
     write_unreadable(out_dir, dataset)
     tracker = None
@@ -113,10 +119,13 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
                 keep_interrupted(document, out_dir, framework, model, exc, tag)
         document["runs"].append({**record, **tag})
         forward_parity(document["runs"], out_dir)
+        prediction_agreement(document, out_dir)
         write_results(out_dir, document)
         if tracker is not None and record["status"] != "unavailable":
             tracker.log_run(document["runs"][-1], out_dir,
                             params={**asdict(replace(cfg.train, seed=job.seed)), "model": model})
+        if record.get("output_error"):  # the next run would fail to write the same way
+            raise OutputError(record["reason"])
     return out_dir, document
 
 

@@ -35,7 +35,14 @@ from pybench.models import cnn_records
 from pybench.results import write_results
 from pybench.run import life
 from pybench.run.checks import preflight
-from pybench.run.life import as_interrupted, dataset_summary, make_out_dir, results_header, write_unreadable
+from pybench.run.life import (
+    as_interrupted,
+    dataset_summary,
+    describe_data,
+    make_out_dir,
+    results_header,
+    write_unreadable,
+)
 from pybench.run.sweep_runs import (
     CONFIG_KEYS,
     RunContext,
@@ -103,7 +110,8 @@ def run_sweep(spec: SweepSpec, executor, out: Path | None = None, resume: bool =
     # The device is resolved on the executor (a Ray cluster's nodes, not this machine).
     checked = preflight(model_names=spec.models, frameworks=spec.frameworks,
                         dataset=spec.dataset, dataset_options=options,
-                        train=runs[0].train, seed=spec.seeds[0], device=None, progress=progress)
+                        train=runs[0].train, seed=spec.seeds[0], device=None, progress=progress,
+                        batch_size=max(run.train.batch_size for run in runs))
     unavailable, dataset = checked.unavailable, checked.dataset
     out_dir = Path(out) if out else default_out_dir(spec.path)
     records = finished_records(previous_document(out_dir, resume, dataset.fingerprint))
@@ -117,6 +125,7 @@ def run_sweep(spec: SweepSpec, executor, out: Path | None = None, resume: bool =
             "cnn_models": cnn_records(spec.models),
             "dataset": dataset_summary(dataset), "runs": ordered_runs(runs, records),
         }
+        describe_data(document, progress)
         write_results(out_dir, document)
         gather_runs(runs, records, document, executor, out_dir,
                     RunContext(spec.dataset, options, device, spec.timeout),

@@ -31,7 +31,14 @@ from pybench.errors import Interrupted, PybenchError
 from pybench.models import cnn_records
 from pybench.results import write_results
 from pybench.run.checks import preflight
-from pybench.run.life import as_interrupted, dataset_summary, make_out_dir, results_header, write_unreadable
+from pybench.run.life import (
+    as_interrupted,
+    dataset_summary,
+    describe_data,
+    make_out_dir,
+    results_header,
+    write_unreadable,
+)
 from pybench.run.sweep_runs import (
     RunContext,
     SweepRun,
@@ -64,7 +71,8 @@ def run_search(spec: SweepSpec, executor, out: Path, resume: bool = False, comma
                      run_train_config(spec, spec.models[0], spec.option_values(first_values(space))))
     checked = preflight(model_names=spec.models, frameworks=spec.frameworks, dataset=spec.dataset,
                         dataset_options=options, train=first.train, seed=first.train.seed,
-                        device=None, progress=progress)
+                        device=None, progress=progress,
+                        batch_size=max(space["batch_size"].values) if "batch_size" in space else None)
     dataset = checked.dataset
     if dataset.val is None:
         raise PybenchError(f"{spec.path}: {spec.dataset} has no validation split to choose the trials "
@@ -83,6 +91,7 @@ def run_search(spec: SweepSpec, executor, out: Path, resume: bool = False, comma
                     "tuning": tuning_summary(spec, space),
                     "cnn_models": cnn_records(spec.models),
                     "dataset": dataset_summary(dataset), "runs": list(records.values())}
+        describe_data(document, progress)
         write_results(out_dir, document)
         search = Search(spec, space, executor, out_dir, document, records,
                         RunContext(spec.dataset, options, device, spec.timeout),

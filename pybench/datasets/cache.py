@@ -32,7 +32,7 @@ import numpy as np
 from pybench.datasets.core import DEFAULT_DATA_ROOT, Dataset, LoadOptions, Provenance, Source, Split
 
 CACHE_DIR_ENV = "PYBENCH_CACHE_DIR"
-CACHE_FORMAT = 3  # bump when the decoding or the file layout changes: old entries stop matching
+CACHE_FORMAT = 4  # bump when the decoding or the file layout changes: old entries stop matching
 SMALL_FILE_BYTES = 1 << 20
 
 
@@ -93,7 +93,10 @@ class ArrayStore:
         """Every split array (those not already in the store) and meta.json."""
         splits = dataset.splits()
         for split_name, split in splits.items():
-            for kind, array in (("images", split.images), ("labels", split.labels)):
+            arrays = (("images", split.images), ("labels", split.labels), ("names", split.names))
+            for kind, array in arrays:
+                if array is None:
+                    continue
                 path = self.path(f"{split_name}_{kind}")
                 # A file already here was written by a decoder and holds this very array (mapped
                 # from it): saving over it would truncate the mapping under the writer.
@@ -131,7 +134,8 @@ def read_cached(path: Path) -> Dataset | None:
     try:
         meta = json.loads((path / "meta.json").read_text())
         splits = {name: Split(np.load(path / f"{name}_images.npy", mmap_mode="r", allow_pickle=False),
-                              np.load(path / f"{name}_labels.npy", mmap_mode="r", allow_pickle=False))
+                              np.load(path / f"{name}_labels.npy", mmap_mode="r", allow_pickle=False),
+                              names_of(path, name))
                   for name in meta["splits"]}
         problem = entry_problem(meta, splits)  # a truncated .npy fails np.load itself
     except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
@@ -144,6 +148,12 @@ def read_cached(path: Path) -> Dataset | None:
                    val=splits.get("val"), mean=tuple(meta["mean"]), std=tuple(meta["std"]),
                    fingerprint=meta["fingerprint"], source=meta["source"], groups=meta.get("groups"),
                    provenance=Provenance.from_dict(meta.get("provenance")))
+
+
+def names_of(entry: Path, split: str) -> np.ndarray | None:
+    """A split's image names, when the entry holds them."""
+    path = entry / f"{split}_names.npy"
+    return np.load(path, allow_pickle=False) if path.exists() else None
 
 
 def entry_problem(meta: dict, splits: dict[str, Split]) -> str | None:

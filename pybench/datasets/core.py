@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pybench.datasets.story import DEFAULT_RESIZE, RESIZE_METHODS, array_changes, provenance_lines
 from pybench.errors import PybenchError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -41,19 +42,31 @@ def chunk_rows(images: np.ndarray) -> int:
 class Split:
     """Images uint8 (N, C, H, W) and labels int64, both C-contiguous: (N,) class indices, or for
     a multi-label task (`--task multilabel`) an (N, findings) matrix of 0/1, one column per class
-    (finding), an image with none of them (NIH's "No Finding") a row of zeros."""
+    (finding), an image with none of them (NIH's "No Finding") a row of zeros. `names`, when the
+    source has them, is each image's file name (relative to the source), for prediction files."""
 
     images: np.ndarray
     labels: np.ndarray
+    names: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {self.images.shape}")
         if self.labels.ndim not in (1, 2) or len(self.labels) != len(self.images):
             raise ValueError(f"labels must be (N,) or (N, findings) matching images, got {self.labels.shape}")
+        if self.names is not None and len(self.names) != len(self.images):
+            raise ValueError(f"{len(self.names)} names for {len(self.images)} images")
         # Frozen: set the normalised copies through object.__setattr__.
         object.__setattr__(self, "images", np.ascontiguousarray(self.images))
         object.__setattr__(self, "labels", np.ascontiguousarray(self.labels, dtype=np.int64))
+        if self.names is not None:
+            object.__setattr__(self, "names", np.asarray(self.names, dtype=str))
+
+    def image_names(self, split_name: str) -> list[str]:
+        """Each image's file name, or "<split>[i]" for a source without file names."""
+        if self.names is not None:
+            return [str(name) for name in self.names]
+        return [f"{split_name}[{i}]" for i in range(len(self.labels))]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -67,34 +80,35 @@ class Provenance:
     `layout` names what was found ("pre-split folders train/, test/", "class folders", a
     manifest, a MedMNIST file); `splits` says where each split came from ("given: test/",
     "10% of train, stratified, split seed 0"); `left_out` counts what was deliberately not read
-    ("mask files": 3616); `unreadable` names the images `--skip-unreadable` left out.
+    ("mask files": 3616); `unreadable` names the images `--skip-unreadable` left out; `changes`
+    is what was done to the images (`story.Tally.to_dict`: sizes, modes, the options that acted);
+    `unlabelled` names split folders that hold images but no class folders (a Kaggle `test/`):
+    split -> {"folder", "images"}.
     """
 
     layout: str
     splits: dict[str, str] = field(default_factory=dict)
     left_out: dict[str, int] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
+    changes: dict = field(default_factory=dict)
+    unlabelled: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"layout": self.layout, "splits": dict(self.splits), "left_out": dict(self.left_out),
-                "unreadable": list(self.unreadable)}
+                "unreadable": list(self.unreadable), "changes": dict(self.changes),
+                "unlabelled": dict(self.unlabelled)}
 
     @classmethod
     def from_dict(cls, fields: dict | None) -> Provenance:
         fields = fields or {}
         return cls(layout=str(fields.get("layout", "arrays")), splits=dict(fields.get("splits") or {}),
-                   left_out=dict(fields.get("left_out") or {}), unreadable=list(fields.get("unreadable") or []))
+                   left_out=dict(fields.get("left_out") or {}), unreadable=list(fields.get("unreadable") or []),
+                   changes=dict(fields.get("changes") or {}), unlabelled=dict(fields.get("unlabelled") or {}))
 
     def lines(self) -> list[str]:
-        """`datasets info`'s lines about the layout, the splits' sources and what was left out."""
-        lines = [f"layout: {self.layout}"]
-        lines += [f"  {name}: {how}" for name, how in self.splits.items()]
-        for what, count in self.left_out.items():
-            lines.append(f"left out {count:,} {what}")
-        if self.unreadable:
-            shown = ", ".join(self.unreadable[:3]) + (", ..." if len(self.unreadable) > 3 else "")
-            lines.append(f"left out {len(self.unreadable):,} unreadable images (--skip-unreadable): {shown}")
-        return lines
+        """`datasets info`'s lines: the layout, the splits' sources, what was left out and what
+        was done to the images (`story.provenance_lines`)."""
+        return provenance_lines(self.to_dict())
 
 
 @dataclass
@@ -346,10 +360,15 @@ def split_story(given: dict[str, str], carved: dict[str, str], options: LoadOpti
 
 
 def dataset_from_arrays(name: str, source: str, classes: list[str], given: dict[str, Split],
-                        how: dict[str, str], options: LoadOptions, layout: str) -> Dataset:
+                        how: dict[str, str], options: LoadOptions, layout: str,
+                        original_shape: tuple[int, int, int], image_size: int | None = None) -> Dataset:
     """A Dataset from splits that arrive as arrays (`given`, train at least; `how` says where
     each came from): the test split, when missing, and the validation split, when asked for
-    and missing, are carved from train (`carve`)."""
+    and missing, are carved from train (`carve`). `original_shape` is the (C, H, W) the arrays
+    had before the options resized them to `image_size` (default: `options.image_size`)."""
+    # Each image named by its place in the source ("train[123]"), kept through the carving.
+    given = {split: data if data.names is not None else Split(data.images, data.labels, data.image_names(split))
+             for split, data in given.items()}
     train = given["train"]
     positions, carved = carve(train.labels, source, options.seed,
                               test_fraction=None if "test" in given else options.test_fraction,
@@ -357,8 +376,12 @@ def dataset_from_arrays(name: str, source: str, classes: list[str], given: dict[
                               pool=how["train"])
     splits = dict(given)
     if carved:  # indexing copies: only when something was taken out of train
-        splits.update({split: Split(train.images[idx], train.labels[idx]) for split, idx in positions.items()})
-    provenance = Provenance(layout, split_story(how, carved, options, "val" in given))
+        splits.update({split: Split(train.images[idx], train.labels[idx], train.names[idx])
+                       for split, idx in positions.items()})
+    changes = array_changes(sum(len(split) for split in given.values()), original_shape,
+                            image_size if image_size is not None else options.image_size, options.resize,
+                            options.grayscale, train.images.shape[1])
+    provenance = Provenance(layout, split_story(how, carved, options, "val" in given), changes=changes)
     return build_dataset(name, source, classes, splits["train"], splits["test"], splits.get("val"),
                          provenance=provenance)
 
@@ -406,6 +429,8 @@ class LoadOptions:
     skip_unreadable: bool = False
     # A MedMNIST file must have medmnist.INFO's MD5 (False: a modified copy is accepted, said).
     checksum: bool = True
+    # How a non-square image becomes image_size x image_size (`story.RESIZE_METHODS`).
+    resize: str = DEFAULT_RESIZE
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
@@ -416,6 +441,8 @@ class LoadOptions:
             raise PybenchError(f"--layout {self.layout!r}: choose {', '.join(LAYOUTS)}")
         if self.split not in SPLIT_SOURCES:
             raise PybenchError(f"--split {self.split!r}: choose {', '.join(SPLIT_SOURCES)}")
+        if self.resize not in RESIZE_METHODS:
+            raise PybenchError(f"--resize {self.resize!r}: choose {', '.join(RESIZE_METHODS)}")
         if self.multilabel and self.binary_negative is not None:
             raise PybenchError("--task multilabel and --binary-negative exclude each other: one keeps every "
                                "finding, the other folds them into one class")

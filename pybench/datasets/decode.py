@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pybench.datasets.images import decode_image
+from pybench.datasets.images import SIZE_FIX, decode_image
+from pybench.datasets.story import DEFAULT_RESIZE, Tally
 from pybench.errors import PybenchError
 
 # Below this many images decoding takes about a second: a progress bar would only be noise, and
@@ -111,12 +112,13 @@ def check_workers(workers) -> int:
 
 
 def probe_shape(names: Sequence[str], read: Callable[[str], bytes], image_size: int | None,
-                grayscale: bool, skip_unreadable: bool) -> tuple[tuple[int, int, int], str]:
+                grayscale: bool, skip_unreadable: bool,
+                resize: str = DEFAULT_RESIZE) -> tuple[tuple[int, int, int], str]:
     """(C, H, W) of the first image after the size and grayscale options, and its name (with
     `skip_unreadable`, the first image that decodes)."""
     for name in names:
         try:
-            first = decode_image(read(name), read.label(name), image_size, grayscale)
+            first, _ = decode_image(read(name), read.label(name), image_size, grayscale, resize)
         except PybenchError:
             if not skip_unreadable:
                 raise
@@ -126,17 +128,18 @@ def probe_shape(names: Sequence[str], read: Callable[[str], bytes], image_size: 
     raise PybenchError(f"none of the {len(names):,} images could be decoded (--skip-unreadable)")
 
 
-def decode_slice(task: tuple) -> tuple[int, list[tuple[int, str]]]:
+def decode_slice(task: tuple) -> tuple[int, list[tuple[int, str]], Tally]:
     """Decode names[start:stop] into rows start:stop of the .npy at `out_path` (in a worker);
-    returns how many were done and, with `skip_unreadable`, the (row, label) of each image that
-    could not be read or decoded (its row stays zero)."""
-    out_path, names, start, read, image_size, grayscale, first_name, skip_unreadable = task
+    returns how many were done, with `skip_unreadable` the (row, label) of each image that could
+    not be read or decoded (its row stays zero), and what the decoded images were (`Tally`)."""
+    out_path, names, start, read, image_size, grayscale, first_name, skip_unreadable, resize = task
     out = np.lib.format.open_memmap(out_path, mode="r+")
     channels, height, width = out.shape[1:]
     unreadable = []
+    tally = Tally()
     for offset, name in enumerate(names):
         try:
-            array = decode_image(read(name), read.label(name), image_size, grayscale)
+            array, facts = decode_image(read(name), read.label(name), image_size, grayscale, resize)
         except PybenchError:
             if not skip_unreadable:
                 raise
@@ -144,14 +147,14 @@ def decode_slice(task: tuple) -> tuple[int, list[tuple[int, str]]]:
             continue
         if array.shape[:2] != (height, width):
             raise PybenchError(f"images have different sizes ({read.label(first_name)} is {width}x{height}, "
-                               f"{read.label(name)} is "
-                               f"{array.shape[1]}x{array.shape[0]}): pass --image-size S to resize them all")
+                               f"{read.label(name)} is {array.shape[1]}x{array.shape[0]}): {SIZE_FIX}")
         if array.ndim == 3 and channels == 1:
             raise ColourFound(name)
         out[start + offset] = array.transpose(2, 0, 1) if array.ndim == 3 else array  # gray -> RGB broadcasts
+        tally.add(facts)
     out.flush()
     del out
-    return len(names), unreadable
+    return len(names), unreadable, tally
 
 
 def pool_context():
@@ -165,15 +168,17 @@ def pool_context():
 
 def decode_into(outputs: dict[str, Path], names: dict[str, Sequence[str]], read: Callable[[str], bytes],
                 image_size: int | None, grayscale: bool, workers: int, progress: bool, first_name: str,
-                skip_unreadable: bool = False) -> dict[str, list[tuple[int, str]]]:
+                skip_unreadable: bool = False, resize: str = DEFAULT_RESIZE,
+                tally: Tally | None = None) -> dict[str, list[tuple[int, str]]]:
     """Fill each (N, C, H, W) uint8 .npy of `outputs` (already created) with its `names`, in
     order, all splits through one pool of `workers` processes; returns, per split, the (row,
-    label) of the images `skip_unreadable` left out.
+    label) of the images `skip_unreadable` left out, and adds what the images were to `tally`.
 
     Raises ColourFound when a colour image turns up in a one-channel array.
     """
+    tally = tally if tally is not None else Tally()
     tasks = [(split, (str(outputs[split]), list(split_names[start:start + TASK_IMAGES]), start, read, image_size,
-                      grayscale, first_name, skip_unreadable))
+                      grayscale, first_name, skip_unreadable, resize))
              for split, split_names in names.items() for start in range(0, len(split_names), TASK_IMAGES)]
     total = sum(len(split_names) for split_names in names.values())
     parallel = workers > 1 and total >= PARALLEL_MIN_IMAGES
@@ -182,15 +187,17 @@ def decode_into(outputs: dict[str, Path], names: dict[str, Sequence[str]], read:
     try:
         if not parallel:
             results = (decode_slice(task) for _, task in tasks)
-            for (split, _), (done, bad) in zip(tasks, results):
+            for (split, _), (done, bad, seen) in zip(tasks, results):
                 bar.update(done)
                 unreadable[split] += bad
+                tally.update(seen)
             return unreadable
         pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=pool_context())
         try:
-            for (split, _), (done, bad) in zip(tasks, pool.map(decode_slice, [task for _, task in tasks])):
+            for (split, _), (done, bad, seen) in zip(tasks, pool.map(decode_slice, [task for _, task in tasks])):
                 bar.update(done)
                 unreadable[split] += bad
+                tally.update(seen)
         except BaseException:
             # A bad image or Ctrl-C: the queued slices are dropped, not decoded first.
             pool.shutdown(wait=True, cancel_futures=True)
@@ -203,17 +210,19 @@ def decode_into(outputs: dict[str, Path], names: dict[str, Sequence[str]], read:
 
 @dataclass(frozen=True)
 class Decoded:
-    """Each split's decoded images (memory-mapped, read-only), and what `--skip-unreadable` left
-    out: per split the positions dropped (into the names given), and every such image's label."""
+    """Each split's decoded images (memory-mapped, read-only), what `--skip-unreadable` left
+    out (per split the positions dropped, into the names given, and every such image's label),
+    and what was done to the images (`story.Tally.to_dict`: provenance's `changes`)."""
 
     images: dict[str, np.ndarray]
     dropped: dict[str, list[int]]
     unreadable: list[str]
+    changes: dict
 
 
 def decode_splits(store, splits: dict[str, Sequence[str]], read: Callable[[str], bytes],
                   image_size: int | None, grayscale: bool, workers: int, progress: bool,
-                  skip_unreadable: bool = False) -> Decoded:
+                  skip_unreadable: bool = False, resize: str = DEFAULT_RESIZE) -> Decoded:
     """Decode each split's images, in the split's order, into `<split>_images.npy` of `store`
     (a `cache.ArrayStore`).
 
@@ -223,14 +232,16 @@ def decode_splits(store, splits: dict[str, Sequence[str]], read: Callable[[str],
     written again without its row) and named in `Decoded.unreadable`.
     """
     every = [name for names in splits.values() for name in names]
-    shape, first = probe_shape(every, read, image_size, grayscale, skip_unreadable)
+    shape, first = probe_shape(every, read, image_size, grayscale, skip_unreadable, resize)
+    tally = Tally()
     try:
         unreadable = _decode_all(store, splits, read, image_size, grayscale, workers, progress, first,
-                                 shape, skip_unreadable)
+                                 shape, skip_unreadable, resize, tally)
     except ColourFound:
         # A set that starts grayscale and holds a colour image becomes RGB (gray repeated).
+        shape, tally = (3, *shape[1:]), Tally()
         unreadable = _decode_all(store, splits, read, image_size, grayscale, workers, progress, first,
-                                 (3, *shape[1:]), skip_unreadable)
+                                 shape, skip_unreadable, resize, tally)
     images, dropped = {}, {}
     for split in splits:
         rows = [row for row, _ in unreadable[split]]
@@ -240,7 +251,8 @@ def decode_splits(store, splits: dict[str, Sequence[str]], read: Callable[[str],
         images[split] = np.load(store.path(f"{split}_images"), mmap_mode="r")
         if not len(images[split]):
             raise PybenchError(f"every image of the {split} split is unreadable (--skip-unreadable)")
-    return Decoded(images, dropped, [label for split in splits for _, label in unreadable[split]])
+    return Decoded(images, dropped, [label for split in splits for _, label in unreadable[split]],
+                   tally.to_dict(image_size, resize, grayscale, shape[0]))
 
 
 def drop_rows(store, name: str, rows: list[int]) -> None:
@@ -257,9 +269,11 @@ def drop_rows(store, name: str, rows: list[int]) -> None:
     os.replace(store.path(f"{name}.kept"), store.path(name))
 
 
-def _decode_all(store, splits, read, image_size, grayscale, workers, progress, first, shape, skip_unreadable):
+def _decode_all(store, splits, read, image_size, grayscale, workers, progress, first, shape, skip_unreadable,
+                resize, tally):
     outputs = {}
     for split_name, names in splits.items():
         outputs[split_name] = store.path(f"{split_name}_images")
         store.empty(f"{split_name}_images", (len(names), *shape))  # full size; decode_slice fills it
-    return decode_into(outputs, splits, read, image_size, grayscale, workers, progress, first, skip_unreadable)
+    return decode_into(outputs, splits, read, image_size, grayscale, workers, progress, first, skip_unreadable,
+                       resize, tally)

@@ -28,10 +28,13 @@ def digits_images() -> tuple[np.ndarray, np.ndarray]:
 
 def load_digits_dataset(options: LoadOptions) -> Dataset:
     images, labels = digits_images()
-    images = transform_images(images, options.image_size or DIGITS_SIDE, options.grayscale)
+    original = images.shape[1:]
+    size = options.image_size or DIGITS_SIDE
+    images = transform_images(images, size, options.grayscale, options.resize)
     return dataset_from_arrays("digits", "sklearn.datasets.load_digits", [str(d) for d in range(10)],
                                {"train": Split(images, labels)}, {"train": f"all {len(labels):,} images"},
-                               options, "scikit-learn's bundled digits (arrays, no split of their own)")
+                               options, "scikit-learn's bundled digits (arrays, no split of their own)",
+                               original_shape=original, image_size=size)
 
 
 def digits_source(options: LoadOptions) -> Source:

@@ -5,7 +5,10 @@ Layouts (`--layout`, detected with "auto"):
   case), each holding the same class folders (what `splitfolders` writes and Kaggle ships). The
   given splits are used as they are; a missing test (or, with `--val-fraction`, validation)
   split is carved from train. Detected when any sub-folder has a split name: reading such a tree
-  as classes would train a classifier of "train" against "test".
+  as classes would train a classifier of "train" against "test". A split folder other than
+  train/ that holds images but no class folders (a Kaggle competition's flat `test/`) is
+  unlabelled: said, left out of training and evaluation (its split is carved from train as if
+  absent), and named in the provenance so that every run can predict it.
 - **classes**: `root/<class>/<images>` (ImageFolder); a seeded stratified split makes test
   (and validation).
 - **manifest**: a CSV at the top level naming each image and its label (an extracted NIH
@@ -177,18 +180,23 @@ def same_classes(root: Path, splits: dict[str, Path]) -> list[str]:
 @dataclass(frozen=True)
 class FolderPlan:
     """What a folder holds, listed before anything is decoded: per given split its images and
-    labels (`pools`; the classes layout gives only train), where each came from, the layout
-    and what was left out."""
+    labels (`pools`; the classes layout gives only train), where each came from, the layout,
+    what was left out, and the unlabelled split folders (split -> {"folder", "images", "path"})."""
 
     classes: list[str]
     pools: dict[str, Listing]
     given: dict[str, str]
     layout: str
     left_out: dict[str, int]
+    unlabelled: dict[str, dict] = field(default_factory=dict)
 
     @property
     def files(self) -> list[Path]:
-        return [path for split in SPLIT_NAMES if split in self.pools for path in self.pools[split].paths]
+        """Every file the dataset is made from (the cache key's), unlabelled images included:
+        the provenance counts them."""
+        unlabelled = [path for found in self.unlabelled.values() for path in sorted(Path(found["path"]).iterdir())
+                      if path.is_file() and is_image_name(path.name) and not is_hidden(path)]
+        return [path for split in SPLIT_NAMES if split in self.pools for path in self.pools[split].paths] + unlabelled
 
 
 def plan_classes(root: Path) -> FolderPlan:
@@ -200,6 +208,18 @@ def plan_classes(root: Path) -> FolderPlan:
                       "class folders (every sub-folder a class)", counted(left_out))
 
 
+def unlabelled_folders(folders: dict[str, Path]) -> dict[str, dict]:
+    """The split folders (train/ aside) that hold images directly and no folder at all: a flat
+    folder of unlabelled images, e.g. a Kaggle competition's `test/`."""
+    found = {}
+    for split, folder in folders.items():
+        if split != "train" and not sub_folders(folder):
+            images = loose_images(folder)
+            if images:
+                found[split] = {"folder": f"{folder.name}/", "images": images, "path": str(folder.resolve())}
+    return found
+
+
 def plan_splits(root: Path, options: LoadOptions) -> FolderPlan:
     left_out: Counter = Counter()
     folders = split_folders_of(root)
@@ -208,6 +228,8 @@ def plan_splits(root: Path, options: LoadOptions) -> FolderPlan:
                            "but no train/ folder (--layout splits needs train/)")
     if options.layout == "splits":
         left_out[LEFT_FOLDERS] += sum(1 for f in sub_folders(root) if f.name.lower() not in SPLIT_FOLDERS)
+    unlabelled = unlabelled_folders(folders)
+    folders = {split: folder for split, folder in folders.items() if split not in unlabelled}
     classes = same_classes(root, folders)
     pools = {split: list_classes(folders[split], classes, left_out, empty_ok=split != "train")
              for split in SPLIT_NAMES if split in folders}
@@ -217,7 +239,7 @@ def plan_splits(root: Path, options: LoadOptions) -> FolderPlan:
     layout = (f"pre-split folders ({', '.join(folders[s].name + '/' for s in pools)}), classes from the class "
               "folders inside them")
     return FolderPlan(classes, pools, {split: f"given: {folders[split].name}/" for split in pools}, layout,
-                      counted(left_out))
+                      counted(left_out), unlabelled)
 
 
 def counted(left_out: Counter) -> dict[str, int]:
@@ -242,11 +264,14 @@ def load_planned(root: Path, plan: FolderPlan, options: LoadOptions, progress: b
         labels.update({split: train_labels[idx] for split, idx in positions.items()})
     decoded = decode_splits(store, {split: [str(p) for p in split_paths] for split, split_paths in paths.items()},
                             FileReader(), options.image_size, options.grayscale, workers, progress,
-                            skip_unreadable=options.skip_unreadable)
-    splits = {split: Split(decoded.images[split], np.delete(labels[split], decoded.dropped[split]))
+                            skip_unreadable=options.skip_unreadable, resize=options.resize)
+    splits = {split: Split(decoded.images[split], np.delete(labels[split], decoded.dropped[split]),
+                           np.delete(np.asarray([str(p.relative_to(root)) for p in paths[split]], dtype=str),
+                                     decoded.dropped[split]))
               for split in paths}
     story = split_story(plan.given, carved, options, "val" in plan.pools)
-    provenance = Provenance(plan.layout, story, dict(plan.left_out), decoded.unreadable)
+    provenance = Provenance(plan.layout, story, dict(plan.left_out), decoded.unreadable, changes=decoded.changes,
+                            unlabelled=plan.unlabelled)
     return build_dataset(root.name, str(root), plan.classes, splits["train"], splits["test"], splits.get("val"),
                          provenance=provenance)
 

@@ -20,6 +20,7 @@ from pybench.datasets.manifest import csv_source, zip_source
 from pybench.datasets.medmnist import medmnist_path
 from pybench.datasets.mnist import ensure_mnist_files, load_mnist, mnist_files
 from pybench.datasets.npz import npz_source
+from pybench.datasets.story import DEFAULT_RESIZE
 from pybench.errors import PybenchError
 
 DATASETS = {
@@ -76,13 +77,15 @@ def load_dataset(spec: str, *, data_dir: str | os.PathLike | None = None, image_
                  image_col: str | None = None, label_col: str | None = None, binary_negative: str | None = None,
                  group_col: str | None = None, multilabel: bool = False, val_fraction: float | None = None,
                  layout: str = "auto", split: str = "auto", skip_unreadable: bool = False, checksum: bool = True,
-                 cache: bool = True, progress: bool = True, workers: int | None = None) -> Dataset:
+                 resize: str = DEFAULT_RESIZE, cache: bool = True, progress: bool = True,
+                 workers: int | None = None) -> Dataset:
     """Load `spec` as uint8 (N, C, H, W) splits with int64 labels; see the package docstring.
     `multilabel` gives (N, findings) 0/1 labels (`manifest.encode_findings`); `val_fraction`
     carves a validation split from train when the source has none; `layout` and `split` force
     how a folder is read and where a manifest's test split comes from (`LoadOptions`);
     `skip_unreadable` leaves out (and names) images that cannot be decoded; `checksum=False`
-    accepts a MedMNIST file whose MD5 differs from medmnist.INFO's.
+    accepts a MedMNIST file whose MD5 differs from medmnist.INFO's; `resize` says how
+    `image_size` makes a non-square image square (`story.RESIZE_METHODS`).
 
     A cached load memory-maps the entry's arrays (read-only): nothing is read until used.
     `workers` decoding processes (default: every core) decode an image source.
@@ -91,7 +94,7 @@ def load_dataset(spec: str, *, data_dir: str | os.PathLike | None = None, image_
                           manifest=manifest, image_col=image_col, label_col=label_col,
                           binary_negative=binary_negative, group_col=group_col, multilabel=multilabel,
                           val_fraction=val_fraction, layout=layout, split=split,
-                          skip_unreadable=skip_unreadable, checksum=checksum)
+                          skip_unreadable=skip_unreadable, checksum=checksum, resize=resize)
     workers = check_workers(workers)
     root = data_root(data_dir)
     source = resolve_source(str(spec), root, options, progress, workers)

@@ -290,7 +290,7 @@ def load_manifest_images(name: str, source: str, rows: ManifestRows, paths: list
             given["train"] += f" (--split random: the official lists in {found.where} are not used)"
     decoded = decode_splits(store, {split: [paths[i] for i in idx] for split, idx in positions.items()},
                             read, options.image_size, options.grayscale, workers, progress,
-                            skip_unreadable=options.skip_unreadable)
+                            skip_unreadable=options.skip_unreadable, resize=options.resize)
     positions = {split: np.delete(idx, decoded.dropped[split]) for split, idx in positions.items()}
     grouping = None
     if groups is not None:
@@ -299,8 +299,10 @@ def load_manifest_images(name: str, source: str, rows: ManifestRows, paths: list
                     # groups in more than one split: none unless the official lists put some there
                     "both": sum(1 for n in Counter(g for idx in positions.values()
                                                    for g in set(groups[idx].tolist())).values() if n > 1)}
-    provenance = Provenance(layout, split_story(given, carved, options, False), left_out, decoded.unreadable)
-    splits = {split: Split(decoded.images[split], labels[idx]) for split, idx in positions.items()}
+    provenance = Provenance(layout, split_story(given, carved, options, False), left_out, decoded.unreadable,
+                            changes=decoded.changes)
+    names = np.asarray(rows.images, dtype=str)
+    splits = {split: Split(decoded.images[split], labels[idx], names[idx]) for split, idx in positions.items()}
     return build_dataset(name, source, classes, splits["train"], splits["test"], splits.get("val"),
                          groups=grouping, provenance=provenance)
 

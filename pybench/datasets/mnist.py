@@ -68,6 +68,10 @@ def fetch_to(url: str, target: Path, progress: bool) -> Path:
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        # mkstemp's 0600 would leave the downloaded file unreadable to the others sharing a data folder.
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.fchmod(handle, 0o666 & ~mask)
         try:
             with os.fdopen(handle, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=target.name,
                                                       disable=True if not progress else None) as bar:
@@ -165,9 +169,10 @@ def load_mnist(root: Path, options: LoadOptions | None = None) -> Dataset:
     files = read_manifest()["files"]
     given = {"train": read_mnist_split(root, "train_images", "train_labels"),
              "test": read_mnist_split(root, "test_images", "test_labels")}
-    given = {split: Split(transform_images(data.images, options.image_size, options.grayscale), data.labels)
+    given = {split: Split(transform_images(data.images, options.image_size, options.grayscale, options.resize),
+                          data.labels)
              for split, data in given.items()}
     how = {split: f"given: {files[f'{split}_images']['file']}" for split in given}
     classes = [str(digit) for digit in range(10)]
     return dataset_from_arrays("mnist", str(mnist_folder(root)), classes, given, how, options,
-                               "MNIST IDX files (sha256 checked)")
+                               "MNIST IDX files (sha256 checked)", original_shape=(1, IMAGE_SIDE, IMAGE_SIDE))

@@ -79,7 +79,8 @@ def read_split(arrays: dict[str, np.ndarray], split_name: str, path: Path, optio
     labels = labels_of(arrays[labels_key], labels_key, path, len(images), options.multilabel)
     if len(images) == 0:
         raise PybenchError(f"{path}: {images_key} is empty")
-    return Split(transform_images(np.ascontiguousarray(images), options.image_size, options.grayscale), labels)
+    return Split(transform_images(np.ascontiguousarray(images), options.image_size, options.grayscale,
+                                  options.resize), labels)
 
 
 def class_names(med: medmnist.MedFile | None, given: dict[str, Split], path: Path) -> list[str]:
@@ -110,7 +111,8 @@ def load_npz(path: Path, options: LoadOptions) -> Dataset:
         raise PybenchError(f"{path}: no train_images (MedMNIST layout expected); keys present: {', '.join(arrays)}")
     classes = class_names(med, given, path)
     how = {name: f"given: {name}_images" for name in given}
-    return dataset_from_arrays(path.stem, str(path), classes, given, how, options, layout)
+    original = images_nchw(arrays["train_images"], "train_images", path).shape[1:]
+    return dataset_from_arrays(path.stem, str(path), classes, given, how, options, layout, original_shape=original)
 
 
 def npz_source(path: Path, options: LoadOptions) -> Source:

@@ -12,6 +12,7 @@ import argparse
 import numpy as np
 
 from pybench.datasets.core import LAYOUTS, SPLIT_SOURCES, Dataset
+from pybench.datasets.story import DEFAULT_RESIZE, RESIZE_HELP, RESIZE_METHODS
 from pybench.errors import PybenchError
 
 TASKS = ("single", "multilabel")
@@ -22,7 +23,11 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data-dir", metavar="DIR", default=None,
                        help="data root (default: $PYBENCH_DATA_DIR, else ~/.cache/pybench)")
     group.add_argument("--image-size", metavar="S", default=None,
-                       help="resize the shorter side to S and center-crop S x S (bilinear)")
+                       help="make every image S x S (bilinear; a non-square image as --resize says)")
+    group.add_argument("--resize", choices=RESIZE_METHODS, default=DEFAULT_RESIZE,
+                       help="how --image-size makes a non-square image square: "
+                            + "; ".join(f"{name}: {text}" for name, text in RESIZE_HELP.items())
+                            + f" (default {DEFAULT_RESIZE}); what was done is said with the dataset")
     group.add_argument("--grayscale", action="store_true", help="convert images to one channel")
     group.add_argument("--test-fraction", metavar="F", default="0.2",
                        help="test share when the source has no test split (default 0.2)")
@@ -74,6 +79,7 @@ def dataset_options(args: argparse.Namespace) -> dict:
     return {
         "data_dir": args.data_dir,
         "image_size": parse_number(args.image_size, int, "--image-size", "a positive integer"),
+        "resize": args.resize,
         "grayscale": args.grayscale,
         "test_fraction": parse_number(args.test_fraction, float, "--test-fraction", "a number between 0 and 1"),
         "seed": parse_number(args.split_seed, int, "--split-seed", "an integer"),

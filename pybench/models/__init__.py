@@ -134,6 +134,28 @@ def describe_model(model: str) -> str:
     return (spec.text or f"your CNN from {spec.source}") + f" ({len(kinds)} layers)"
 
 
+def smallest_square(model: str, in_shape, num_classes: int) -> int | None:
+    """The smallest S such that `model` takes S x S images of these channels (None beyond 4096)."""
+    channels, height, width = in_shape
+    for side in range(max(height, width) + 1, 4097):
+        if builds_for(model, (channels, side, side), num_classes):
+            return side
+    return None
+
+
+def check_builds(model: str, in_shape, num_classes: int, where: str = "the dataset") -> None:
+    """One line, before any worker starts, when `model` cannot take these images, naming the
+    smallest --image-size it can."""
+    try:
+        layers(model, in_shape, num_classes)
+    except PybenchError:
+        _, height, width = in_shape
+        side = smallest_square(model, in_shape, num_classes)
+        fix = f"pass --image-size {side} or larger" if side else "no --image-size up to 4096 fits"
+        raise PybenchError(f"{model} cannot take the {width}x{height} images of {where}: it needs at least "
+                           f"{side}x{side} ({fix})") from None
+
+
 def builds_for(model: str, in_shape, num_classes: int) -> bool:
     """Whether `model` can be built for these images (LeNet-5 needs 12x12 at least)."""
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pybench.report.headline import headline_lines, score_note
+from pybench.report.headline import headline_lines, prediction_lines, score_note
 from pybench.report.significance import seed_groups
 from pybench.report.tables import summary_table
 
@@ -48,34 +48,48 @@ def summary_text(document: dict) -> str:
               f"{' seed ' + str(run['seed']) if several else ''}: {run['status']}: "
               f"{run.get('reason', '')}"
               for run in document["runs"] if run.get("status") not in ("ok", "unavailable")]
-    lines += [line.replace("**", "") for line in headline_lines(document)]
+    lines += [line.replace("**", "") for line in headline_lines(document) + prediction_lines(document)]
     return "\n".join(lines)
+
+
+BUSY_MARK = "busy"  # in place of a ratio the headline refused: measured on a busy machine
+
+
+def printable(table: pd.DataFrame) -> str:
+    """A table as text with "—" for every missing figure (never NaN or None)."""
+    shown = table.astype(object).where(table.notna(), "—")
+    return shown.to_string(index=False)
 
 
 def console_table(document: dict, several: bool) -> str:
     if not several:
-        table = summary_table(document)
+        full = summary_table(document)
         # The throughput over blocks of steps, where it was measured (by default on CUDA).
-        blocks = ["block images/s"] if table["block images/s"].notna().any() else []
-        table = table[CONSOLE_COLUMNS + blocks].round(3).round({"images/s": 0, **dict.fromkeys(blocks, 0)})
-        return table.to_string(index=False)
+        blocks = ["block images/s"] if full["block images/s"].notna().any() else []
+        table = full[CONSOLE_COLUMNS + blocks].round(3).round({"images/s": 0, **dict.fromkeys(blocks, 0)})
+        table = table.astype(object)
+        table.loc[full["busy machine"].notna() & (full["status"] == "ok"), "× fastest"] = BUSY_MARK
+        return printable(table)
     table = seed_groups(document)
     if table.empty:
         return "no run finished"
     # The headline's statistic: the median over a framework's runs of each run's median step,
-    # from the runs measured on a quiet machine (all of them when none was).
+    # ranked only from the runs measured on a quiet machine; a framework measured only on a busy
+    # one shows its median, marked, and no ratio.
     medians, busy = {}, {}
     for run in document["runs"]:
         if run.get("status") == "ok" and (run.get("step_time_ms") or {}).get("median"):
             which = busy if (run.get("machine_load") or {}).get("busy") else medians
             which.setdefault((run["framework"], run["model"]), []).append(
                 run["step_time_ms"]["median"])
-    medians = {key: medians.get(key) or busy[key] for key in {**busy, **medians}}
-    table["step median ms"] = [float(np.median(medians.get((f, m), [np.nan])))
-                               for f, m in zip(table["framework"], table["model"])]
-    table["× fastest"] = table["step median ms"] / table.groupby("model")[
-        "step median ms"].transform("min")
-    return table[AGGREGATE_COLUMNS].round(3).to_string(index=False)
+    keys = list(zip(table["framework"], table["model"]))
+    quiet = pd.Series([float(np.median(medians[key])) if key in medians else np.nan for key in keys])
+    table["step median ms"] = [q if not np.isnan(q) else float(np.median(busy.get(key, [np.nan])))
+                               for q, key in zip(quiet, keys)]
+    ratios = (quiet / quiet.groupby(table["model"]).transform("min")).round(3)
+    table["× fastest"] = [r if not np.isnan(r) else (BUSY_MARK if key in busy else np.nan)
+                          for r, key in zip(ratios, keys)]
+    return printable(table[AGGREGATE_COLUMNS].round(3))
 
 
 def parity_table(document: dict) -> pd.DataFrame:

@@ -19,9 +19,10 @@ import pandas as pd
 import pybench.report.metrics as metrics
 import pybench.report.plots as draw
 from pybench import evaluation
+from pybench.datasets.story import summary_lines
 from pybench.errors import writing
 from pybench.report.building import ModelRuns, build_report, classes_for
-from pybench.report.headline import headline_lines, score_note
+from pybench.report.headline import headline_lines, prediction_lines, score_note
 from pybench.report.html import write_html
 from pybench.report.loading import Predictions
 from pybench.report.significance import (
@@ -154,6 +155,7 @@ def header_section(results: dict) -> str:
                              else machine_line(results.get("machine") or {})),
         f"- **Dataset:** {dataset_line(dataset)}",
         "",
+        *data_lines(dataset, results.get("config") or {}),
         "### Configuration" + (" (of the first source)" if several else ""),
         "",
         markdown_table(config_frame(results.get("config") or {})),
@@ -181,7 +183,7 @@ def sources_section(results: dict) -> str:
 
 def headline_section(results: dict) -> str:
     """Per model (and source): the verdicts, each with its interval (see `verdicts`)."""
-    return "\n".join(["## Headline", "", *score_note(results), *headline_lines(results)])
+    return "\n".join(["## Headline", "", *score_note(results), *headline_lines(results), *prediction_lines(results)])
 
 
 # --- seeds and baseline -----------------------------------------------------------------------
@@ -228,7 +230,8 @@ def seeds_section(results: dict) -> str:
     lines = [
         "## Configurations" if sweep else "## Seeds aggregated", "",
         "Runs of the same framework, model, device and configuration that differ only in the "
-        "seed (or repeat the same seed): accuracy as the mean over seeds with its 95% t interval "
+        "seed (or repeat the same seed): accuracy as the mean over seeds with its 95% t interval on the logit "
+        "scale (never outside 0-100%) "
         "and standard deviation (repeats of a seed averaged first), step times pooled over all "
         "runs (first steps excluded).", "", markdown_table(shown, formats, drop_empty=True)]
     if sweep:
@@ -289,20 +292,19 @@ def dataset_line(dataset: dict) -> str:
         f"input {shape}" if shape else None,
         f"fingerprint `{short(dataset.get('fingerprint')) or MISSING}`",
     ]
-    return "; ".join(p for p in parts if p) + provenance_text(dataset.get("provenance"))
+    return "; ".join(p for p in parts if p)
 
 
-def provenance_text(provenance) -> str:
-    """How the data was read (results from before it was recorded have none): the layout, each
-    split's source, and what was left out."""
+def data_lines(dataset: dict, config: dict) -> list[str]:
+    """### Data: how the data was read and what was done to it, the lines `datasets info` and the
+    console print (`story.summary_lines`); results from before it was recorded have none."""
+    provenance = dataset.get("provenance")
     if not isinstance(provenance, dict) or not provenance.get("layout"):
-        return ""
-    splits = "; ".join(f"{name}: {how}" for name, how in (provenance.get("splits") or {}).items())
-    left = [f"{count:,} {what}" for what, count in (provenance.get("left_out") or {}).items()]
-    if provenance.get("unreadable"):
-        left.append(f"{provenance['unreadable']:,} unreadable images (listed in unreadable.txt)")
-    return (f". Read as {provenance['layout']}" + (f" ({splits})" if splits else "")
-            + (f"; left out {', '.join(left)}" if left else "") + ".")
+        return []
+    lines = summary_lines(dataset, config)
+    # A split's source is indented under the layout: a nested bullet, as in the console.
+    bullets = [f"    - {line.strip()}" if line.startswith("  ") else f"- {line}" for line in lines]
+    return ["### Data", "", *bullets, ""]
 
 
 def config_frame(config: dict) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from pybench.report.verdicts import EFFECT_FLOOR, mean_interval, timed_steps
+from pybench.report.verdicts import EFFECT_FLOOR, score_interval, test_images, timed_steps
 
 ALPHA = 0.01
 # Keys of a run's configuration that do not make it another configuration: the seed (that is
@@ -91,7 +91,7 @@ def seed_groups(document: dict) -> pd.DataFrame:
             if r.get("test_accuracy") is not None:
                 by_seed.setdefault(run_seed(r, document), []).append(r["test_accuracy"])
         # Repeats of one seed are one sample of training noise: averaged before the interval.
-        accuracy = mean_interval([np.mean(v) for v in by_seed.values()])
+        accuracy = score_interval([np.mean(v) for v in by_seed.values()], images=test_images(runs))
         seeds = list(dict.fromkeys(run_seed(r, document) for r in runs))
         pooled = np.concatenate([timed_steps(r) for r in runs])
         rows.append({

@@ -30,7 +30,9 @@ def summary_table(results: dict) -> pd.DataFrame:
     """One row per run, sorted by model then median step time, with the speed ratio per model.
 
     `× fastest` is a run's median step time divided by that of the fastest ok run of the same
-    model, so 1.00 marks the fastest framework and failed runs have none.
+    model, so 1.00 marks the fastest framework and failed runs have none. Only runs measured on
+    a quiet machine are ranked: a run measured on a busy one has no ratio (the headline refuses
+    to compare it, and no table may rank what the headline refused).
     """
     peaks = device_peaks(results.get("runs", []))
     rows = [summary_row(run, batch_size_of(run, results), peaks.get(run.get("device_name")))
@@ -38,7 +40,8 @@ def summary_table(results: dict) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     if table.empty:
         return table
-    ok_medians = table["step median ms"].where(table["status"] == "ok")
+    quiet = pd.Series([not (run.get("machine_load") or {}).get("busy") for run in results.get("runs", [])])
+    ok_medians = table["step median ms"].where((table["status"] == "ok") & quiet)
     # Within each source: several results files are held against each other only through
     # --baseline, never ranked as if each were a framework.
     source = pd.Series([run.get("source") or "" for run in results.get("runs", [])])

@@ -175,13 +175,13 @@ def time_sentence(runs: list[dict], target: float | None) -> str:
     head = (f"Time to result, {100 * target:g}% {where} accuracy{cadence} (set-up, compilation and "
             f"training counted, evaluation excluded as AlgoPerf does; a run that missed the target "
             f"counts as infinite): ")
-    busy = (f" Left out, measured on a busy machine: {', '.join(verdict.busy)}." if verdict.busy else "")
     fast = verdict.fastest
     if fast is None:
-        return head + "not compared." + busy
+        # The runs measured on a busy machine are said once, in the headline's caveat.
+        return head + "not compared (every run was measured on a busy machine)."
     if math.isinf(fast.median.estimate):
         parts = [f"{s.framework} {reached_text(s)}" for s in [fast] + [o for o, _ in verdict.others]]
-        return head + f"no framework reached it in half of its runs ({'; '.join(parts)})." + busy
+        return head + f"no framework reached it in half of its runs ({'; '.join(parts)})."
     parts = [f"**{fast.framework}** {span_text(fast.median, ' s')} ({reached_text(fast)}; "
              f"{seconds_text(fast.median_with_eval)} s with evaluation)"]
     for other, ratio in verdict.others:
@@ -200,7 +200,7 @@ def time_sentence(runs: list[dict], target: float | None) -> str:
     level = (f" (median over seeds with its {CONFIDENCE:.0%} bootstrap interval; ratios paired by seed; "
              f"noise source: training seed and the machine)" if verdict.seeds >= 2 else
              " (one seed: no interval; run with --seeds 0,1,2 or more)")
-    return head + ", ".join(parts) + level + "." + busy
+    return head + ", ".join(parts) + level + "."
 
 
 # ---------------------------------------------------------------- across workloads

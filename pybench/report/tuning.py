@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pybench.report.tables import markdown_table
-from pybench.report.verdicts import accuracy_sentence, accuracy_verdict, speed_sentence
+from pybench.report.verdicts import accuracy_sentence, accuracy_verdict, busy_caveat, speed_sentence
 
 SEARCH_NAMES = {"grid": "grid search", "random": "random search", "tpe": "TPE search"}
 
@@ -94,7 +94,7 @@ def tuned_headline_lines(results: dict) -> list[str]:
         chosen = "; ".join(f"{f} trial {s['best_trial']} ({values_text(s.get('best_config') or {})})"
                            for f, s in studies.items() if s.get("best_trial") is not None)
         sentences = [f"Chosen: {chosen}.", accuracy_sentence(accuracy_verdict(runs), runs),
-                     speed_or_why_not(runs)]
+                     speed_or_why_not(runs), busy_caveat(runs)]
         stopped = [f for f, s in studies.items() if s.get("stopped_by") == "time_budget"]
         if stopped:
             sentences.append(f"The time budget stopped {', '.join(stopped)} before its last trial.")

@@ -3,7 +3,8 @@
 Accuracy. pybench proves that the frameworks compute the same function (float64 trajectories
 agree to 1e-11), so two frameworks' float32 accuracies at one seed differ by rounding amplified
 by training: noise of the same kind as changing the seed. The seed is therefore the unit of
-replication. Each framework's accuracy is averaged over seeds with a t interval; frameworks are
+replication. Each framework's accuracy is averaged over seeds with a t interval made on the logit
+scale (`score_interval`: a score in [0, 1] keeps its interval there); frameworks are
 compared through the paired per-seed differences (a seed gives every framework the same initial
 weights and batches), with t intervals made simultaneous over every pair of frameworks
 (Bonferroni), so that choosing the best framework from the same data cannot inflate the rate of
@@ -12,7 +13,8 @@ false "differs" verdicts above 1 - CONFIDENCE. With one seed there is no verdict
 Step time. The ratio of two frameworks' median step times, with a percentile bootstrap interval
 that resamples the steps within each run and, with several runs (seeds or repeats) per
 framework, the runs too. "No measurable difference" when the whole interval lies within
-EFFECT_FLOOR of 1. Runs measured on a busy machine (`machine_load.busy`) give no speed verdict.
+EFFECT_FLOOR of 1. Runs measured on a busy machine (`machine_load.busy`) give no speed verdict;
+`busy_caveat` names them once, after the verdicts.
 
 Following Bouthillier et al., "Accounting for Variance in Machine Learning Benchmarks" (MLSys
 2021): vary the sources of variation, pair what can be paired, and report intervals, not single
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 CONFIDENCE = 0.95
 EFFECT_FLOOR = 0.03  # step-time ratios within 3% of 1 are not a difference anyone acts on
@@ -48,7 +50,8 @@ class Interval:
 
 
 def mean_interval(values, confidence: float = CONFIDENCE) -> Interval:
-    """The mean of `values` with its two-sided t interval (NaN bounds for fewer than 2)."""
+    """The mean of `values` with its two-sided t interval (NaN bounds for fewer than 2): for
+    unbounded figures and differences; a score in [0, 1] takes `score_interval`."""
     values = np.asarray(values, dtype=float)
     mean = float(values.mean()) if len(values) else float("nan")
     if len(values) < 2:
@@ -56,6 +59,36 @@ def mean_interval(values, confidence: float = CONFIDENCE) -> Interval:
     sd = float(values.std(ddof=1))
     half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / np.sqrt(len(values))
     return Interval(mean, mean - half, mean + half, len(values))
+
+
+# How a bounded score's interval is made, said beside it wherever it is printed.
+SCORE_INTERVAL = "t interval over seeds on the logit scale"
+# Without the test set's size, a score of exactly 0 or 1 is taken as this far inside [0, 1].
+SCORE_EDGE = 1e-4
+
+
+def score_interval(values, confidence: float = CONFIDENCE, images: int | None = None) -> Interval:
+    """The mean of scores bounded by [0, 1] (accuracy, AUC) over seeds, with a t interval made
+    on the logit scale and mapped back: it can never leave [0, 1], where a t interval on three
+    seeds of 88% reaches past 100%. A score of 0 or 1 is moved half an image inside (`images`:
+    the test set's size) before the logit. The estimate stays the plain mean; an interval around
+    the logits' mean that misses it (seeds far apart) is widened to hold it."""
+    values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    mean = float(values.mean()) if len(values) else float("nan")
+    if len(values) < 2:
+        return Interval(mean, float("nan"), float("nan"), len(values))
+    edge = 0.5 / images if images else SCORE_EDGE
+    logits = special.logit(np.clip(values, edge, 1 - edge))
+    half = (stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * float(logits.std(ddof=1))
+            / np.sqrt(len(values)))
+    low, high = (float(special.expit(logits.mean() + d)) for d in (-half, half))
+    return Interval(mean, min(low, mean), max(high, mean), len(values))
+
+
+def test_images(runs: list[dict]) -> int | None:
+    """The test set's size the runs recorded (the fewest, if they differ), or None."""
+    sizes = [r["test_images"] for r in runs if isinstance(r.get("test_images"), int) and r["test_images"] > 0]
+    return min(sizes) if sizes else None
 
 
 def accuracy_by_seed(runs: list[dict]) -> dict[str, dict[object, float]]:
@@ -92,7 +125,8 @@ def accuracy_verdict(runs: list[dict], confidence: float = CONFIDENCE) -> Accura
     by_seed = accuracy_by_seed(runs)
     shared = set.intersection(*(set(s) for s in by_seed.values())) if by_seed else set()
     seeds = sorted(shared, key=str)
-    per_framework = {f: mean_interval([by_seed[f][s] for s in seeds], confidence)
+    images = test_images(runs)
+    per_framework = {f: score_interval([by_seed[f][s] for s in seeds], confidence, images)
                      for f in by_seed}
     pairs = len(list(combinations(per_framework, 2)))
     corrected = 1 - (1 - confidence) / max(pairs, 1)
@@ -135,8 +169,8 @@ def accuracy_sentence(verdict: AccuracyVerdict, runs: list[dict]) -> str:
     else:
         level = (f"{verdict.confidence:.1%} intervals, {CONFIDENCE:.0%} simultaneous over the "
                  f"{verdict.pairs} pairs of frameworks (Bonferroni)")
-    return (f"Accuracy over {verdict.seeds} seeds (mean, {CONFIDENCE:.0%} t interval over "
-            f"seeds): {means}. Paired by seed: {'; '.join(parts)} ({level}; noise source: "
+    return (f"Accuracy over {verdict.seeds} seeds (mean, {CONFIDENCE:.0%} {SCORE_INTERVAL}): "
+            f"{means}. Paired by seed: {'; '.join(parts)} ({level}; noise source: "
             f"training seed).")
 
 
@@ -246,28 +280,30 @@ def step_ratios(steps_by_framework: dict[str, list[np.ndarray]],
     return ratios
 
 
-def speed_sentence(runs: list[dict]) -> str:
-    """The headline's step-time sentence: the fastest framework and each ratio with its
-    interval, from the runs measured on a quiet machine."""
+def quiet_and_busy(runs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The ok runs with step times, split into those measured on a quiet machine and on a busy
+    one (`machine_load.busy`): only the quiet ones decide anything about speed."""
     timed = [r for r in runs if r.get("status") == "ok" and (r.get("step_time_ms") or {}).get("median")]
     busy = [r for r in timed if (r.get("machine_load") or {}).get("busy")]
-    quiet = [r for r in timed if r not in busy]
+    return [r for r in timed if r not in busy], busy
+
+
+def speed_sentence(runs: list[dict]) -> str:
+    """The headline's step-time sentence: the fastest framework and each ratio with its
+    interval, from the runs measured on a quiet machine (`busy_caveat` says what was left out)."""
+    quiet, busy = quiet_and_busy(runs)
     steps: dict[str, list[np.ndarray]] = {}
     for run in quiet:
         steps.setdefault(run["framework"], []).append(timed_steps(run))
-    note = ""
-    if busy:
-        named = "; ".join(f"{r['framework']}{seed_label(r)}: {r['machine_load']['busy_reason']}"
-                          for r in busy)
-        note = (f" Left out, measured on a busy machine: {named}.")
     if not steps:
-        return f"Step time: not compared.{note}" if busy else ""
+        return (f"Step time: not compared (all {len(busy)} timed runs were measured on a busy machine)."
+                if busy else "")
     ratios = step_ratios(steps)
     if not ratios:
         only = next(iter(steps))
-        if len(timed) > len(quiet):
-            return f"Step time: not compared (only {only} was measured on a quiet machine).{note}"
-        return (f"Step time: **{only}** {point_statistic(steps[only]):.2f} ms median.{note}")
+        if busy:
+            return f"Step time: not compared (only {only} was measured on a quiet machine)."
+        return f"Step time: **{only}** {point_statistic(steps[only]):.2f} ms median."
     fast = ratios[0].fast
     runs_each = min(len(v) for v in steps.values())
     over = "steps" if runs_each == 1 else f"steps and runs ({runs_each} or more per framework)"
@@ -275,7 +311,40 @@ def speed_sentence(runs: list[dict]) -> str:
     return (f"Step time: **{fast}** has the fastest step ({point_statistic(steps[fast]):.2f} ms, "
             f"{median}): {', '.join(r.text() for r in ratios)} ({CONFIDENCE:.0%} bootstrap "
             f"intervals over {over}; noise source: the machine, step to step"
-            f"{' and run to run' if runs_each > 1 else ''}).{note}")
+            f"{' and run to run' if runs_each > 1 else ''}).")
+
+
+def busy_caveat(runs: list[dict], timed_verdicts: str = "step-time") -> str:
+    """One sentence for every run measured on a busy machine: how many, which (frameworks with
+    their seeds), how busy (the range of other processes' cores, the hypervisor's share), and
+    which verdicts they were left out of."""
+    quiet, busy = quiet_and_busy(runs)
+    if not busy:
+        return ""
+    which = runs_named(busy)
+    cores = [(r.get("machine_load") or {}).get("other_cores") for r in busy]
+    cores = [c for c in cores if isinstance(c, (int, float))]
+    steal = [(r.get("machine_load") or {}).get("steal_share") or 0.0 for r in busy]
+    how = []
+    if cores:
+        low, high = min(cores), max(cores)
+        how.append(f"other processes {low:.2f}{f'-{high:.2f}' if f'{high:.2f}' != f'{low:.2f}' else ''} cores")
+    if max(steal) > 0:
+        how.append(f"the hypervisor up to {max(steal):.0%} of the CPU time")
+    everything = "all" if not quiet else f"{len(busy)} of {len(busy) + len(quiet)}"
+    return (f"Busy machine: {everything} timed runs ({which}) ran while {' and '.join(how) or 'others ran'}: "
+            f"left out of the {timed_verdicts} verdict{'s' if ' and ' in timed_verdicts else ''}.")
+
+
+def runs_named(runs: list[dict]) -> str:
+    """"torch seeds 0, 1, 2; jax seed 1": runs named by framework and seed, compactly."""
+    seeds: dict[str, list] = {}
+    for run in runs:
+        listed = seeds.setdefault(run["framework"], [])
+        if run.get("seed") is not None and run["seed"] not in listed:
+            listed.append(run["seed"])
+    return "; ".join(framework + (f" seed{'s' if len(listed) > 1 else ''} {', '.join(map(str, listed))}"
+                                  if listed else "") for framework, listed in seeds.items())
 
 
 def seed_label(run: dict) -> str:

@@ -130,3 +130,24 @@ def forward_parity(runs: list[dict], out_dir: Path) -> None:
                              "max_abs_logit_diff_train": diffs["train"],
                              "tolerance": tolerance,
                              "ok": max(diffs.values()) <= tolerance}
+
+
+def prediction_agreement(document: dict, out_dir: Path) -> None:
+    """With an unlabelled folder predicted (`document["predict"]`), how often each pair of
+    frameworks gave an image the same label, run against run of the same model, seed and repeat
+    (read from the runs' prediction CSVs): `document["predict"]["agreement"]`."""
+    import pandas as pd
+
+    from pybench.datasets.unlabelled import agreement
+
+    if not document.get("predict"):
+        return
+    groups: dict[tuple, dict[str, list[str]]] = {}
+    for run in document["runs"]:
+        if run.get("status") == "ok" and run.get("predict_csv"):
+            key = (run["model"], run.get("seed"), run.get("repeat"))
+            labels = pd.read_csv(out_dir / run["predict_csv"], usecols=["label"], dtype=str)["label"]
+            groups.setdefault(key, {})[run["framework"]] = labels.fillna("").tolist()
+    document["predict"]["agreement"] = [
+        {"model": model, "seed": seed, "repeat": repeat, **pair}
+        for (model, seed, repeat), predicted in groups.items() for pair in agreement(predicted)]

@@ -17,8 +17,9 @@ from pybench import memory
 from pybench.backends import get_backend
 from pybench.datasets import batch_order, load_dataset, with_validation
 from pybench.datasets.core import normalize
+from pybench.datasets.unlabelled import load_unlabelled, prediction_frame
 from pybench.peak import machine_peak
-from pybench.results import write_npz
+from pybench.results import atomic_write_bytes, write_npz
 from pybench.run.fidelity import REFERENCE_FRAMEWORK
 from pybench.training import (
     TrainConfig,
@@ -115,13 +116,30 @@ def run_train_job(job: dict) -> dict:
         from pybench.tuning import EpochPruner
 
         pruner = EpochPruner(job["prune"])
+    unlabelled = (load_unlabelled(cfg.predict, dataset.in_shape, **job.get("dataset_options", {}))
+                  if cfg.predict else None)
     run, predictions = train_and_evaluate(backend, dataset, cfg, progress=job.get("progress"),
-                                          board_folder=job.get("tensorboard_dir"), on_epoch=pruner)
+                                          board_folder=job.get("tensorboard_dir"), on_epoch=pruner,
+                                          unlabelled=None if unlabelled is None else unlabelled.images)
     if pruner is not None:  # a search's trial: whether its pruner stopped it, and when
         run["pruned_at_epoch"] = pruner.pruned_at
     write_npz(Path(job["predictions_path"]), **predictions)
+    write_prediction_files(job, dataset, predictions, unlabelled)
     # After training, so a first measurement never delays or disturbs the timed steps.
     return {**record, **run, **machine_peak(backend, record.get("device_name", ""))}
+
+
+def write_prediction_files(job: dict, dataset, predictions: dict, unlabelled) -> None:
+    """The run's predictions as CSV, the Kaggle submission form: the labelled test split's, with
+    the true label (`test_csv_path`), and the unlabelled folder's (`predict_csv_path`)."""
+    multilabel = dataset.multilabel
+    if job.get("test_csv_path"):
+        frame = prediction_frame(dataset.test.image_names("test"), predictions["logits"], dataset.classes,
+                                 multilabel, dataset.test.labels)
+        atomic_write_bytes(Path(job["test_csv_path"]), frame.to_csv(index=False).encode())
+    if unlabelled is not None and job.get("predict_csv_path"):
+        frame = prediction_frame(unlabelled.names, predictions["unlabelled_logits"], dataset.classes, multilabel)
+        atomic_write_bytes(Path(job["predict_csv_path"]), frame.to_csv(index=False).encode())
 
 
 # ---------------------------------------------------------------- parity

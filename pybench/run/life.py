@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pybench.datasets.core import with_validation
+from pybench.datasets.story import summary_lines
 from pybench.errors import Interrupted, PybenchError
 from pybench.machine import machine_info
 from pybench.results import SCHEMA, atomic_write_bytes, code_info
@@ -63,6 +64,27 @@ def dataset_summary(dataset) -> dict:
             "groups": dataset.groups}
 
 
+def describe_data(document: dict, echo: bool = False) -> list[str]:
+    """What was done to the data, said once for the whole document (`story.summary_lines`, the
+    lines `datasets info` and the report print too): stored as the dataset's `notes` and, with
+    `echo`, printed as the console's header before any run starts."""
+    notes = summary_lines(document["dataset"], document.get("config"))
+    document["dataset"]["notes"] = notes
+    if echo:
+        print(data_header(document["dataset"], notes), file=sys.stderr, flush=True)
+    return notes
+
+
+def data_header(summary: dict, notes: list[str]) -> str:
+    """"data: NAME (sizes; classes; input)", then each note indented."""
+    sizes = ", ".join(f"{summary[key]:,} {key.removesuffix('_size')}" for key in ("train_size", "val_size",
+                                                                                  "test_size") if summary.get(key))
+    shape = "x".join(str(d) for d in summary.get("in_shape") or [])
+    kind = "findings" if summary.get("task") == "multilabel" else "classes"
+    head = f"data: {summary.get('name')} ({sizes}; {len(summary.get('classes') or [])} {kind}; input {shape})"
+    return "\n".join([head, *(f"  {line}" for line in notes)])
+
+
 UNREADABLE_FILE = "unreadable.txt"
 
 
@@ -88,14 +110,18 @@ def train_in_worker(dataset: str, dataset_options: dict | None, train: TrainConf
     `stem` under `out_dir` (forward-check arrays, predictions, log), and with `board` its
     TensorBoard event files go there; with `prune`, a search's pruner may stop it after an epoch
     (`pybench.tuning.EpochPruner`). Returns the run's record."""
+    files = {"predictions": f"predictions/{stem}.npz", "parity_arrays": f"parity/{stem}.npz",
+             "test_predictions_csv": f"predictions/{stem}.csv",
+             **({"predict_csv": f"predictions-{stem}.csv"} if train.predict else {})}
     job = job_for("train", framework, model, dataset,
                   with_validation(dataset_options or {}, train.patience), train, device,
                   progress=progress, gpu=gpu,
-                  parity_path=str(out_dir / "parity" / f"{stem}.npz"),
-                  predictions_path=str(out_dir / "predictions" / f"{stem}.npz"),
+                  parity_path=str(out_dir / files["parity_arrays"]),
+                  predictions_path=str(out_dir / files["predictions"]),
+                  test_csv_path=str(out_dir / files["test_predictions_csv"]),
+                  predict_csv_path=str(out_dir / files["predict_csv"]) if train.predict else None,
                   tensorboard_dir=str(board) if board else None, prune=prune)
     record = run_in_worker(job, timeout, log_path=out_dir / "logs" / f"{stem}.log", echo=echo)
     if record.get("status") == "ok":
-        record["predictions"] = f"predictions/{stem}.npz"
-        record["parity_arrays"] = f"parity/{stem}.npz"
+        record.update(files)
     return record

@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import asdict
 from pathlib import Path
 
-from pybench.errors import PybenchError, UnavailableError
+from pybench.errors import OutputError, PybenchError, UnavailableError
 from pybench.results import write_json
 from pybench.training import Diverged, TrainConfig
 
@@ -43,6 +43,16 @@ def job_function(kind: str):
     return getattr(importlib.import_module(module), name)
 
 
+def no_work(record: dict) -> str | None:
+    """Why a finished training job's record is not a result (no step trained, no test figure),
+    or None: such a run is `failed`, never `ok`."""
+    if not record.get("steps"):
+        return "trained 0 steps: the train split gave no full batch"
+    if record.get("test_accuracy") is None:
+        return "no test figure: the test split was not evaluated"
+    return None
+
+
 def run_job(job: dict) -> dict:
     """Run one job; any failure becomes a record with a status and a one-line reason."""
     base = {"framework": job["framework"], "model": job["model"]}
@@ -51,12 +61,18 @@ def run_job(job: dict) -> dict:
             from pybench.models.cnn import register_description
 
             register_description(job["cnn"])
-        return {**base, "status": "ok", "reason": "", **job_function(job["kind"])(job)}
+        record = {**base, "status": "ok", "reason": "", **job_function(job["kind"])(job)}
+        problem = no_work(record) if job["kind"] == "train" else None
+        if problem:
+            record.update(status="failed", reason=problem)
+        return record
     except Diverged as exc:  # a result, not an error: the losses up to it are kept
         return {**base, "status": "diverged", "reason": str(exc),
                 "diverged_at_step": exc.step, "losses": exc.losses}
     except UnavailableError as exc:
         return {**base, "status": "unavailable", "reason": str(exc)}
+    except OutputError as exc:  # the results folder cannot be written: the parent stops on it too
+        return {**base, "status": "failed", "reason": str(exc), "output_error": True}
     except PybenchError as exc:
         return {**base, "status": "failed", "reason": str(exc)}
     except Exception as exc:  # a framework error: keep the traceback in the log, one line here
