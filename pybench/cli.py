@@ -15,9 +15,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from pybench import short_runs
 from pybench.errors import Interrupted, PybenchError
 from pybench.models import MODEL_NAMES, model_names
 from pybench.options import (  # noqa: F401 - the argument types, for anyone who used them from here
+    DATASET_HELP,
     DEFAULT_BATCH_SIZE,
     add_compare_arguments,
     add_training_arguments,
@@ -59,23 +61,23 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = datasets.add_subparsers(dest="datasets_command", required=True,
                                    parser_class=OneLineParser)
     info = dsub.add_parser("info", help="splits, shapes, class counts, normalisation, fingerprint")
-    info.add_argument("spec", help="mnist, digits, or a folder / .zip / .csv / .npz path")
+    info.add_argument("spec", help=DATASET_HELP)
     add_dataset_arguments(info)
 
     compare = sub.add_parser("compare", help="train every framework and model; store results")
     add_compare_arguments(compare)
 
     parity = sub.add_parser("parity", help="prove every framework computes the same thing")
-    parity.add_argument("--models", type=comma_list,
-                        default=MODEL_NAMES, help="comma-separated, CNN files (.toml, .json) "
-                                                  "included (default: every built-in model)")
+    parity.add_argument("--models", type=comma_list, default=None,
+                        help="comma-separated, CNN files (.toml, .json) included (default: every "
+                             "built-in model that takes the dataset's images, the others said)")
     parity.add_argument("--steps", type=positive_int, default=10,
                         help="SGD steps of the trajectory check (default 10)")
     parity.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                         help="precision of the trajectory check (default float64; the forward "
                              "check is always float32)")
     parity.add_argument("--dataset", default="digits",
-                        help="data for the batches (default: digits, offline)")
+                        help=f"data for the batches: {DATASET_HELP} (default: digits, offline)")
     parity.add_argument("--out", type=Path, default=None,
                         help="folder for parity.json and the arrays (default "
                              "runs/<timestamp>-parity)")
@@ -114,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="PCT",
                         help="with --baseline: exit 1 when a step time is significantly more "
                              "than PCT%% slower than the baseline's")
-    report.add_argument("--no-plots", action="store_true")
+    report.add_argument("--force", action="store_true",
+                        help="with --baseline: compare runs whose configuration or dataset differs "
+                             "from the baseline's (the differences are listed either way; without "
+                             "--force such runs get no ratio and no verdict)")
+    report.add_argument("--no-plots", action="store_true", help="write no PNG figures")
     return parser
 
 
@@ -126,7 +132,7 @@ def parse_arguments(argv: list[str] | None):
     if getattr(args, "recipe", None):
         parser.subcommand_parsers[args.command].set_defaults(**RECIPES[args.recipe])
         args = parser.parse_args(argv)
-    return args
+    return short_runs.shorten_arguments(args)  # the tests' override: a no-op unless PYBENCH_SHORT_RUNS
 
 
 def cmd_list(args) -> int:
@@ -142,7 +148,7 @@ def cmd_list(args) -> int:
     for name, text in MODEL_DESCRIPTIONS.items():
         print(f"  {name:{width}} {text}")
     print(f"  {'FILE.toml':{width}} your own CNN, defined once in a TOML or JSON file (--models "
-          "examples/tissue-cnn.toml; README, Your own CNN)")
+          "examples/tissue-cnn.toml; docs/models.md, Your own CNN)")
     print("frameworks:")
     for name, text in FRAMEWORK_DESCRIPTIONS.items():
         status = availability(name)
@@ -229,7 +235,8 @@ def cmd_parity(args) -> int:
     from pybench.report.console import parity_table
     from pybench.run.life import default_out_dir
 
-    cfg = ParityConfig(models=model_names(args.models), frameworks=args.frameworks,
+    cfg = ParityConfig(models=model_names(args.models or MODEL_NAMES), frameworks=args.frameworks,
+                       every_model=args.models is None,
                        train=train_config(args), steps=args.steps, dtype=args.dtype,
                        device=args.device,
                        dataset=args.dataset, dataset_options=dataset_options(args),
@@ -281,8 +288,10 @@ def cmd_report(args) -> int:
 
     if args.fail_on_regression is not None and args.baseline is None:
         raise PybenchError("--fail-on-regression needs --baseline RESULTS to compare with")
+    if args.force and args.baseline is None:
+        raise PybenchError("--force compares runs unlike a baseline's: it needs --baseline RESULTS")
     path = write_report(args.run_dirs if len(args.run_dirs) > 1 else args.run_dirs[0],
-                        args.out, plots=not args.no_plots, baseline=args.baseline)
+                        args.out, plots=not args.no_plots, baseline=args.baseline, force=args.force)
     print(path)
     print(path.with_name("report.html"))
     if args.fail_on_regression is None:
@@ -290,7 +299,7 @@ def cmd_report(args) -> int:
     from pybench.report import slowdowns
     from pybench.report.significance import p_value
 
-    slower = slowdowns(args.run_dirs, args.baseline, args.fail_on_regression)
+    slower = slowdowns(args.run_dirs, args.baseline, args.fail_on_regression, args.force)
     for _, row in slower.iterrows():
         p = p_value(row["p (Mann-Whitney)"])
         print(f"pybench: {row['framework']} {row['model']}: step time {row['ratio']:.3f}× the "

@@ -18,6 +18,10 @@ from pybench.errors import PybenchError
 from pybench.models import MODEL_NAMES
 from pybench.recipes import RECIPES, recipe_help
 
+# What a dataset argument can be, said by every command that takes one.
+DATASET_HELP = ("mnist, digits, a MedMNIST name (pathmnist, chestmnist_64, ...), or a folder / .zip / .csv / "
+                ".npz path")
+
 # Defaults chosen so that LeNet-5 reaches about 98% test accuracy on MNIST in one epoch in every
 # framework (the seeds measured: docs/usage.md, compare); larger batches at this budget land lower.
 # `--recipe mnist-fast` (pybench/recipes.py) is the one that reaches 99%.
@@ -105,7 +109,9 @@ def add_training_arguments(p: argparse.ArgumentParser, batch_size: int) -> None:
 
     p.add_argument("--frameworks", type=comma_list, default=FRAMEWORK_NAMES,
                    help=f"comma-separated: {','.join(FRAMEWORK_NAMES)} (default: all)")
-    p.add_argument("--batch-size", type=positive_int, default=batch_size)
+    p.add_argument("--batch-size", type=positive_int, default=batch_size,
+                   help=f"training batch; the last partial batch of each epoch is left out, in every "
+                        f"framework alike (default {batch_size})")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
                    help="PyTorch's SGD, Adam or AdamW (decoupled weight decay)")
     p.add_argument("--lr", type=positive_float, default=None,
@@ -146,8 +152,9 @@ def add_training_arguments(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto: the GPU for every framework when the machine has one")
     p.add_argument("--gpu", type=non_negative_int, default=0,
-                   help="on CUDA, the GPU every framework runs on (an index, as nvidia-smi "
-                        "numbers them; default 0)")
+                   help="on CUDA, the GPU every framework runs on, numbered as nvidia-smi lists "
+                        "them (with CUDA_VISIBLE_DEVICES set: an index into the GPUs it names; "
+                        "default 0)")
     p.add_argument("--timeout", type=positive_float, default=None,
                    help="seconds before a worker is stopped and its run recorded as failed")
 
@@ -156,11 +163,12 @@ def add_compare_arguments(p: argparse.ArgumentParser) -> None:
     """Every option of `compare` (and its positional dataset)."""
     from pybench.datasets import add_dataset_arguments
 
-    p.add_argument("dataset", help="mnist, digits, or a folder / .zip / .csv / .npz path")
+    p.add_argument("dataset", help=DATASET_HELP)
     p.add_argument("--models", type=comma_list, default=("lenet5",),
                    help=f"comma-separated: {','.join(MODEL_NAMES)}, or a CNN file of "
-                        "your own (.toml or .json, README: Your own CNN)")
-    p.add_argument("--epochs", type=positive_int, default=1)
+                        "your own (.toml or .json; docs/models.md, Your own CNN) (default lenet5)")
+    p.add_argument("--epochs", type=positive_int, default=1,
+                   help="passes over the training split (default 1); --max-steps may stop sooner")
     p.add_argument("--max-steps", type=positive_int, default=None,
                    help="stop every run after this many steps")
     p.add_argument("--target-accuracy", type=finite_float, default=None,

@@ -222,7 +222,12 @@ SERIAL_FILES = {"test_bench_workflow.py"}
 def pytest_configure(config):
     """Under pytest-xdist, each worker gets a dataset cache of its own (two workers decoding the
     same dataset into one cache entry at once would race for it) and, with as many workers as
-    cores, a core of its own (`pin_to_own_core`)."""
+    cores, a core of its own (`pin_to_own_core`). A relative PYBENCH_DATA_DIR (the documented
+    `PYBENCH_DATA_DIR=../shared/datasets`) is made absolute from where pytest started: tests that
+    start pybench in another folder, or build file:// addresses from it, see the same data."""
+    data = os.environ.get("PYBENCH_DATA_DIR")
+    if data and not Path(data).is_absolute():
+        os.environ["PYBENCH_DATA_DIR"] = str(Path(data).resolve())
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker and os.environ.get("PYBENCH_CACHE_DIR"):
         os.environ["PYBENCH_CACHE_DIR"] = str(Path(os.environ["PYBENCH_CACHE_DIR"]) / worker)

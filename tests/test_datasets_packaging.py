@@ -41,3 +41,24 @@ def test_plain_install_ships_the_manifests(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(target)}, check=True)
     module_file, train_file = result.stdout.split()
     assert module_file.startswith(str(target)) and train_file == "train-images-idx3-ubyte.gz"
+
+
+def test_the_wheel_builds_without_a_setuptools_warning(tmp_path):
+    """`pip wheel -v` of the project: no deprecated `license` table, no package data outside a
+    listed package (setuptools' warnings, which become errors on their deadlines), the license
+    and the report's template inside the wheel."""
+    import zipfile
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # its own warning, not ours
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation",
+                           "-w", str(tmp_path), str(REPO_ROOT)], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    output = done.stdout + done.stderr
+    warnings = [line for line in output.splitlines()
+                if any(sign in line for sign in ("Warning", "warning:", "deprecated", "absent from"))
+                and "Location 'file:" not in line]  # pip's note on this machine's local indexes
+    assert warnings == []
+    (wheel,) = tmp_path.glob("pybench-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "pybench/report/templates/report.html.j2" in names
+    assert any(name.endswith("licenses/LICENSE") for name in names)

@@ -16,6 +16,8 @@ def test_a_cuda_worker_gets_tf32_off_and_one_gpu(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     env = worker_env("cuda", 1)
     assert env["NVIDIA_TF32_OVERRIDE"] == "0" and env["CUDA_VISIBLE_DEVICES"] == "1"
+    # --gpu 1 is nvidia-smi's GPU 1 (PCI bus order), not CUDA's second-fastest.
+    assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     assert worker_env("cuda", None)["CUDA_VISIBLE_DEVICES"] == "0"
 
 

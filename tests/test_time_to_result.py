@@ -9,7 +9,9 @@ import math
 
 import numpy as np
 import pytest
+from legibility import collecting_figures
 
+from pybench.report import write_report
 from pybench.report.headline import headline_groups
 from pybench.report.time_to_result import (
     paired_ratio,
@@ -114,7 +116,7 @@ def test_workload_medians_take_each_group_over_its_quiet_seeds():
 
 @pytest.mark.slow
 @pytest.mark.serial  # it times runs: alone, after the rest, as the benchmarks are
-def test_compare_digits_over_seeds_ends_with_the_time_to_result_verdict(run_cli, tmp_path):
+def test_compare_digits_over_seeds_ends_with_the_time_to_result_verdict(run_cli, tmp_path, monkeypatch):
     out = tmp_path / "run"
     result = run_cli("compare", "digits", "--frameworks", "torch,jax", "--models", "lenet5,resnet8",
                      "--seeds", "0,1,2", "--target-accuracy", "0.8", "--epochs", "5", "--lr", "0.05",
@@ -152,6 +154,12 @@ def test_compare_digits_over_seeds_ends_with_the_time_to_result_verdict(run_cli,
     else:  # every run of a framework on a busy machine, or half of them missed the target
         assert "not compared" in sentence or "no framework reached" in sentence, sentence
     report = (out / "report.md").read_text()
+    # Every figure of this three-seed, two-model report is legible (tests/legibility.py).
+    with collecting_figures(monkeypatch) as seen:
+        write_report(out, tmp_path / "checked")
+    assert {"curves-lenet5.png", "train-test-resnet8.png", "step-times-lenet5.png", "roc-resnet8.png"} <= {
+        name for name, _ in seen}
+    assert [(name, found) for name, found in seen if found] == []
     workloads = workload_medians(headline_groups(doc))  # the quiet runs' medians, per model
     assert "## Time to result" in report and set(workloads) <= {"lenet5", "resnet8"}
     if len(workloads) == 2:

@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from legibility import collecting_figures
 
 from pybench import tuning
 from pybench.commands.tune import best_trial
 from pybench.errors import PybenchError
+from pybench.report import write_report
 from pybench.sweep_file import (
     NOT_SWEEP_KEYS,
     compare_options,
@@ -299,7 +301,8 @@ def local_search(tmp_path_factory, cache):
 
 
 @pytest.mark.slow
-def test_a_random_search_tunes_both_frameworks_alike_and_ends_with_the_tuned_verdict(local_search):
+def test_a_random_search_tunes_both_frameworks_alike_and_ends_with_the_tuned_verdict(local_search, tmp_path,
+                                                                                   monkeypatch):
     out, result = local_search
     assert result.returncode == 0, result.stderr[-3000:]
     doc = results(out)
@@ -323,6 +326,9 @@ def test_a_random_search_tunes_both_frameworks_alike_and_ends_with_the_tuned_ver
     assert "verdict on the fresh seeds 1, 2" in result.stdout and "Accuracy over 2 seeds" in result.stdout
     report = (out / "report.md").read_text()
     assert "## Tuning" in report and (out / "tuning-lenet5.png").is_file()
+    with collecting_figures(monkeypatch) as seen:  # every figure of a tuned report is legible
+        write_report(out, tmp_path / "checked")
+    assert "tuning-lenet5.png" in dict(seen) and [(name, found) for name, found in seen if found] == []
     assert (out / tuning.STUDY_FILE).is_file()
 
 

@@ -49,13 +49,21 @@ class ParityConfig:
     out: Path | None = None  # None: runs/<timestamp>-parity, like every command's results
     timeout: float | None = None
     gpu: int = 0  # with --device cuda: the GPU every worker is pinned to
+    # The models were not named (`parity` with no --models): every built-in model that takes
+    # the images runs, the others are left out and said, instead of stopping the command.
+    every_model: bool = False
 
 
 def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
     checked = preflight(model_names=cfg.models, frameworks=cfg.frameworks, dataset=cfg.dataset,
                         dataset_options=cfg.dataset_options, train=cfg.train,
-                        seed=cfg.train.seed, device=cfg.device, gpu=cfg.gpu, steps=cfg.steps)
+                        seed=cfg.train.seed, device=cfg.device, gpu=cfg.gpu, steps=cfg.steps,
+                        fitting_models=cfg.every_model)
     device, unavailable, dataset = checked.device, checked.unavailable, checked.dataset
+    cfg = replace(cfg, models=checked.models)
+    for model, why in checked.left_out.items():
+        if echo:
+            print(f"pybench: {model} left out: {why}", flush=True)
     if cfg.out is None:
         cfg = replace(cfg, out=default_out_dir("parity"))
     make_out_dir(cfg.out)
@@ -83,19 +91,19 @@ def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
                 expected = models.n_params(model, dataset.in_shape, dataset.num_classes)
                 rows += check_model_parity(model, records, arrays, expected)
                 write_json(cfg.out / "parity.json",
-                           parity_document(cfg, device, dataset, rows, interrupted))
+                           parity_document(cfg, device, dataset, rows, interrupted, checked.left_out))
                 raise interrupted from None
             if records[framework]["status"] == "ok":
                 arrays[framework] = np.load(path)
         expected = models.n_params(model, dataset.in_shape, dataset.num_classes)
         rows += check_model_parity(model, records, arrays, expected)
-    document = parity_document(cfg, device, dataset, rows)
+    document = parity_document(cfg, device, dataset, rows, left_out=checked.left_out)
     write_json(cfg.out / "parity.json", document)
     return document
 
 
 def parity_document(cfg: ParityConfig, device: str, dataset, rows: list[dict],
-                    interrupted: Interrupted | None = None) -> dict:
+                    interrupted: Interrupted | None = None, left_out: dict | None = None) -> dict:
     """parity.json: the settings, the tolerances, one row per (model, framework), the verdict."""
     document = {**code_info(), "device": device, "steps": cfg.steps, "trajectory_dtype": cfg.dtype,
                 "dataset": dataset.name,
@@ -104,6 +112,7 @@ def parity_document(cfg: ParityConfig, device: str, dataset, rows: list[dict],
                                "float32_noise_factor": FLOAT32_NOISE_FACTOR, "loss_rtol": LOSS_RTOL,
                                "weight_rtol": WEIGHT_RTOL, "weight_atol": WEIGHT_ATOL},
                 "train": cfg.train.to_dict(), "cnn_models": models.cnn_records(cfg.models),
+                "models_left_out": left_out or {},
                 "results": rows,
                 "ok": interrupted is None
                 and all(r.get("ok", r["status"] == "unavailable") for r in rows)

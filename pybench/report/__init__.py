@@ -21,17 +21,24 @@ Usage::
 
 from pathlib import Path
 
+from pybench.errors import PybenchError
 from pybench.report.loading import load_predictions, load_results
 from pybench.report.markdown import write_report
-from pybench.report.significance import baseline_table, regressions
+from pybench.report.significance import baseline_differences, baseline_table, regressions
 from pybench.report.sources import combine, read_sources
 from pybench.report.tables import summary_table
 
 
-def slowdowns(sources: list[Path], baseline: Path, percent: float):
-    """The runs of `sources` significantly more than `percent`% slower than `baseline`'s."""
-    table = baseline_table(combine(read_sources(sources)), load_results(baseline), baseline)
-    return regressions(table, percent)
+def slowdowns(sources: list[Path], baseline: Path, percent: float, force: bool = False):
+    """The runs of `sources` significantly more than `percent`% slower than `baseline`'s. Unlike
+    runs (another configuration or dataset: `baseline_differences`) are one line, not a pass,
+    unless `force`."""
+    document, base = combine(read_sources(sources)), load_results(baseline)
+    differences = baseline_differences(document, base)
+    if differences.unlike and not force:
+        raise PybenchError(f"--fail-on-regression: {baseline} is not a baseline of these runs ("
+                           + "; ".join(differences.lines()[:2]) + "): pass --force to compare anyway")
+    return regressions(baseline_table(document, base, baseline, force), percent)
 
 
 __all__ = ["load_predictions", "load_results", "slowdowns", "summary_table", "write_report"]

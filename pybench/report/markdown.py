@@ -28,6 +28,7 @@ from pybench.report.loading import Predictions
 from pybench.report.significance import (
     ALPHA,
     EFFECT_FLOOR,
+    baseline_differences,
     baseline_table,
     best_configurations,
     is_sweep,
@@ -83,12 +84,13 @@ def scientific(value: float) -> str:
 
 
 def write_report(sources: str | Path | list, out_dir: str | Path | None = None,
-                 plots: bool = True, baseline: str | Path | None = None) -> Path:
+                 plots: bool = True, baseline: str | Path | None = None, force: bool = False) -> Path:
     """Write `report.md` and `report.html` (and PNG figures beside them unless `plots` is
     False); return the Markdown file's path.
 
     `sources` is one results folder or file, or several (see `sources.combine`); `baseline`, if
-    given, is a results folder or file every run is held against (`significance`). The report
+    given, is a results folder or file every run is held against (`significance`; `force`
+    compares runs unlike the baseline's, which otherwise get no verdict). The report
     goes into the single source's folder unless `out_dir` is given (several sources: a new
     runs/<timestamp>-report/); figure links are relative, so the folder can be moved whole.
     """
@@ -108,7 +110,7 @@ def write_report(sources: str | Path | list, out_dir: str | Path | None = None,
         summary_section(table),
         seeds_section(results) if not is_tuned(results) else tuning_section(results, figures),
         time_to_result_section(results, figures),
-        baseline_section(results, inputs.baseline, baseline),
+        baseline_section(results, inputs.baseline, baseline, force),
         *(model_section(m, classes_for(m, class_names), figures) for m in models.values()),
         training_section(models.values(), figures),
     ]
@@ -241,13 +243,22 @@ def seeds_section(results: dict) -> str:
     return "\n".join(lines)
 
 
-def baseline_section(results: dict, baseline: dict | None, where) -> str:
+def baseline_section(results: dict, baseline: dict | None, where, force: bool = False) -> str:
     if baseline is None:
         return ""
-    table = baseline_table(results, baseline, where)
+    table = baseline_table(results, baseline, where, force)
+    differences = baseline_differences(results, baseline)
     intro = (f"Each run against the baseline `{where}` run of the same framework and model. A "
              f"step-time change is significant when Mann-Whitney U on the per-step times gives "
              f"p < {ALPHA} and the medians differ by at least {EFFECT_FLOOR:.0%}.")
+    if differences.unlike:
+        intro += (" **These runs are not like the baseline's** (below): " +
+                  ("compared anyway (--force)." if force else
+                   "no ratio and no verdict is given across another configuration or dataset; --force compares "
+                   "anyway."))
+    said = [f"- {line}" for line in differences.lines()] or ["- nothing differs: the same configuration, "
+                                                             "dataset, machine and versions"]
+    intro += "\n\nWhat differs from the baseline:\n\n" + "\n".join(said)
     if table.empty:
         return "\n".join(["## Baseline", "", intro, "", "No run has a counterpart in the baseline."])
     formats = {"accuracy %": percent, "baseline accuracy %": percent,
@@ -757,14 +768,36 @@ def training_section(models, figures: Path | None) -> str:
                       "the batch it trained on). A test loss that turns up while the training "
                       "loss goes on down, or a training accuracy that pulls away from the test "
                       "accuracy, is overfitting."]
-        step_times = {run["framework"]: timed_steps(run) for run in ok}
-        step_times = {fw: t for fw, t in step_times.items() if len(t)}
+        step_times, busy, several = run_step_times(model)
         if step_times:
             draw.step_time_box(step_times, f"{model.name}: step time (first step excluded)",
-                                figures / f"step-times-{stem}.png")
+                               figures / f"step-times-{stem}.png", busy)
             lines += ["", image(f"step-times-{stem}.png", f"{model.name} step times")]
+            if several:
+                lines += ["", "A box per run: every seed (and repeat) of every framework, as the headline and "
+                          "Seeds aggregated count them; the headline's step time is the median of a "
+                          "framework's run medians, from the runs on a quiet machine (hatched: busy)."]
         lines.append("")
     return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def run_step_times(model: ModelRuns) -> tuple[dict[str, np.ndarray], set[str], bool]:
+    """Each ok run's timed steps, labelled by framework (and, with several, seed and repeat),
+    the labels of the runs measured on a busy machine, and whether there were several."""
+    runs = [run for run in model.all_runs if run["status"] == "ok" and len(timed_steps(run))]
+    several = len({(run.get("seed"), run.get("repeat")) for run in runs}) > 1
+
+    def label(run: dict) -> str:
+        if not several:
+            return run["framework"]
+        return f"{run['framework']}\ns{run.get('seed')}" + (f" r{run['repeat']}" if run.get("repeat") else "")
+
+    ordered = sorted(runs, key=lambda run: (run["framework"], str(run.get("seed")), run.get("repeat") or 0))
+    frameworks = list(dict.fromkeys(run["framework"] for run in runs))
+    ordered.sort(key=lambda run: frameworks.index(run["framework"]))
+    times = {label(run): timed_steps(run) for run in ordered}
+    busy = {label(run) for run in ordered if (run.get("machine_load") or {}).get("busy")}
+    return times, busy, several
 
 
 def per_epoch(run: dict):

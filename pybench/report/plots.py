@@ -14,6 +14,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import ScalarFormatter
 
 from pybench.errors import writing
@@ -31,6 +32,26 @@ ANNOTATE_MAX_CLASSES = 12  # beyond this, counts in cells become unreadable
 
 def color(framework: str, position: int) -> str:
     return FRAMEWORK_COLORS.get(framework, OTHER_COLORS[position % len(OTHER_COLORS)])
+
+
+MARKERS = "osD^v"  # a marker shape per framework: identical points stay told apart
+
+
+def same_as(run: dict, earlier: list[dict], key: str) -> str:
+    """" (identical to torch)" when an earlier framework's `key` series is the very same: said in
+    the legend, as the lines are drawn over each other."""
+    values = run.get(key) or []
+    twin = next((r["framework"] for r in earlier if values and (r.get(key) or []) == values), None)
+    return f" (identical to {twin})" if twin else ""
+
+
+def overlay_style(position: int) -> dict:
+    """How the `position`-th framework's line is drawn where lines can coincide (two frameworks
+    that computed the same thing give the very same curve): the first wide and solid, each later
+    one narrower and dashed, so a line drawn over an identical one leaves it visible."""
+    if position == 0:
+        return {"linewidth": 3.0, "alpha": 0.55}
+    return {"linewidth": max(1.0, 2.2 - 0.5 * (position - 1)), "linestyle": (0, (5 + 2 * position, 2 + position))}
 
 
 def save(figure: Figure, path: Path) -> Path:
@@ -154,7 +175,7 @@ def roc_plot(curves_by_framework: dict[str, dict[str, RocCurve]], title: str, pa
             if name in curves:
                 curve = curves[name]
                 ax.plot(curve.fpr, curve.tpr, color=color(framework, position),
-                        label=f"{framework} (AUC {curve.auc:.3f})")
+                        label=f"{framework} (AUC {curve.auc:.3f})", **overlay_style(position))
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
         ax.set(title=f"positive: {name}", xlabel="false positive rate", ylabel="true positive rate",
                xlim=(0, 1), ylim=(0, 1.02))
@@ -177,19 +198,25 @@ def training_curves(runs: list[dict], title: str, path: Path) -> Path:
         losses = pd.Series(run.get("losses") or [], dtype=float)
         if len(losses):
             steps = np.arange(1, len(losses) + 1)
-            loss_ax.plot(steps, losses, color=c, alpha=0.25, linewidth=0.6)
+            loss_ax.plot(steps, losses, color=c, alpha=0.25, linewidth=0.6, label="_raw")
             smooth = losses.rolling(LOSS_SMOOTHING_STEPS, min_periods=1).mean()
-            loss_ax.plot(steps, smooth, color=c, label=run["framework"])
+            loss_ax.plot(steps, smooth, color=c, label=run["framework"] + same_as(run, runs[:position], "losses"),
+                         **overlay_style(position))
+        marker = MARKERS[position % len(MARKERS)]
         epoch_accuracy = run.get("epoch_accuracy") or []
         if epoch_accuracy:
             epochs = np.arange(1, len(epoch_accuracy) + 1)
-            accuracy_ax.plot(epochs, 100 * np.asarray(epoch_accuracy, dtype=float), marker="o",
-                             color=c, label=f"{run['framework']} test")
+            accuracy_ax.plot(epochs, 100 * np.asarray(epoch_accuracy, dtype=float), marker=marker,
+                             markersize=7 - 1.5 * position, color=c,
+                             label=f"{run['framework']} test" + same_as(run, runs[:position], "epoch_accuracy"),
+                             **overlay_style(position))
         val_accuracy = run.get("epoch_val_accuracy") or []
-        if val_accuracy:  # dashed: the split that selects the kept epoch (ringed)
+        if val_accuracy:  # dotted: the split that selects the kept epoch (ringed)
             epochs = np.arange(1, len(val_accuracy) + 1)
-            accuracy_ax.plot(epochs, 100 * np.asarray(val_accuracy, dtype=float), marker="s", linestyle="--",
-                             color=c, label=f"{run['framework']} validation")
+            accuracy_ax.plot(epochs, 100 * np.asarray(val_accuracy, dtype=float), marker=marker,
+                             markersize=7 - 1.5 * position, linestyle=(position, (1, 2)), color=c,
+                             label=f"{run['framework']} validation"
+                             + same_as(run, runs[:position], "epoch_val_accuracy"))
             kept = run.get("kept_epoch")
             if kept and kept <= len(val_accuracy):
                 accuracy_ax.plot([kept], [100 * val_accuracy[kept - 1]], marker="o", markersize=12,
@@ -217,67 +244,84 @@ def training_curves(runs: list[dict], title: str, path: Path) -> Path:
     return save(figure, path)
 
 
+TRAIN_TEST_LOSSES = (("epoch_train_loss", "train loss", "-"), ("epoch_test_loss", "test loss", "--"),
+                     ("epoch_val_loss", "validation loss", ":"))
+TRAIN_TEST_ACCURACIES = (("epoch_train_accuracy", "train accuracy (right axis)", "-"),
+                         ("epoch_accuracy", "test accuracy (right axis)", "-."),
+                         ("epoch_val_accuracy", "validation accuracy (right axis)", (0, (1, 3))))
+
+
 def train_test_panels(runs: list[dict], title: str, path: Path) -> Path:
     """One panel per framework: the training loss per epoch (the mean over the epoch's training
     batches) against the test (and validation) loss, on the same formula, and the training
     against the test (and validation) accuracy on a second axis (grey): where test loss turns up
-    while training loss goes on down, the model has begun to overfit."""
-    figure = Figure(figsize=(4.2 * len(runs), 3.6), layout="constrained")
+    while training loss goes on down, the model has begun to overfit. One legend for all panels,
+    below them: inside a panel it would sit on one of its two axes' curves."""
+    figure = Figure(figsize=(4.2 * len(runs), 4.2), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, len(runs), squeeze=False)[0])
+    drawn: dict[str, Line2D] = {}
     for position, (ax, run) in enumerate(zip(axes, runs)):
         c = color(run["framework"], position)
-        for key, label, style in (("epoch_train_loss", "train loss", "-"),
-                                  ("epoch_test_loss", "test loss", "--"),
-                                  ("epoch_val_loss", "validation loss", ":")):
+        for key, label, style in TRAIN_TEST_LOSSES:
             values = np.asarray(run.get(key) or [], dtype=float)
             if len(values):
                 ax.plot(np.arange(1, len(values) + 1), values, linestyle=style, marker="o",
                         markersize=3, color=c, label=label)
+                drawn[label] = Line2D([], [], linestyle=style, marker="o", markersize=3, color="black")
         accuracy_ax = ax.twinx()
-        for key, label, style in (("epoch_train_accuracy", "train accuracy", "-"),
-                                  ("epoch_accuracy", "test accuracy", "-."),
-                                  ("epoch_val_accuracy", "validation accuracy", (0, (1, 3)))):
+        for key, label, style in TRAIN_TEST_ACCURACIES:
             values = np.asarray(run.get(key) or [], dtype=float)
             if len(values):
                 accuracy_ax.plot(np.arange(1, len(values) + 1), 100 * values, linestyle=style,
                                  color="0.4", label=label)
-        ax.set(title=run["framework"], xlabel="epoch", ylabel="loss")
+                drawn[label] = Line2D([], [], linestyle=style, color="0.4")
+        ax.set(title=f"{run['framework']} (losses in its colour)", xlabel="epoch", ylabel="loss")
         accuracy_ax.set_ylabel("accuracy (%)")
         ax.xaxis.get_major_locator().set_params(integer=True)
-        handles = [line for a in (ax, accuracy_ax) for line in a.lines]
-        if handles:
-            ax.legend(handles, [line.get_label() for line in handles], fontsize=7)
+    if drawn:
+        figure.legend(list(drawn.values()), list(drawn), loc="outside lower center", ncols=3, fontsize=7,
+                      handlelength=3.5)
     figure.suptitle(title)
     return save(figure, path)
 
 
-def step_time_box(step_times: dict[str, np.ndarray], title: str, path: Path) -> Path:
-    """Distribution of step times per framework, warm-up step already removed by the caller:
-    boxes of the quartiles, whiskers at the WHISKERS percentiles, each median written above its
-    box. Steps beyond the whiskers are counted in the caption, not drawn: one 300 ms pause among
-    2,000 steps of 3 ms would otherwise squash every box into a line."""
-    figure = Figure(figsize=(1.6 * len(step_times) + 2.5, 3.8), layout="constrained")
+def step_time_box(step_times: dict[str, np.ndarray], title: str, path: Path,
+                  busy: set[str] | frozenset = frozenset()) -> Path:
+    """Distribution of step times per run (a box per framework, or with several seeds or repeats
+    per framework and seed), warm-up step already removed by the caller: boxes of the quartiles,
+    whiskers at the WHISKERS percentiles, each median written above its box. A run measured on a
+    busy machine (`busy`, by label) is hatched and marked: it decides nothing about speed. Steps
+    beyond the whiskers are counted in the caption, not drawn: one 300 ms pause among 2,000 steps
+    of 3 ms would otherwise squash every box into a line."""
+    labels = list(step_times)
+    figure = Figure(figsize=(max(1.05 * len(labels) + 2.5, 4.5), 4.2), layout="constrained")
     ax = figure.subplots()
     samples = [np.asarray(t, dtype=float) for t in step_times.values()]
-    boxes = ax.boxplot(samples, tick_labels=list(step_times), patch_artist=True,
-                       showfliers=False, whis=WHISKERS, medianprops={"color": "black"})
-    for position, (patch, framework) in enumerate(zip(boxes["boxes"], step_times)):
-        patch.set_facecolor(color(framework, position))
+    frameworks = list(dict.fromkeys(label.split("\n")[0] for label in labels))
+    boxes = ax.boxplot(samples, tick_labels=[label + ("\n(busy)" if label in busy else "") for label in labels],
+                       patch_artist=True, showfliers=False, whis=WHISKERS, medianprops={"color": "black"})
+    for patch, label in zip(boxes["boxes"], labels):
+        framework = label.split("\n")[0]
+        patch.set_facecolor(color(framework, frameworks.index(framework)))
         patch.set_alpha(0.5)
+        if label in busy:
+            patch.set_hatch("//")
     medians = [float(np.median(t)) for t in samples]
     for position, (sample, median) in enumerate(zip(samples, medians), start=1):
         top = float(np.percentile(sample, WHISKERS[1]))
-        ax.annotate(f"{median:.3g} ms", (position, top), xytext=(0, 3),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
+        ax.annotate(f"{median:.3g}", (position, top), xytext=(0, 3),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=7)
     beyond = sum(int(np.sum((t < np.percentile(t, WHISKERS[0])) |
                             (t > np.percentile(t, WHISKERS[1])))) for t in samples)
+    per = "run" if len(labels) > len(frameworks) else "framework"
     ax.set(title=title, ylabel="step time (ms)",
-           xlabel=f"box: quartiles, line: median, whiskers: {WHISKERS[0]}st-{WHISKERS[1]}th "
-                  f"percentile ({beyond} steps beyond them not drawn)")
+           xlabel=f"a box per {per}: quartiles, line: median (written above, ms), whiskers: {WHISKERS[0]}st-"
+                  f"{WHISKERS[1]}th percentile ({beyond} steps beyond them not drawn)")
     ax.xaxis.label.set_fontsize(8)
+    ax.tick_params(axis="x", labelsize=8)
     if min(medians) > 0 and max(medians) / min(medians) > LOG_SCALE_RATIO:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(ScalarFormatter())  # "20" reads better than "2×10^1"
         ax.yaxis.set_minor_formatter(ScalarFormatter())
-    ax.margins(y=0.08)
+    ax.margins(y=0.12)
     return save(figure, path)

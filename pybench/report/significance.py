@@ -10,6 +10,7 @@ about and which a busy machine produces on its own; the floor alone would flag n
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -123,11 +124,92 @@ def best_configurations(groups: pd.DataFrame) -> pd.DataFrame:
     return ranked.groupby(["framework", "model"], sort=False).head(1).reset_index(drop=True)
 
 
-def baseline_table(document: dict, baseline: dict, baseline_path=None) -> pd.DataFrame:
+# Configuration keys that change nothing a run measures: where its files went.
+NOT_MEASURED = {"tensorboard", "mlflow", "timeout_s"}
+MACHINE_KEYS = ("cpu", "cores", "memory_gb", "gpus", "cuda_driver")
+
+
+@dataclass(frozen=True)
+class Differences:
+    """What differs between the runs of a report and its baseline, each a readable phrase:
+    `config` and `dataset` forbid a verdict (unless forced); `machine`, `versions` and `busy`
+    are said beside it."""
+
+    config: list[str]
+    dataset: list[str]
+    machine: list[str]
+    versions: list[str]
+    busy: list[str]
+
+    @property
+    def unlike(self) -> bool:
+        """Whether the two sides trained differently or on other data."""
+        return bool(self.config or self.dataset)
+
+    def lines(self) -> list[str]:
+        named = (("configuration", self.config), ("dataset", self.dataset), ("machine", self.machine),
+                 ("versions", self.versions), ("measured on a busy machine", self.busy))
+        return [f"{what}: {'; '.join(items)}" for what, items in named if items]
+
+
+def shown(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    return "none" if value is None else str(value)
+
+
+def changed(ours: dict, theirs: dict, skip=frozenset()) -> list[str]:
+    """"epochs 1 (baseline 10)" for every key whose value differs."""
+    return [f"{key} {shown(ours.get(key))} (baseline {shown(theirs.get(key))})"
+            for key in dict.fromkeys([*ours, *theirs]) if key not in skip and ours.get(key) != theirs.get(key)]
+
+
+def framework_versions(document: dict) -> dict:
+    return {run.get("framework_name", run["framework"]): run.get("framework_version")
+            for run in document.get("runs", []) if run.get("status") == "ok"}
+
+
+def baseline_differences(document: dict, baseline: dict) -> Differences:
+    """What differs between `document`'s runs and the `baseline`'s: the configuration (every key
+    but the seeds and where files went), the dataset (its fingerprint), the machine, the versions
+    (frameworks, pybench), and which runs of either side ran on a busy machine."""
+    skip = NOT_CONFIGURATION | NOT_MEASURED
+    config = changed(document.get("config") or {}, baseline.get("config") or {}, skip)
+    ours, theirs = document.get("dataset") or {}, baseline.get("dataset") or {}
+    dataset = ([f"fingerprint {str(ours.get('fingerprint'))[:8]} (baseline {str(theirs.get('fingerprint'))[:8]}): "
+                f"{ours.get('name')} {ours.get('train_size')}/{ours.get('test_size')} images "
+                f"(baseline {theirs.get('name')} {theirs.get('train_size')}/{theirs.get('test_size')})"]
+               if ours.get("fingerprint") != theirs.get("fingerprint") else [])
+    machine = changed({k: (document.get("machine") or {}).get(k) for k in MACHINE_KEYS},
+                      {k: (baseline.get("machine") or {}).get(k) for k in MACHINE_KEYS})
+    versions = changed(framework_versions(document), framework_versions(baseline))
+    versions += changed({"pybench": document.get("pybench_version"), "commit": (document.get("commit") or "")[:10]},
+                        {"pybench": baseline.get("pybench_version"), "commit": (baseline.get("commit") or "")[:10]})
+    busy = [f"{side}: {len(runs)} of {total} runs" for side, runs, total in (
+        ("these results", busy_runs(document), ok_count(document)),
+        ("baseline", busy_runs(baseline), ok_count(baseline))) if runs]
+    return Differences(config, dataset, machine, versions, busy)
+
+
+def busy_runs(document: dict) -> list[dict]:
+    return [r for r in document.get("runs", [])
+            if r.get("status") == "ok" and (r.get("machine_load") or {}).get("busy")]
+
+
+def ok_count(document: dict) -> int:
+    return sum(1 for r in document.get("runs", []) if r.get("status") == "ok")
+
+
+def baseline_table(document: dict, baseline: dict, baseline_path=None, force: bool = False) -> pd.DataFrame:
     """Each ok run beside the baseline's ok run of the same framework and model (the same seed
     when the baseline has several): accuracy, median step time, ratio, p-value, verdict. Runs of
     a source that is the baseline itself (`baseline_path` named again among the sources) are
-    left out: a run held against itself says nothing."""
+    left out: a run held against itself says nothing. No ratio and no verdict across another
+    configuration or dataset (`baseline_differences`) unless `force`, nor for a run measured on
+    a busy machine on either side."""
+    refused = baseline_differences(document, baseline).unlike and not force
     itself = {s["label"] for s in document.get("sources") or []
               if baseline_path is not None and same_results(s["path"], baseline_path)}
     candidates: dict[tuple, list[dict]] = {}
@@ -145,6 +227,11 @@ def baseline_table(document: dict, baseline: dict, baseline_path=None) -> pd.Dat
         seed = run_seed(run, document)
         base = next((b for b in options if run_seed(b, baseline) == seed), options[0])
         change = step_change(timed_steps(base), timed_steps(run))
+        busy = any((r.get("machine_load") or {}).get("busy") for r in (run, base))
+        if refused or busy:
+            change = {"ratio": np.nan, "p": np.nan, "significant": False,
+                      "why_not": ("not compared: the configuration or dataset differs (--force compares anyway)"
+                                  if refused else "not compared: measured on a busy machine")}
         accuracy, base_accuracy = run.get("test_accuracy"), base.get("test_accuracy")
         rows.append({
             "framework": run["framework"], "model": run["model"],
@@ -175,6 +262,8 @@ def p_value(p: float) -> str:
 
 
 def verdict(change: dict) -> str:
+    if change.get("why_not"):
+        return change["why_not"]
     if not change["significant"]:
         return "no significant change"
     return f"{abs(change['ratio'] - 1):.0%} " + ("slower" if change["ratio"] > 1 else "faster")

@@ -240,24 +240,23 @@ def performance_profile(medians: dict[str, dict[str, float]],
 
 
 def profile_figure(medians: dict[str, dict[str, float]], out: Path) -> str:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pybench.report.plots import color, overlay_style, save
 
     ratios, rho, area = performance_profile(medians)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for f in rho:
-        ax.step(ratios, rho[f], where="post", label=f"{f} (area {area[f]:.2f})")
+    figure = Figure(figsize=(7.5, 3.6), layout="constrained")
+    ax = figure.subplots()
+    for position, f in enumerate(rho):
+        ax.step(ratios, rho[f], where="post", color=color(f, position), label=f"{f} (area {area[f]:.2f})",
+                **overlay_style(position))
     ax.set_xlabel("r: within r× the fastest framework's time to result")
     ax.set_ylabel("fraction of workloads")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.08)
     ax.set_xlim(1, PROFILE_MAX_RATIO)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    figure.legend(loc="outside right upper", fontsize=8)
     ax.set_title(f"Performance profile over {len(medians)} workloads")
-    fig.tight_layout()
     name = "performance-profile.png"
-    fig.savefig(out / name, dpi=100)
-    plt.close(fig)
+    save(figure, out / name)
     return name

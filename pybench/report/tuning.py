@@ -136,20 +136,34 @@ def tuning_section(results: dict, figures: Path | None) -> str:
     return "\n".join(lines)
 
 
+def log_axis(axis, values: list[float]) -> None:
+    """A log axis labelled 1, 2 and 5 times a power of ten when its values span two decades or
+    fewer, powers of ten beyond, in plain numbers ("0.02"), minor ticks unlabelled: matplotlib's
+    own labels over a decade or two are "2×10^-2, 3×10^-2, ..." on every minor tick, and run into
+    each other."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.axes.set_xscale("log") if axis is axis.axes.xaxis else axis.axes.set_yscale("log")
+    span = np.log10(max(values) / min(values)) if values else 3.0
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if span <= 2 else (1.0,), numticks=12))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def trials_figure(results: dict, model: str, out: Path) -> str | None:
     """tuning-<model>.png: each searched value against the trials' validation score, one colour
     per framework (pruned trials hollow); None when nothing finished."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pybench.report.plots import save
 
     frame = trials_frame(results, model)
     keys = searched_keys(results)
     if frame.empty or frame["val %"].isna().all():
         return None
     space = results["tuning"].get("space", {})
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4), squeeze=False)
+    figure = Figure(figsize=(4.2 * len(keys), 3.6), layout="constrained")
+    axes = figure.subplots(1, len(keys), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for i, (framework, rows) in enumerate(frame.groupby("framework", sort=False)):
             x = rows[key].astype(str) if rows[key].map(lambda v: isinstance(v, str)).any() else rows[key]
@@ -165,14 +179,13 @@ def trials_figure(results: dict, model: str, out: Path) -> str | None:
                 categories = pd.Categorical(x).categories
                 ax.set_xticks(range(len(categories)), categories)
         if str(space.get(key, "")).startswith("log_uniform"):
-            ax.set_xscale("log")
+            log_axis(ax.xaxis, [v for v in frame[key] if isinstance(v, (int, float)) and v > 0])
         ax.set_xlabel(key)
         ax.set_ylabel("validation %")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"{model}: trials")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right upper", fontsize=8)  # beside the panels, off the points
+    figure.suptitle(f"{model}: trials")
     name = f"tuning-{model}.png".replace("/", "_")
-    fig.savefig(out / name, dpi=100)
-    plt.close(fig)
+    save(figure, out / name)
     return name

@@ -296,7 +296,7 @@ def speed_sentence(runs: list[dict]) -> str:
     for run in quiet:
         steps.setdefault(run["framework"], []).append(timed_steps(run))
     if not steps:
-        return (f"Step time: not compared (all {len(busy)} timed runs were measured on a busy machine)."
+        return ("Step time: not compared: every timed run was measured on a busy machine."
                 if busy else "")
     ratios = step_ratios(steps)
     if not ratios:
@@ -324,12 +324,14 @@ def busy_caveat(runs: list[dict], timed_verdicts: str = "step-time") -> str:
     which = runs_named(busy)
     cores = [(r.get("machine_load") or {}).get("other_cores") for r in busy]
     cores = [c for c in cores if isinstance(c, (int, float))]
-    steal = [(r.get("machine_load") or {}).get("steal_share") or 0.0 for r in busy]
+    # The hypervisor's share is named only where it made a run busy (a fraction of a percent is noise).
+    steal = [(r.get("machine_load") or {}).get("steal_share") or 0.0 for r in busy
+             if "hypervisor" in ((r.get("machine_load") or {}).get("busy_reason") or "")]
     how = []
     if cores:
         low, high = min(cores), max(cores)
         how.append(f"other processes {low:.2f}{f'-{high:.2f}' if f'{high:.2f}' != f'{low:.2f}' else ''} cores")
-    if max(steal) > 0:
+    if steal:
         how.append(f"the hypervisor up to {max(steal):.0%} of the CPU time")
     everything = "all" if not quiet else f"{len(busy)} of {len(busy) + len(quiet)}"
     return (f"Busy machine: {everything} timed runs ({which}) ran while {' and '.join(how) or 'others ran'}: "

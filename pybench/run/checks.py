@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pybench import memory, models, pretrained
 from pybench.backends import availability, check_framework
@@ -75,6 +75,9 @@ class Checked:
     # The unlabelled folder the runs predict (`--predict`, or the dataset's own unlabelled split
     # folder): {"folder", "images", "from", "changes"}; None: nothing to predict.
     predict: dict | None = None
+    # With `fitting_models`: the models kept, and why each other one was left out.
+    models: tuple[str, ...] = ()
+    left_out: dict[str, str] = field(default_factory=dict)
 
 
 def largest_batch_for(images: int) -> int:
@@ -111,11 +114,14 @@ def preflight(*, model_names: Sequence[str], frameworks: Sequence[str], dataset:
               dataset_options: dict | None, train: TrainConfig, seed: int,
               device: str | None = "auto", gpu: int = 0, steps: int | None = None,
               progress: bool = False, resolve: Callable[[str], str] = resolve_device,
-              batch_size: int | None = None, predict_unlabelled: bool = False) -> Checked:
+              batch_size: int | None = None, predict_unlabelled: bool = False,
+              fitting_models: bool = False) -> Checked:
     """Every check, in this order: models, device and GPU, frameworks, the dataset, its splits
     against the largest batch any run uses (`batch_size`, default the run's), the schedule (over
     `steps` steps when given, as `parity` trains, else the whole run), host memory on the CPU,
-    then the options against the data, and the folder the runs predict (`check_predict`).
+    then the options against the data, and the folder the runs predict (`check_predict`). With
+    `fitting_models` (parity's default list of every model), a model that cannot take the images
+    is left out and said (`Checked.left_out`) instead of stopping the command.
     `device=None` leaves the device to the caller (a sweep resolves it on its executor)."""
     from pybench.datasets import load_dataset
 
@@ -130,8 +136,15 @@ def preflight(*, model_names: Sequence[str], frameworks: Sequence[str], dataset:
     data = load_dataset(dataset, progress=progress, **options)
     n_train = len(data.train.labels)
     check_splits(data, max(batch_size or 0, train.batch_size), steps)
+    left_out = {}
     for model in model_names:  # a model that cannot take the images never reaches a worker
-        models.check_builds(model, data.in_shape, data.num_classes, data.source)
+        try:
+            models.check_builds(model, data.in_shape, data.num_classes, data.source)
+        except PybenchError as error:
+            if not fitting_models:
+                raise
+            left_out[model] = str(error)
+    model_names = [model for model in model_names if model not in left_out]
     if steps is not None:
         run_learning_rates(train, n_train // train.batch_size, steps)
     else:
@@ -145,7 +158,8 @@ def preflight(*, model_names: Sequence[str], frameworks: Sequence[str], dataset:
     if train.weights:  # converted once here, so no worker reads the torch file
         pretrained.prepare(train.weights)
     fitted = check_options(train, model_names, data, seed)
-    return Checked(device, unavailable, data, options, fitted, check_predict(train, data, options, predict_unlabelled))
+    return Checked(device, unavailable, data, options, fitted, check_predict(train, data, options, predict_unlabelled),
+                   tuple(model_names), left_out)
 
 
 def check_predict(train: TrainConfig, data, options: dict, predict_unlabelled: bool) -> dict | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pybench.datasets.core import with_validation
 from pybench.datasets.story import summary_lines
+from pybench import short_runs
 from pybench.errors import Interrupted, PybenchError
 from pybench.machine import machine_info
 from pybench.results import SCHEMA, atomic_write_bytes, code_info
@@ -47,7 +48,8 @@ def results_header(command: str | None) -> dict:
     command and the machine."""
     return {"schema": SCHEMA, **code_info(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": command or "", "machine": machine_info()}
+            "command": command or "", "machine": machine_info(),
+            **({"short_runs": True} if short_runs.active() else {})}
 
 
 def dataset_summary(dataset) -> dict:

@@ -144,15 +144,19 @@ def cuda_env(gpu: int, visible: str | None) -> dict[str, str]:
       in TF32 on Ampere and newer. torch and JAX turn it off in their own settings; Knet 1.4.10
       has no setting (its cuDNN descriptors carry no math type), so the driver-level override
       turns it off for all three, and each run records it.
-    - CUDA_VISIBLE_DEVICES: the one GPU of the comparison (`--gpu`, an index into the GPUs
-      this process sees), so that no framework picks another (Knet takes the GPU with the most
-      free memory) and every framework sees it as device 0.
+    - CUDA_VISIBLE_DEVICES: the one GPU of the comparison (`--gpu`: an index as nvidia-smi
+      numbers the GPUs, or into the GPUs CUDA_VISIBLE_DEVICES already names), so that no
+      framework picks another (Knet takes the GPU with the most free memory) and every framework
+      sees it as device 0.
+    - CUDA_DEVICE_ORDER=PCI_BUS_ID: CUDA numbers GPUs fastest first unless told otherwise, while
+      nvidia-smi (and `pybench list`, and --gpu's error) number them by PCI bus: on a machine of
+      mixed GPUs "--gpu 1" would otherwise be another card than the one named.
     """
     devices = [d.strip() for d in visible.split(",") if d.strip()] if visible else None
     if devices is not None and gpu >= len(devices):
         raise PybenchError(f"--gpu {gpu}: CUDA_VISIBLE_DEVICES={visible} leaves "
                            f"{len(devices)} GPU{'s' if len(devices) != 1 else ''}")
-    return {"NVIDIA_TF32_OVERRIDE": "0",
+    return {"NVIDIA_TF32_OVERRIDE": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
             "CUDA_VISIBLE_DEVICES": devices[gpu] if devices is not None else str(gpu)}
 
 
