@@ -1,5 +1,6 @@
-"""The dataset manifests ship inside the package (`pybench.manifests` <- the top-level datasets/),
-both from the source tree and from a plain (non-editable) install."""
+"""The dataset manifests ship inside the package (`pybench.manifests`, a link to the top-level
+datasets/), both from the source tree and from a plain (non-editable) install; the wheel builds
+without a setuptools warning."""
 
 from __future__ import annotations
 

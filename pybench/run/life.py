@@ -12,9 +12,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pybench import short_runs
 from pybench.datasets.core import with_validation
 from pybench.datasets.story import summary_lines
-from pybench import short_runs
 from pybench.errors import Interrupted, PybenchError
 from pybench.machine import machine_info
 from pybench.results import SCHEMA, atomic_write_bytes, code_info
