@@ -115,7 +115,7 @@ def test_a_recipe_fills_in_only_what_the_command_line_leaves_out(run_cli, tmp_pa
     (("--augment", "flip,mixup"), ("--augment flip,mixup", "unknown mixup")),
     (("--augment", "zoom:3"), ("--augment zoom:3", "from 0.05 to 1")),
     (("--normalize", "fixed:0.5"), ("--normalize fixed:0.5", "fixed:MEAN,STD")),
-    (("--normalize", "imagenet", "--image-size", "8", "--normal-class", "x"), ("--normal-class 'x'",)),
+    (("--normalize", "imagenet", "--normal-class", "x"), ("--normal-class 'x'",)),
     (("--schedule", "cosine", "--milestones", "2"), ("--milestones only applies",)),
     (("--schedule", "step", "--milestones", "3,2"), ("--milestones 3,2", "increasing")),
     (("--schedule", "cosine", "--warmup-steps", "500", "--max-steps", "10"),

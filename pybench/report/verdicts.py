@@ -318,7 +318,9 @@ def busy_caveat(runs: list[dict], timed_verdicts: str = "step-time") -> str:
     """One sentence for every run measured on a busy machine: how many, which (frameworks with
     their seeds), how busy (the range of other processes' cores, the hypervisor's share), and
     which verdicts they were left out of."""
-    quiet, busy = quiet_and_busy(runs)
+    measured = [r for r in runs if r.get("status") == "ok" and r.get("machine_load")]
+    busy = [r for r in measured if r["machine_load"].get("busy")]
+    quiet = [r for r in measured if r not in busy]
     if not busy:
         return ""
     which = runs_named(busy)
@@ -334,7 +336,7 @@ def busy_caveat(runs: list[dict], timed_verdicts: str = "step-time") -> str:
     if steal:
         how.append(f"the hypervisor up to {max(steal):.0%} of the CPU time")
     everything = "all" if not quiet else f"{len(busy)} of {len(busy) + len(quiet)}"
-    return (f"Busy machine: {everything} timed runs ({which}) ran while {' and '.join(how) or 'others ran'}: "
+    return (f"Busy machine: {everything} runs ({which}) ran while {' and '.join(how) or 'others ran'}: "
             f"left out of the {timed_verdicts} verdict{'s' if ' and ' in timed_verdicts else ''}.")
 
 
