@@ -16,25 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from pybench import short_runs
+from pybench.config import TrainConfig, load_options
 from pybench.errors import Interrupted, PybenchError
 from pybench.models import MODEL_NAMES, model_names
-from pybench.options import (  # noqa: F401 - the argument types, for anyone who used them from here
-    DATASET_HELP,
-    DEFAULT_BATCH_SIZE,
-    add_compare_arguments,
-    add_training_arguments,
-    comma_list,
-    epoch_list,
-    finite_float,
-    fraction_below_one,
-    momentum_value,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    seed_list,
-    train_config,
-)
+from pybench.options import COMMANDS as COMMAND_HELP
+from pybench.options import add_options
 from pybench.recipes import RECIPES
 
 
@@ -48,79 +34,16 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pybench.datasets import add_dataset_arguments
-
-    parser = OneLineParser(prog="pybench", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    """The parsers of every command, from the option table (`pybench.options`)."""
+    parser = OneLineParser(prog="pybench", description=COMMAND_HELP[""])
+    add_options(parser, "")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     parser.subcommand_parsers = sub.choices  # for --recipe (see parse_arguments)
-
-    sub.add_parser("list", help="datasets, models and frameworks, with availability")
-
-    datasets = sub.add_parser("datasets", help="dataset commands")
-    dsub = datasets.add_subparsers(dest="datasets_command", required=True,
-                                   parser_class=OneLineParser)
-    info = dsub.add_parser("info", help="splits, shapes, class counts, normalisation, fingerprint")
-    info.add_argument("spec", help=DATASET_HELP)
-    add_dataset_arguments(info)
-
-    compare = sub.add_parser("compare", help="train every framework and model; store results")
-    add_compare_arguments(compare)
-
-    parity = sub.add_parser("parity", help="prove every framework computes the same thing")
-    parity.add_argument("--models", type=comma_list, default=None,
-                        help="comma-separated, CNN files (.toml, .json) included (default: every "
-                             "built-in model that takes the dataset's images, the others said)")
-    parity.add_argument("--steps", type=positive_int, default=10,
-                        help="SGD steps of the trajectory check (default 10)")
-    parity.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                        help="precision of the trajectory check (default float64; the forward "
-                             "check is always float32)")
-    parity.add_argument("--dataset", default="digits",
-                        help=f"data for the batches: {DATASET_HELP} (default: digits, offline)")
-    parity.add_argument("--out", type=Path, default=None,
-                        help="folder for parity.json and the arrays (default "
-                             "runs/<timestamp>-parity)")
-    add_training_arguments(parity, batch_size=16)
-    add_dataset_arguments(parity)
-
-    sweep = sub.add_parser("sweep", help="train every combination of a SWEEP.toml grid")
-    sweep.add_argument("sweep_file", type=Path, metavar="SWEEP.toml")
-    sweep.add_argument("--executor", choices=("local", "ray"), default="local",
-                       help="local: one run after another here; ray: Ray tasks (pip install "
-                            "-e '.[ray]')")
-    sweep.add_argument("--address", default=None,
-                       help="the Ray cluster to use, e.g. auto or HOST:6379 (default: start "
-                            "Ray locally)")
-    sweep.add_argument("--out", type=Path, default=None,
-                       help="results folder (default runs/<timestamp>-sweep-<name>)")
-    sweep.add_argument("--resume", action="store_true",
-                       help="keep the finished runs in --out and run only the others")
-    sweep.add_argument("--no-report", action="store_true", help="skip report.md and plots")
-
-    report = sub.add_parser("report", help="write report.md, report.html and plots from "
-                                           "stored results")
-    report.add_argument("run_dirs", type=Path, nargs="+", metavar="RESULTS",
-                        help="folders `compare` or `sweep` wrote (several: one report holding "
-                             "every run, seeds of one configuration aggregated), or a "
-                             "pytest-benchmark JSON file (--benchmark-json) or .benchmarks "
-                             "folder (the newest run)")
-    report.add_argument("--out", type=Path, default=None,
-                        help="default: the results folder; for a JSON file, FILE-report/ "
-                             "beside it; for .benchmarks, .benchmarks/report/; for several, "
-                             "runs/<timestamp>-report/")
-    report.add_argument("--baseline", type=Path, default=None, metavar="RESULTS",
-                        help="hold every run against this results folder's: ratios, and "
-                             "Mann-Whitney U on the step times")
-    report.add_argument("--fail-on-regression", type=positive_float, default=None,
-                        metavar="PCT",
-                        help="with --baseline: exit 1 when a step time is significantly more "
-                             "than PCT%% slower than the baseline's")
-    report.add_argument("--force", action="store_true",
-                        help="with --baseline: compare runs whose configuration or dataset differs "
-                             "from the baseline's (the differences are listed either way; without "
-                             "--force such runs get no ratio and no verdict)")
-    report.add_argument("--no-plots", action="store_true", help="write no PNG figures")
+    for command in ("list", "datasets", "compare", "parity", "sweep", "report"):
+        add_options(sub.add_parser(command, help=COMMAND_HELP[command]), command)
+    datasets = sub.choices["datasets"].add_subparsers(dest="datasets_command", required=True,
+                                                      parser_class=OneLineParser)
+    add_options(datasets.add_parser("info", help=COMMAND_HELP["datasets info"]), "datasets info")
     return parser
 
 
@@ -163,15 +86,14 @@ def cmd_list(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    from pybench.datasets import dataset_options, describe_dataset, load_dataset
+    from pybench.datasets import describe_dataset, load_dataset
 
-    print(describe_dataset(load_dataset(args.spec, **dataset_options(args))))
+    print(describe_dataset(load_dataset(args.spec, **load_options(vars(args), "datasets info"))))
     return 0
 
 
 def cmd_compare(args) -> int:
     from pybench.commands.compare import CompareConfig, default_out_dir, run_compare
-    from pybench.datasets import dataset_options
     from pybench.report.console import summary_text
     from pybench.run.life import command_line
 
@@ -180,10 +102,11 @@ def cmd_compare(args) -> int:
                            "give one of them")
     cfg = CompareConfig(dataset=args.dataset, frameworks=with_variants(args),
                         models=model_names(args.models),
-                        train=train_config(args), device=args.device, out=args.out,
-                        timeout=args.timeout, dataset_options=dataset_options(args),
+                        train=TrainConfig.from_values(vars(args), "lenet5"), device=args.device,
+                        out=paths(args.out), timeout=args.timeout,
+                        dataset_options=load_options(vars(args)),
                         seeds=args.seeds or (), repeats=args.repeats, gpu=args.gpu,
-                        tensorboard=args.tensorboard, mlflow=args.mlflow)
+                        tensorboard=paths(args.tensorboard), mlflow=paths(args.mlflow))
     out = cfg.out
     if out is None:  # named here, so that an interrupted run can say where its results are
         out = default_out_dir(cfg.dataset)
@@ -201,9 +124,14 @@ def cmd_compare(args) -> int:
     return 0 if any(r["status"] == "ok" for r in document["runs"]) else 1
 
 
+def paths(value):
+    """A path option's value as a Path (None stays None)."""
+    return None if value is None else Path(value)
+
+
 def with_variants(args) -> tuple[str, ...]:
     """--frameworks, with torch.compile right after torch under --compile."""
-    frameworks = tuple(args.frameworks)
+    frameworks = tuple(args.frameworks or ())
     if not args.compile or "torch.compile" in frameworks:
         return frameworks
     if "torch" not in frameworks:
@@ -231,16 +159,15 @@ def report_interrupted(args, out_dir: Path, exc: Interrupted) -> int:
 
 def cmd_parity(args) -> int:
     from pybench.commands.parity import ParityConfig, run_parity
-    from pybench.datasets import dataset_options
     from pybench.report.console import parity_table
     from pybench.run.life import default_out_dir
 
     cfg = ParityConfig(models=model_names(args.models or MODEL_NAMES), frameworks=args.frameworks,
                        every_model=args.models is None,
-                       train=train_config(args), steps=args.steps, dtype=args.dtype,
-                       device=args.device,
-                       dataset=args.dataset, dataset_options=dataset_options(args),
-                       out=args.out or default_out_dir("parity"), timeout=args.timeout,
+                       train=TrainConfig.from_values(vars(args), "lenet5", "parity"), steps=args.steps,
+                       dtype=args.dtype, device=args.device,
+                       dataset=args.dataset, dataset_options=load_options(vars(args), "parity"),
+                       out=paths(args.out) or default_out_dir("parity"), timeout=args.timeout,
                        gpu=args.gpu)
     try:
         document = run_parity(cfg)
@@ -255,19 +182,18 @@ def cmd_parity(args) -> int:
 
 def cmd_sweep(args) -> int:
     from pybench.commands.sweep import default_out_dir, run_sweep
+    from pybench.commands.tune import run_search
     from pybench.report.console import sweep_table
     from pybench.run.executors import make_executor
     from pybench.run.life import command_line
     from pybench.sweep_file import load_sweep_spec
 
-    spec = load_sweep_spec(args.sweep_file)
+    spec = load_sweep_spec(Path(args.sweep_file))
     executor = make_executor(args.executor, args.address)
-    out = args.out or default_out_dir(args.sweep_file)  # named here, for an interrupted sweep
-    if spec.search:  # a tuned search rather than a grid
-        from pybench.commands.tune import run_search as run_sweep  # noqa: F811
+    out = paths(args.out) or default_out_dir(Path(args.sweep_file))  # named here, for an interrupted sweep
+    run = run_search if spec.search else run_sweep  # a tuned search, or every point of a grid
     try:
-        out_dir, document = run_sweep(spec, executor, out=out, resume=args.resume,
-                                      command=command_line())
+        out_dir, document = run(spec, executor, out=out, resume=args.resume, command=command_line())
     except Interrupted as exc:
         return report_interrupted(args, Path(out), exc)
     print(sweep_table(document).round(3).to_string(index=False))
@@ -290,8 +216,9 @@ def cmd_report(args) -> int:
         raise PybenchError("--fail-on-regression needs --baseline RESULTS to compare with")
     if args.force and args.baseline is None:
         raise PybenchError("--force compares runs unlike a baseline's: it needs --baseline RESULTS")
-    path = write_report(args.run_dirs if len(args.run_dirs) > 1 else args.run_dirs[0],
-                        args.out, plots=not args.no_plots, baseline=args.baseline, force=args.force)
+    run_dirs = [Path(d) for d in args.run_dirs]
+    path = write_report(run_dirs if len(run_dirs) > 1 else run_dirs[0], paths(args.out),
+                        plots=not args.no_plots, baseline=paths(args.baseline), force=args.force)
     print(path)
     print(path.with_name("report.html"))
     if args.fail_on_regression is None:
@@ -299,7 +226,7 @@ def cmd_report(args) -> int:
     from pybench.report import slowdowns
     from pybench.report.significance import p_value
 
-    slower = slowdowns(args.run_dirs, args.baseline, args.fail_on_regression, args.force)
+    slower = slowdowns(run_dirs, Path(args.baseline), args.fail_on_regression, args.force)
     for _, row in slower.iterrows():
         p = p_value(row["p (Mann-Whitney)"])
         print(f"pybench: {row['framework']} {row['model']}: step time {row['ratio']:.3f}× the "

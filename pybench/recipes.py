@@ -33,7 +33,7 @@ RECIPES: dict[str, dict] = {
         "trainable": ("layer2", "layer3", "layer4", "fc"),
         "binary_negative": "No Finding",
         "normal_class": "No Finding",
-        "image_size": "224",
+        "image_size": 224,
         "normalize": "imagenet",
         "augment": ("flip",),
         "batch_size": 32,
@@ -51,7 +51,7 @@ RECIPES: dict[str, dict] = {
     "chexnet": {
         "models": ("densenet121-imagenet",),
         "task": "multilabel",
-        "image_size": "224",
+        "image_size": 224,
         "normalize": "imagenet",
         "augment": ("flip",),
         "batch_size": 16,
@@ -67,7 +67,7 @@ RECIPES: dict[str, dict] = {
     # class-folder tree.
     "xray-resnet18": {
         "models": ("resnet18-imagenet",),
-        "image_size": "224",
+        "image_size": 224,
         "normalize": "imagenet",
         "augment": ("flip",),
         "balance": True,

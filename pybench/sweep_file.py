@@ -1,10 +1,10 @@
 """SWEEP.toml: every `compare` option, fixed, listed (a grid) or drawn from a distribution (a search).
 
-There is one description of the run options: `compare`'s arguments (`pybench.options`). A
-sweep key is a `compare` option's name with underscores (`--warmup-steps` is `warmup_steps`), its
-value converted and checked by that option's own type and choices, and a run's `TrainConfig` is
-made by the same `pybench.options.train_config` from the same namespace. An option added to `compare`
-is a sweep key at once, and the two cannot drift apart.
+There is one description of the run options: the option table (`pybench.options`). A sweep key
+is a `compare` option's name with underscores (`--warmup-steps` is `warmup_steps`), its value
+converted and checked by that option's own check and choices, and a run's `TrainConfig` is made
+by the same `TrainConfig.from_values` from the same values as the command line's. An option added
+to the table is a sweep key at once, and the two cannot drift apart.
 
 A value is fixed (a scalar), a grid (a list: every value, each combination one run) or, with
 `search = "random"` or `"tpe"`, a distribution: `{log_uniform = [A, B]}`, `{uniform = [A, B]}`,
@@ -15,7 +15,6 @@ a search, `pybench.commands.sweep` a grid.
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import itertools
 import math
@@ -35,16 +34,10 @@ from pybench.errors import PybenchError
 
 # The first sweep files named the grid in plurals; they still read.
 PLURAL_KEYS = {"batch_sizes": "batch_size", "lrs": "lr", "optimizers": "optimizer", "seeds": "seed"}
-# compare's options that mean nothing per run, and why.
+# compare's options that mean nothing per run, and why (the table says which: `Option.sweep`).
 NOT_SWEEP_KEYS = {"out": "the sweep's folder is `sweep --out`",
                   "no_report": "`sweep --no-report` skips the report",
                   "repeats": "list the seeds to train instead (seeds = [0, 1, 2])"}
-# Options that must be the same for every run of a sweep: what they change is not a training
-# setting but what runs (the data, the frameworks and models, where and how long at most).
-RUN_WIDE = {"frameworks", "models", "device", "gpu", "timeout", "compile", "tensorboard", "recipe",
-            "mlflow"}
-# The lists a sweep compares rather than sweeps.
-LIST_KEYS = {"frameworks", "models"}
 SEARCHES = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "asha")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
@@ -76,7 +69,7 @@ class SweepSpec:
     dataset: str
     frameworks: tuple[str, ...]
     models: tuple[str, ...]
-    fixed: dict  # option -> value, as argparse would store it
+    fixed: dict  # option -> value, as its check returns it
     grid: dict  # option -> tuple of values (every combination is one run)
     raw_grid: dict  # the same lists as the file wrote them (what a search's choices hold)
     space: dict  # option -> Distribution (search = "random" / "tpe")
@@ -124,54 +117,45 @@ class SweepSpec:
 # ---------------------------------------------------------------- compare's options
 
 @cache
-def compare_parser() -> argparse.ArgumentParser:
-    from pybench.options import compare_parser as parser
+def compare_options() -> dict:
+    """compare's options by sweep key (their `dest`), from the option table: those a sweep file
+    takes (`Option.sweep`; NOT_SWEEP_KEYS says why the others are refused)."""
+    from pybench.options import option_by_dest
 
-    return parser()
-
-
-@cache
-def compare_options() -> dict[str, argparse.Action]:
-    """compare's options by sweep key (their `dest`), the positional dataset aside."""
-    return {a.dest: a for a in compare_parser()._actions
-            if a.option_strings and a.dest not in ("help", *NOT_SWEEP_KEYS)}
+    return {dest: option for dest, option in option_by_dest("compare").items() if option.sweep}
 
 
 @cache
 def dataset_keys() -> frozenset[str]:
-    """The options of compare's "dataset options" group: they decide the arrays, which every run
-    of a sweep shares."""
-    group = next(g for g in compare_parser()._action_groups if g.title == "dataset options")
-    return frozenset(a.dest for a in group._group_actions)
+    """The dataset options: they decide the arrays, which every run of a sweep shares."""
+    from pybench.options import DATA
+
+    return frozenset(dest for dest, option in compare_options().items() if option.group == DATA)
 
 
-# The [dataset_options] table of older sweep files: load_dataset's keywords and their types.
-DATASET_OPTION_KEYS = {"data_dir": str, "image_size": int, "grayscale": bool,
-                       "test_fraction": float, "seed": int, "manifest": str, "image_col": str,
-                       "label_col": str, "binary_negative": str, "group_col": str, "multilabel": bool,
-                       "val_fraction": float, "layout": str, "split": str, "skip_unreadable": bool,
-                       "checksum": bool, "workers": int, "cache": bool}
-# TOML types of the options whose argparse type is a string parsed later (dataset options).
-DATASET_KINDS = {"image_size": int, "test_fraction": float, "val_fraction": float,
-                 "split_seed": int, "workers": int}
+def run_wide(key: str) -> bool:
+    """Whether every run of a sweep must share the option's value (`Option.per_run`)."""
+    return not compare_options()[key].per_run
 
 
-def option_kind(key: str, action: argparse.Action) -> type:
-    """The TOML type a key's value must have (one element of a list)."""
-    from pybench import options as cli
+@cache
+def dataset_option_keys() -> dict[str, type]:
+    """The [dataset_options] table of older sweep files: load_dataset's keywords (each dataset
+    option's `to`) and their types."""
+    from pybench.options import DATA
 
-    if action.nargs == 0:  # a flag: store_true
-        return bool
-    if key in DATASET_KINDS:
-        return DATASET_KINDS[key]
-    ints = (cli.positive_int, cli.non_negative_int, int)
-    floats = (cli.finite_float, cli.positive_float, cli.non_negative_float, cli.momentum_value,
-              cli.fraction_below_one)
-    if action.type in ints:
-        return int
-    if action.type in floats:
-        return float
-    return str
+    keys = {}
+    for option in compare_options().values():
+        if option.group == DATA:
+            keyword = option.to.removeprefix("load:")
+            keys[keyword] = bool if option.dest == "task" else option_kind(option)
+    return keys
+
+
+def option_kind(option) -> type:
+    """The TOML type one value of the option must have (a list option: its comma-separated
+    text)."""
+    return str if option.kind is tuple else option.kind
 
 
 def flag(key: str) -> str:
@@ -179,26 +163,22 @@ def flag(key: str) -> str:
 
 
 def convert(key: str, value, bad):
-    """One value of `key` as `compare` would store it, checked by the option's own type and
+    """One value of `key` as `compare` would store it, checked by the option's own check and
     choices; anything wrong is `bad(key, what)`."""
-    action = compare_options()[key]
-    kind = option_kind(key, action)
+    option = compare_options()[key]
+    kind = option_kind(option)
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
             or kind is float and is_number):
         raise bad(key, f"expected {kind.__name__}, got {value!r}")
     if kind is bool:
         return value
-    if action.choices is not None and value not in action.choices:
+    if option.choices is not None and value not in option.choices:
         raise bad(key, f"unknown {key.replace('_', ' ')} {value!r}: choose from "
-                       f"{', '.join(map(str, action.choices))}{did_you_mean(str(value), action.choices)}")
-    if action.type is None or key in DATASET_KINDS:
-        return float(value) if kind is float else value
-    if value == "" and action.default == ():  # a list option's "none" (augment = ["", "flip"])
-        return ()
+                       f"{', '.join(map(str, option.choices))}{did_you_mean(str(value), option.choices)}")
     try:
-        return action.type(repr(value) if kind is float else str(value))
-    except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+        return option.check(repr(value) if kind is float else str(value))
+    except (ValueError, PybenchError) as exc:
         raise bad(key, f"{value!r}: {exc}") from None
 
 
@@ -251,7 +231,7 @@ def spec_from_dict(raw: dict, path: Path) -> SweepSpec:
         if option in entries:
             raise bad(written, f"given twice (as {entries[option][0]} too)")
         if key in PLURAL_KEYS and not isinstance(value, list):
-            raise bad(written, f"expected a list, e.g. {written} = [{example(options[option], option)}]")
+            raise bad(written, f"expected a list, e.g. {written} = [{example(options[option])}]")
         entries[option] = (written, value)
     if "dataset" not in entries:
         raise bad("dataset", "missing (e.g. dataset = \"digits\")")
@@ -268,11 +248,11 @@ def spec_from_dict(raw: dict, path: Path) -> SweepSpec:
     fixed, grid, raw_grid, space = {}, {}, {}, {}
     for option, (written, value) in entries.items():
         if isinstance(value, dict):
-            if option in RUN_WIDE or option in dataset_keys():
+            if run_wide(option):
                 raise bad(written, "cannot be searched: every run shares it; give one value")
             space[option] = distribution(written, option, value, bad)
         elif isinstance(value, list):
-            if option in RUN_WIDE or option in dataset_keys():
+            if run_wide(option):
                 raise bad(written, "cannot be swept: every run shares it; give one value")
             if not value:
                 raise bad(written, "empty list: give at least one value")
@@ -301,8 +281,8 @@ def spec_from_dict(raw: dict, path: Path) -> SweepSpec:
     return SweepSpec(**spec, **search_fields(search, search_settings, fixed, grid, space, bad))
 
 
-def example(action: argparse.Action, key: str) -> str:
-    return {str: '"torch"', int: "1", float: "0.01", bool: "true"}[option_kind(key, action)]
+def example(option) -> str:
+    return {str: '"torch"', int: "1", float: "0.01", bool: "true"}[option_kind(option)]
 
 
 def list_of_names(key: str, entry: tuple, bad) -> list[str]:
@@ -341,9 +321,6 @@ def with_paths_resolved(fixed: dict, path: Path) -> dict:
     for key in ("weights", "tensorboard", "mlflow", "data_dir"):
         if fixed.get(key) is not None:
             fixed[key] = str((path.parent / Path(str(fixed[key])).expanduser()).resolve())
-    for key in ("tensorboard", "mlflow"):  # argparse stores these as paths
-        if fixed.get(key) is not None:
-            fixed[key] = Path(fixed[key])
     return fixed
 
 
@@ -363,7 +340,7 @@ def distribution(written: str, option: str, value: dict, bad) -> Distribution:
         return Distribution(kind, tuple(items))  # as written: Optuna's choices are plain values
     if len(converted) != 2 or not converted[0] < converted[1]:
         raise bad(written, f"{kind}: expected [low, high] with low < high, got {items!r}")
-    action_kind = option_kind(option, compare_options()[option])
+    action_kind = option_kind(compare_options()[option])
     if kind == "int" and action_kind is not int:
         raise bad(written, f"int: {written} takes {action_kind.__name__} values; use uniform")
     if kind in ("uniform", "log_uniform") and action_kind is not float:
@@ -465,10 +442,11 @@ def check_dataset_table(table, bad) -> None:
     if not isinstance(table, dict):
         raise bad("dataset_options", "expected a table ([dataset_options])")
     for key, value in table.items():
-        if key not in DATASET_OPTION_KEYS:
-            raise bad(f"dataset_options.{key}", f"unknown key{did_you_mean(key, DATASET_OPTION_KEYS)} "
-                                                f"(known: {', '.join(DATASET_OPTION_KEYS)})")
-        kind = DATASET_OPTION_KEYS[key]
+        known = dataset_option_keys()
+        if key not in known:
+            raise bad(f"dataset_options.{key}", f"unknown key{did_you_mean(key, known)} "
+                                                f"(known: {', '.join(known)})")
+        kind = known[key]
         if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind) and not (
                 kind is float and isinstance(value, int)):
             raise bad(f"dataset_options.{key}", f"expected {kind.__name__}, got {value!r}")
@@ -483,33 +461,22 @@ def grid_points(spec: SweepSpec, keys=None) -> list[dict]:
     return [dict(zip(keys, values)) for values in itertools.product(*(spec.raw_grid[k] for k in keys))]
 
 
-@cache
-def _defaults(dataset: str, recipe: str | None) -> argparse.Namespace:
-    from pybench.options import compare_defaults
+def run_values(spec: SweepSpec, values: dict) -> dict:
+    """compare's option values for one run, by dest: the table's defaults (a recipe's, when the
+    file names one), the file's fixed values, then the run's own."""
+    from pybench.recipes import RECIPES
 
-    return compare_defaults(dataset, recipe)
-
-
-def namespace(spec: SweepSpec, values: dict) -> argparse.Namespace:
-    """compare's parsed arguments for one run: its defaults (a recipe's, when the file names
-    one), the file's fixed values, then the run's own."""
-    args = argparse.Namespace(**vars(_defaults(spec.dataset, spec.fixed.get("recipe"))))
-    for key, value in {**spec.fixed, **values}.items():
-        setattr(args, key, value)
-    return args
+    defaults = {dest: option.default_for("compare") for dest, option in compare_options().items()}
+    return {**defaults, **RECIPES.get(spec.fixed.get("recipe"), {}), **spec.fixed, **values}
 
 
 def run_train_config(spec: SweepSpec, model: str, values: dict):
-    """The TrainConfig of one run (`pybench.options.train_config`, as compare makes it); a
-    combination compare refuses (e.g. nesterov with adam) is a one-line error naming the file."""
-    from dataclasses import replace
+    """The TrainConfig of one run (`TrainConfig.from_values`, as compare makes it); a combination
+    the configuration refuses (e.g. nesterov with adam) is a one-line error naming the file."""
+    from pybench.config import TrainConfig
 
-    from pybench.options import train_config
-
-    args = namespace(spec, values)
-    weights, args.weights = args.weights, None  # resolved already; its file is checked before any run
     try:
-        return replace(train_config(args, model), weights=weights)
+        return TrainConfig.from_values(run_values(spec, values), model)
     except PybenchError as exc:
         shown = ", ".join(f"{k} = {v!r}" for k, v in values.items())
         raise PybenchError(f"{spec.path}: {exc}" + (f" (with {shown})" if shown else "")) from None
@@ -518,16 +485,16 @@ def run_train_config(spec: SweepSpec, model: str, values: dict):
 def run_dataset_options(spec: SweepSpec) -> dict:
     """load_dataset's keywords: compare's dataset options in the file, then its
     [dataset_options] table (the older spelling: load_dataset's own names)."""
-    from pybench.datasets import dataset_options
+    from pybench.config import load_options
 
-    options = dataset_options(namespace(spec, {}))
     written = {k: v for k, v in spec.fixed.items() if k in dataset_keys()}
-    return {**{k: v for k, v in options.items() if k in dataset_table_names(written)},
-            **spec.dataset_options}
+    options = load_options(run_values(spec, {}))
+    return {**{k: v for k, v in options.items() if k in dataset_table_names(written)}, **spec.dataset_options}
 
 
 def dataset_table_names(written: dict) -> set[str]:
     """The load_dataset keywords the file's top-level dataset options set."""
-    renamed = {"split_seed": "seed", "task": "multilabel", "no_checksum": "checksum",
-               "no_cache": "cache"}
-    return {renamed.get(k, k) for k in written}
+    from pybench.options import option_by_dest
+
+    options = option_by_dest("compare")
+    return {options[k].to.removeprefix("load:") for k in written}

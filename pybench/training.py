@@ -14,82 +14,22 @@ import hashlib
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from tqdm import tqdm
 
 from pybench import evaluation, models, pretrained, tasks
 from pybench.backends.contract import Backend, ModelInput, OptimizerConfig
+from pybench.config import TrainConfig
 from pybench.datasets import Dataset, augmented_train, balanced_order, batch_order
 from pybench.datasets.normalization import default_normalize, normalized_as, statistics
 from pybench.errors import PybenchError
 from pybench.machine import load_snapshot, machine_load
 from pybench.results import TrainingRecord
-from pybench.schedules import Schedule, learning_rates
+from pybench.schedules import learning_rates
 from pybench.tensorboard import open_board
 from pybench.timing import BLOCK_STEPS_ON_CUDA, StepTimer, SyncClock, step_time_stats
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    model: str = "lenet5"
-    epochs: int = 1
-    max_steps: int | None = None  # stop after this many steps in all (across epochs)
-    batch_size: int = 32
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    seed: int = 0  # initial weights and sample order
-    target_accuracy: float | None = None
-    patience: int | None = None  # epochs without a better validation accuracy before stopping
-    balance: bool = False  # class-balanced sampling (with replacement) instead of a permutation
-    # Evaluation batches of 100: on the CPU a batch of 1000 spills the caches and every
-    # framework's evaluation slows down (the figures: docs/results.md, Timing).
-    eval_batch_size: int = 100
-    schedule: Schedule = field(default_factory=Schedule)  # the learning rate of every step
-    augment: tuple[str, ...] = ()  # see pybench.datasets.augment
-    # Steps between test evaluations while looking for target_accuracy (None: a tenth of an
-    # epoch); evaluation is never inside a timed step.
-    eval_every: int | None = None
-    # Steps per throughput block (pybench.timing.StepTimer): every other block of this many
-    # steps is timed as a whole, with one synchronisation; None: BLOCK_STEPS_ON_CUDA on a GPU,
-    # none on the CPU; 0: every step timed alone.
-    throughput_block: int | None = None
-    # A PyTorch state_dict file (or its .npz) to start from instead of the seeded draw
-    # (pybench.pretrained: the head replaced to fit the classes, grey images folded into conv1).
-    weights: str | None = None
-    # Parameter name prefixes that train (e.g. ("layer4", "fc")); empty: every parameter. The
-    # rest is frozen in every framework (pybench.models.frozen_params).
-    trainable: tuple[str, ...] = ()
-    # Store the penultimate features of this many test images with the predictions, for the
-    # report's t-SNE maps (0: none).
-    embeddings: int = 0
-    # Multi-label tasks: "balanced" weighs each finding's positive targets by its negatives /
-    # positives in the train split (pybench.tasks); None: weight 1.
-    pos_weight: str | None = None
-    # A single-label task's "normal" class: each class's share predicted as it is recorded
-    # (pybench.evaluation), the "diagnosed as normal" figure of a screening study.
-    normal_class: str | None = None
-    # The pixel statistics inputs are normalised with (pybench.datasets.normalization): dataset,
-    # imagenet or fixed:MEAN,STD; None: imagenet with `weights`, else dataset.
-    normalize: str | None = None
-    # A folder of unlabelled images the final model predicts (pybench.datasets.unlabelled).
-    predict: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, fields: dict) -> TrainConfig:
-        """The inverse of `to_dict` (JSON turned the tuples into lists)."""
-        fields = dict(fields)
-        def as_tuples(d: dict) -> dict:
-            return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-
-        fields["optimizer"] = OptimizerConfig(**as_tuples(fields.get("optimizer", {})))
-        fields["schedule"] = Schedule(**as_tuples(fields.get("schedule", {})))
-        fields["augment"] = tuple(fields.get("augment", ()))
-        fields["trainable"] = tuple(fields.get("trainable", ()))
-        return cls(**fields)
 
 
 def epoch_order(cfg: TrainConfig, epoch: int, labels: np.ndarray) -> np.ndarray:
@@ -134,10 +74,9 @@ def run_learning_rates(cfg: TrainConfig, steps_per_epoch: int, total_steps: int)
 def target_eval_every(cfg: TrainConfig, steps_per_epoch: int) -> int | None:
     """Steps between test evaluations while a target accuracy is sought.
 
-    A tenth of an epoch by default: on MNIST at batch 128 that is 46 steps (about 0.4 s of LeNet-5
-    training on 2 CPU cores), fine enough to place the time to 99% within 3% of a 3-epoch run,
-    while the ten evaluations of 10,000 test images cost about a second per epoch, outside the
-    training clock.
+    A tenth of an epoch by default: fine enough to place the time to the target closely, while
+    ten evaluations an epoch stay a small share of it, outside the training clock (what they
+    cost on MNIST: docs/statistics.md, Time to result).
     """
     if cfg.target_accuracy is None:
         return None
@@ -217,6 +156,73 @@ def model_input(cfg: TrainConfig, dataset: Dataset, params, buffers) -> ModelInp
                                                   dataset.num_classes, cfg.trainable))
 
 
+@dataclass
+class Placed:
+    """What a run trains on, put on the device once (`place`): the normalised dataset, the
+    model's state, the data (the training split is put per epoch when augmented), the plan of
+    steps and their learning rates, and the clock."""
+
+    dataset: Dataset
+    normalize: str
+    params: dict
+    buffers: dict
+    state: object
+    table: np.ndarray
+    train: object
+    test: object
+    val: object
+    steps_per_epoch: int
+    total_steps: int
+    lrs: np.ndarray
+    settings: OptimizerConfig
+    clock: SyncClock
+    timer: StepTimer
+    began: float  # when training started: the time to result counts from here, set-up included
+    setup_s: float = 0.0
+
+
+@dataclass
+class Curves:
+    """What each epoch adds to the record: per step the losses, per epoch the figures."""
+
+    losses: list[float] = field(default_factory=list)
+    epoch_s: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    loss: dict[str, list[float]] = field(default_factory=lambda: {"train": [], "test": [], "val": []})
+    train_accuracy: list[float] = field(default_factory=list)
+    augment_s: list[float] = field(default_factory=list)
+    augment_fingerprints: list[str] = field(default_factory=list)
+    test_logits: np.ndarray | None = None
+
+
+@dataclass
+class Target:
+    """The search for `--target-accuracy`: how often it is checked, and when it was reached
+    (the training time and step, and the evaluation and augmentation seconds spent by then)."""
+
+    eval_every: int | None
+    eval_s: float = 0.0  # every evaluation's wall time, outside the steps
+    time: float | None = None
+    step: int | None = None
+    spent: dict = field(default_factory=dict)
+
+    def reached(self, training_s: float, step: int, data_s: float) -> None:
+        self.time, self.step = training_s, step
+        self.spent = {"eval_s": self.eval_s, "data_s": data_s}
+
+
+@dataclass
+class Keeper:
+    """The validation split's choice of the epoch whose weights give the test figures, and the
+    patience it keeps."""
+
+    best_val: float = -1.0
+    since_best: int = 0
+    kept_epoch: int | None = None
+    best_weights: tuple | None = None
+
+
 def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
                        progress: bool = False, board_folder: str | None = None,
                        on_epoch=None, unlabelled: np.ndarray | None = None) -> tuple[dict, dict]:
@@ -230,193 +236,222 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
     (1-based epochs), stops the run when it returns True: a search's pruner
     (`pybench.tuning.EpochPruner`). `unlabelled` uint8 images are predicted by the final model
     too (predictions' `unlabelled_logits`), after everything timed.
+
+    The recipe: put everything on the device; each epoch, train its steps, evaluate, let the
+    validation split keep the best epoch and decide whether to stop; then evaluate the kept
+    weights on the test split and write the record.
     """
-    began = time.perf_counter()  # the time to result counts from here (set-up included)
+    placed = place(backend, dataset, cfg)
+    curves, target, keeper = Curves(), Target(target_eval_every(cfg, placed.steps_per_epoch)), Keeper()
+    bar = tqdm(total=placed.total_steps, disable=not progress, file=sys.stderr, leave=False,
+               desc=f"{backend.name} {cfg.model}", unit="step")
+    load_before = load_snapshot()
+    board = open_board(board_folder)
+    backend.train_hits()  # start the count of training predictions here
+    done = 0
+    for epoch in range(cfg.epochs):
+        if done >= placed.total_steps:
+            break
+        steps = min(placed.steps_per_epoch, placed.total_steps - done)
+        placed.state = train_epoch(backend, placed, cfg, curves, target, bar, epoch, done, steps)
+        done += steps
+        evaluate_epoch(backend, placed, cfg, curves, target, done, steps)
+        board.epoch(done - steps, curves.losses[done - steps:], placed.lrs[done - steps:done],
+                    epoch_figures(curves, placed.val is not None))
+        if stop_after(backend, placed, cfg, curves, keeper, epoch, on_epoch):
+            break
+    bar.close()
+    board.close()
+    load = machine_load(load_before, load_snapshot())
+    state = kept_state(backend, placed, cfg, curves, keeper)
+    record = training_record(backend, placed, cfg, curves, target, keeper, done, load, state)
+    return record, predictions_of(backend, placed, cfg, state, curves.test_logits, unlabelled)
+
+
+def place(backend: Backend, dataset: Dataset, cfg: TrainConfig) -> Placed:
+    """Everything a run needs on the device, once: the canonical weights, uint8 data with the
+    pixel table (each batch normalised on the device, in the step), the steps and their rates."""
+    began = time.perf_counter()
     normalize = cfg.normalize or default_normalize(cfg.weights)
     dataset = normalized_as(dataset, normalize)
     params, buffers = initial_weights(cfg, dataset)
     inputs = model_input(cfg, dataset, params, buffers)
-    state = backend.init_state(inputs, loss_settings(cfg, dataset))
-    train_labels = dataset.train.labels
-    # uint8 images and the pixel table: each batch is normalised on the device, in the step.
-    table = dataset.pixel_table(np.dtype(inputs.dtype))
-    train = None if cfg.augment else backend.put_data(dataset.train.images, train_labels, table)
-    test = backend.put_data(dataset.test.images, dataset.test.labels, table)
-    val = (backend.put_data(dataset.val.images, dataset.val.labels, table)
-           if dataset.val is not None else None)
-
-    steps_per_epoch, total_steps = planned_steps(cfg, len(train_labels))
-    if total_steps < 1:  # the pre-run checks refuse this; a run must never end "ok" having trained nothing
-        raise PybenchError(f"the train split's {len(train_labels):,} images give no full batch of "
-                           f"{cfg.batch_size}: nothing to train (pass a smaller --batch-size)")
-    lrs = run_learning_rates(cfg, steps_per_epoch, total_steps)
-    eval_every = target_eval_every(cfg, steps_per_epoch)
-    # The target is checked on the validation split when there is one: the test split never
-    # decides anything a run does.
-    target_split, target_labels = (val, dataset.val.labels) if val is not None else (test, dataset.test.labels)
-    clock = SyncClock(backend.synchronize)
-    timer = StepTimer(clock, throughput_block(cfg, backend.device))
-
-    losses: list[float] = []
-    epoch_s: list[float] = []
-    epoch_accuracy: list[float] = []
-    val_accuracy: list[float] = []
-    epoch_loss: dict[str, list[float]] = {"train": [], "test": [], "val": []}
-    epoch_train_accuracy: list[float] = []
-    backend.train_hits()  # start the count of training predictions here
     settings = loss_settings(cfg, dataset)
-    augment_s: list[float] = []
-    augment_fingerprints: list[str] = []
-    time_to_target = time_to_target_step = None
-    eval_s = 0.0  # evaluation wall time (target checks, each epoch's evaluation), outside the steps
-    at_target: dict = {}  # evaluation and augmentation seconds spent when the target was reached
-    test_logits = None
-    best_val, epochs_since_best, kept_epoch, best_weights = -1.0, 0, None, None
-    bar = tqdm(total=total_steps, disable=not progress, file=sys.stderr, leave=False,
-               desc=f"{backend.name} {cfg.model}", unit="step")
-    refresh = max(1, steps_per_epoch // 20)
-    done = 0
-    load_before = load_snapshot()
-    board = open_board(board_folder)
-    setup_s = clock.now() - began  # weights and data onto the device
-    for epoch in range(cfg.epochs):
-        if done >= total_steps:
-            break
-        if cfg.augment:
-            # Outside the timed steps: the same numpy work for every framework, reported beside
-            # the step times (augment_s) rather than diluting their differences.
-            began = clock.now()
-            images = augmented_train(dataset, cfg.augment, cfg.seed, epoch)
-            augment_fingerprints.append(array_fingerprint(images))
-            train = backend.put_data(images, train_labels)
-            augment_s.append(clock.now() - began)
-        steps = min(steps_per_epoch, total_steps - done)
-        order = backend.put_order(epoch_order(cfg, epoch, train_labels), lrs[done:done + steps], done)
-        epoch_losses = []
-        epoch_began = timer.total
-        shown, check_due, eval_due = 0, False, False
-        timer.start()
-        for step in range(steps):
-            state, loss = backend.train_step(state, train, order, step, cfg.batch_size)
-            epoch_losses.append(loss)
-            synchronised = timer.step_done(step, last_of_epoch=step + 1 == steps)
-            check_due |= (step + 1) % refresh == 0
-            # The epoch's end is evaluated below anyway.
-            eval_due |= bool(eval_every and time_to_target is None
-                             and (done + step + 1) % eval_every == 0 and step + 1 < steps)
-            if not synchronised:
-                # Inside a throughput block nothing may wait for the device: the bar, the loss
-                # check and an evaluation wait for the block's end.
-                continue
-            if check_due:  # a few bar updates an epoch: microseconds each
-                bar.update(step + 1 - shown)
-                shown, check_due = step + 1, False
-                # A diverged loss stops the run within 1/20 of an epoch. Reading the scalar costs
-                # microseconds (the clock's synchronisation already waited for it), 20 times an
-                # epoch; it falls in the next step's interval.
-                check_finite(backend, losses, epoch_losses, done)
-            if eval_due and step + 1 < steps:
-                eval_due = False
-                checked = clock.now()
-                score = accuracy(backend.predict(state, target_split, cfg.eval_batch_size), target_labels)
-                eval_s += clock.now() - checked
-                if score >= cfg.target_accuracy:
-                    time_to_target, time_to_target_step = timer.total, done + step + 1
-                    at_target = {"eval_s": eval_s, "data_s": sum(augment_s, 0.0)}
-                timer.start()  # the evaluation stays out of the next step's time
-        bar.update(steps - shown)
-        done += steps
-        epoch_s.append(timer.total - epoch_began)
-        check_finite(backend, losses, epoch_losses, done - steps)
-        losses.extend(backend.to_float(v) for v in epoch_losses)
+    state = backend.init_state(inputs, settings)
+    table = dataset.pixel_table(np.dtype(inputs.dtype))
+    train = None if cfg.augment else backend.put_data(dataset.train.images, dataset.train.labels, table)
+    test = backend.put_data(dataset.test.images, dataset.test.labels, table)
+    val = backend.put_data(dataset.val.images, dataset.val.labels, table) if dataset.val is not None else None
+    steps_per_epoch, total_steps = planned_steps(cfg, len(dataset.train.labels))
+    if total_steps < 1:  # the pre-run checks refuse this; a run must never end "ok" having trained nothing
+        raise PybenchError(f"the train split's {len(dataset.train.labels):,} images give no full batch of "
+                           f"{cfg.batch_size}: nothing to train (pass a smaller --batch-size)")
+    clock = SyncClock(backend.synchronize)
+    placed = Placed(dataset, normalize, params, buffers, state, table, train, test, val, steps_per_epoch,
+                    total_steps, run_learning_rates(cfg, steps_per_epoch, total_steps), settings, clock,
+                    StepTimer(clock, throughput_block(cfg, backend.device)), began)
+    placed.setup_s = clock.now() - began  # weights and data onto the device
+    return placed
 
-        evaluated = clock.now()
-        test_logits = backend.predict(state, test, cfg.eval_batch_size)
-        epoch_accuracy.append(accuracy(test_logits, dataset.test.labels))
-        epoch_loss["train"].append(float(np.mean(losses[done - steps:])))
-        right, counted = backend.train_hits()
-        epoch_train_accuracy.append(right / counted if counted else float("nan"))
-        epoch_loss["test"].append(split_loss(test_logits, dataset.test.labels, settings))
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", acc=f"{epoch_accuracy[-1]:.4f}")
-        if val is not None:
-            val_logits = backend.predict(state, val, cfg.eval_batch_size)
-            val_accuracy.append(accuracy(val_logits, dataset.val.labels))
-            epoch_loss["val"].append(split_loss(val_logits, dataset.val.labels, settings))
-        eval_s += clock.now() - evaluated
-        target_score = val_accuracy[-1] if val is not None else epoch_accuracy[-1]
-        if (time_to_target is None and cfg.target_accuracy is not None
-                and target_score >= cfg.target_accuracy):
-            time_to_target, time_to_target_step = timer.total, done
-            at_target = {"eval_s": eval_s, "data_s": sum(augment_s, 0.0)}
-        board.epoch(done - steps, losses[done - steps:], lrs[done - steps:done],
-                    {"eval/test_accuracy": epoch_accuracy[-1],
-                     "eval/val_accuracy": val_accuracy[-1] if val is not None else None,
-                     "eval/test_loss": epoch_loss["test"][-1],
-                     "eval/val_loss": epoch_loss["val"][-1] if val is not None else None,
-                     "train/epoch_loss": epoch_loss["train"][-1],
-                     "train/epoch_accuracy": epoch_train_accuracy[-1],
-                     "time/epoch_s": epoch_s[-1]})
-        if val is not None:
-            # The validation split selects the kept epoch; the test split is recorded every epoch
-            # (for curves) but never selects.
-            if val_accuracy[-1] > best_val:
-                best_val, epochs_since_best, kept_epoch = val_accuracy[-1], 0, epoch + 1
-                best_weights = backend.export_weights(state)  # restored before the final evaluation
-            else:
-                epochs_since_best += 1
-            if cfg.patience is not None and epochs_since_best >= cfg.patience:
-                break
-            if on_epoch is not None and epoch + 1 < cfg.epochs and on_epoch(epoch + 1, val_accuracy[-1]):
-                break
-    bar.close()
-    board.close()
-    load = machine_load(load_before, load_snapshot())
-    if best_weights is not None and kept_epoch != len(epoch_s):
-        # With a validation split the best validation epoch is kept: its weights, not the
-        # last, give the test figures.
-        state = backend.init_state(model_input(cfg, dataset, *best_weights), loss_settings(cfg, dataset))
-        test_logits = backend.predict(state, test, cfg.eval_batch_size)
-    elif val is None:
-        kept_epoch = len(epoch_s) or None
 
+def train_epoch(backend: Backend, placed: Placed, cfg: TrainConfig, curves: Curves, target: Target, bar,
+                epoch: int, done: int, steps: int):
+    """One epoch's steps, timed by the placed timer; returns the state. Inside a throughput block
+    nothing waits for the device; at each synchronised step the bar moves, the loss is checked a
+    few times an epoch, and a due target check evaluates (outside the timed steps)."""
+    timer, clock, labels = placed.timer, placed.clock, placed.dataset.train.labels
+    if cfg.augment:
+        # Outside the timed steps: the same numpy work for every framework, reported beside the
+        # step times (augment_s) rather than diluting their differences.
+        began = clock.now()
+        images = augmented_train(placed.dataset, cfg.augment, cfg.seed, epoch)
+        curves.augment_fingerprints.append(array_fingerprint(images))
+        placed.train = backend.put_data(images, labels)
+        curves.augment_s.append(clock.now() - began)
+    order = backend.put_order(epoch_order(cfg, epoch, labels), placed.lrs[done:done + steps], done)
+    epoch_losses, state = [], placed.state
+    refresh = max(1, placed.steps_per_epoch // 20)
+    shown, check_due, eval_due = 0, False, False
+    epoch_began = timer.total
+    timer.start()
+    for step in range(steps):
+        state, loss = backend.train_step(state, placed.train, order, step, cfg.batch_size)
+        epoch_losses.append(loss)
+        synchronised = timer.step_done(step, last_of_epoch=step + 1 == steps)
+        check_due |= (step + 1) % refresh == 0
+        # The epoch's end is evaluated by evaluate_epoch anyway.
+        eval_due |= bool(target.eval_every and target.time is None
+                         and (done + step + 1) % target.eval_every == 0 and step + 1 < steps)
+        if not synchronised:
+            continue
+        if check_due:  # a few bar updates an epoch: microseconds each
+            bar.update(step + 1 - shown)
+            shown, check_due = step + 1, False
+            # A diverged loss stops the run within 1/20 of an epoch; reading the scalar costs
+            # microseconds (the clock's synchronisation already waited for it).
+            check_finite(backend, curves.losses, epoch_losses, done)
+        if eval_due:
+            eval_due = False
+            check_target(backend, placed, cfg, curves, target, state, done + step + 1)
+            timer.start()  # the evaluation stays out of the next step's time
+    bar.update(steps - shown)
+    curves.epoch_s.append(timer.total - epoch_began)
+    check_finite(backend, curves.losses, epoch_losses, done)
+    curves.losses.extend(backend.to_float(v) for v in epoch_losses)
+    return state
+
+
+def check_target(backend: Backend, placed: Placed, cfg: TrainConfig, curves: Curves, target: Target, state,
+                 step: int) -> None:
+    """A mid-epoch check for the target accuracy, on the validation split when there is one
+    (the test split never decides anything a run does)."""
+    split, labels = target_split(placed)
+    checked = placed.clock.now()
+    score = accuracy(backend.predict(state, split, cfg.eval_batch_size), labels)
+    target.eval_s += placed.clock.now() - checked
+    if score >= cfg.target_accuracy:
+        target.reached(placed.timer.total, step, sum(curves.augment_s, 0.0))
+
+
+def target_split(placed: Placed):
+    if placed.val is not None:
+        return placed.val, placed.dataset.val.labels
+    return placed.test, placed.dataset.test.labels
+
+
+def evaluate_epoch(backend: Backend, placed: Placed, cfg: TrainConfig, curves: Curves, target: Target,
+                   done: int, steps: int) -> None:
+    """The epoch's end: test (and validation) accuracy and loss, the epoch's training loss and
+    accuracy, and the target checked on the split that decides."""
+    dataset, clock = placed.dataset, placed.clock
+    evaluated = clock.now()
+    curves.test_logits = backend.predict(placed.state, placed.test, cfg.eval_batch_size)
+    curves.test_accuracy.append(accuracy(curves.test_logits, dataset.test.labels))
+    curves.loss["train"].append(float(np.mean(curves.losses[done - steps:])))
+    right, counted = backend.train_hits()
+    curves.train_accuracy.append(right / counted if counted else float("nan"))
+    curves.loss["test"].append(split_loss(curves.test_logits, dataset.test.labels, placed.settings))
+    if placed.val is not None:
+        val_logits = backend.predict(placed.state, placed.val, cfg.eval_batch_size)
+        curves.val_accuracy.append(accuracy(val_logits, dataset.val.labels))
+        curves.loss["val"].append(split_loss(val_logits, dataset.val.labels, placed.settings))
+    target.eval_s += clock.now() - evaluated
+    score = curves.val_accuracy[-1] if placed.val is not None else curves.test_accuracy[-1]
+    if target.time is None and cfg.target_accuracy is not None and score >= cfg.target_accuracy:
+        target.reached(placed.timer.total, done, sum(curves.augment_s, 0.0))
+
+
+def epoch_figures(curves: Curves, validated: bool) -> dict:
+    """The epoch's figures as TensorBoard names them."""
+    return {"eval/test_accuracy": curves.test_accuracy[-1],
+            "eval/val_accuracy": curves.val_accuracy[-1] if validated else None,
+            "eval/test_loss": curves.loss["test"][-1],
+            "eval/val_loss": curves.loss["val"][-1] if validated else None,
+            "train/epoch_loss": curves.loss["train"][-1],
+            "train/epoch_accuracy": curves.train_accuracy[-1],
+            "time/epoch_s": curves.epoch_s[-1]}
+
+
+def stop_after(backend: Backend, placed: Placed, cfg: TrainConfig, curves: Curves, keeper: Keeper, epoch: int,
+               on_epoch) -> bool:
+    """The validation split keeps the best epoch's weights (the test split is recorded every
+    epoch, for the curves, but never selects); whether to stop now: `--patience` epochs without
+    a better validation score, or a search's pruner."""
+    if placed.val is None:
+        return False
+    if curves.val_accuracy[-1] > keeper.best_val:
+        keeper.best_val, keeper.since_best, keeper.kept_epoch = curves.val_accuracy[-1], 0, epoch + 1
+        keeper.best_weights = backend.export_weights(placed.state)  # restored before the final evaluation
+    else:
+        keeper.since_best += 1
+    if cfg.patience is not None and keeper.since_best >= cfg.patience:
+        return True
+    return on_epoch is not None and epoch + 1 < cfg.epochs and bool(on_epoch(epoch + 1, curves.val_accuracy[-1]))
+
+
+def kept_state(backend: Backend, placed: Placed, cfg: TrainConfig, curves: Curves, keeper: Keeper):
+    """The state whose test figures the run records: the best validation epoch's weights, when
+    that was not the last epoch (its test logits computed again), else the last."""
+    if keeper.best_weights is not None and keeper.kept_epoch != len(curves.epoch_s):
+        state = backend.init_state(model_input(cfg, placed.dataset, *keeper.best_weights), placed.settings)
+        curves.test_logits = backend.predict(state, placed.test, cfg.eval_batch_size)
+        return state
+    if placed.val is None:
+        keeper.kept_epoch = len(curves.epoch_s) or None
+    return placed.state
+
+
+def training_record(backend: Backend, placed: Placed, cfg: TrainConfig, curves: Curves, target: Target,
+                    keeper: Keeper, done: int, load: dict, state) -> dict:
+    """The run's `TrainingRecord` as a dict, its `evaluation` of the kept model's test logits
+    computed outside every timed step."""
+    dataset, timer = placed.dataset, placed.timer
     device_peak = backend.peak_memory_bytes()
     step_times = timer.step_times
     steady = step_times[1:]
+    compile_s = step_times[0] if step_times else 0.0
     record = TrainingRecord(
-        test_accuracy=(accuracy(test_logits, dataset.test.labels)
-                       if test_logits is not None else None),
+        test_accuracy=accuracy(curves.test_logits, dataset.test.labels) if curves.test_logits is not None else None,
         test_images=len(dataset.test.labels),
-        val_accuracy=val_accuracy[-1] if val_accuracy else None,
-        epoch_accuracy=epoch_accuracy,
-        epoch_val_accuracy=val_accuracy,
-        epoch_train_loss=epoch_loss["train"],
-        epoch_train_accuracy=epoch_train_accuracy,
-        epoch_test_loss=epoch_loss["test"],
-        epoch_val_loss=epoch_loss["val"],
-        epoch_s=epoch_s,
-        epochs_run=len(epoch_s),
-        steps=done,
-        step_time_ms=step_time_stats(steady),
-        machine_load=load,
+        val_accuracy=curves.val_accuracy[-1] if curves.val_accuracy else None,
+        epoch_accuracy=curves.test_accuracy, epoch_val_accuracy=curves.val_accuracy,
+        epoch_train_loss=curves.loss["train"], epoch_train_accuracy=curves.train_accuracy,
+        epoch_test_loss=curves.loss["test"], epoch_val_loss=curves.loss["val"],
+        epoch_s=curves.epoch_s, epochs_run=len(curves.epoch_s), steps=done,
+        step_time_ms=step_time_stats(steady), machine_load=load,
         first_step_s=step_times[0] if step_times else None,
         images_per_s=(cfg.batch_size * len(steady) / sum(steady)) if steady else None,
         # Throughput over whole blocks of steps with one synchronisation each (see StepTimer):
         # the host queues work ahead of the device, as real training does.
-        block_steps=timer.block,
-        block_times_ms=[t * 1e3 for t in timer.block_times],
+        block_steps=timer.block, block_times_ms=[t * 1e3 for t in timer.block_times],
         block_images_per_s=timer.block_images_per_s(cfg.batch_size),
-        time_to_target_s=time_to_target,
-        time_to_target_step=time_to_target_step,
-        target_eval_every=eval_every,
-        time_split_s={"setup_s": setup_s, "compile_s": step_times[0] if step_times else 0.0,
-                      "train_s": timer.total - (step_times[0] if step_times else 0.0),
-                      "data_s": sum(augment_s, 0.0), "eval_s": eval_s},
-        time_to_result=time_to_result(cfg, eval_every, val is not None, setup_s, step_times,
-                                      time_to_target, time_to_target_step, at_target),
-        kept_epoch=kept_epoch,
-        learning_rates=lrs[:done].tolist(),
-        augment_s=augment_s,
-        augment_fingerprints=augment_fingerprints,
+        time_to_target_s=target.time, time_to_target_step=target.step, target_eval_every=target.eval_every,
+        time_split_s={"setup_s": placed.setup_s, "compile_s": compile_s, "train_s": timer.total - compile_s,
+                      "data_s": sum(curves.augment_s, 0.0), "eval_s": target.eval_s},
+        time_to_result=time_to_result(cfg, target.eval_every, placed.val is not None, placed.setup_s, step_times,
+                                      target.time, target.step, target.spent),
+        kept_epoch=keeper.kept_epoch, learning_rates=placed.lrs[:done].tolist(),
+        augment_s=curves.augment_s, augment_fingerprints=curves.augment_fingerprints,
         peak_memory_bytes=device_peak if device_peak is not None else peak_rss_bytes(),
         memory_kind=backend.device_memory_kind if device_peak is not None else "rss",
         # Counted from what the framework holds, not from the description: a backend that built
@@ -424,32 +459,37 @@ def train_and_evaluate(backend: Backend, dataset: Dataset, cfg: TrainConfig,
         n_params=int(sum(v.size for v in backend.export_weights(state)[0].values())),
         flops_per_image=models.forward_flops(cfg.model, dataset.in_shape, dataset.num_classes),
         model_fingerprint=models.model_fingerprint(cfg.model),
-        init_fingerprint=models.weights_fingerprint(params, buffers),
-        data_fingerprint=dataset.fingerprint,
-        data_on_device=backend.data_on_device(train),
-        step_times_ms=[t * 1e3 for t in step_times],
-        losses=losses,
-        normalization={"name": normalize, "mean": list(dataset.mean), "std": list(dataset.std)},
+        init_fingerprint=models.weights_fingerprint(placed.params, placed.buffers),
+        data_fingerprint=dataset.fingerprint, data_on_device=backend.data_on_device(placed.train),
+        step_times_ms=[t * 1e3 for t in step_times], losses=curves.losses,
+        normalization={"name": placed.normalize, "mean": list(dataset.mean), "std": list(dataset.std)},
         evaluation={},
     ).to_dict()
-    if test_logits is None:  # no step was run: evaluate the initial model
-        test_logits = backend.predict(state, test, cfg.eval_batch_size)
-    # Outside every timed step: the score under its name, per-class rates and the intervals.
-    record["evaluation"] = evaluation.evaluate(test_logits, dataset.test.labels, dataset.classes,
+    if curves.test_logits is None:  # no step was run: evaluate the initial model
+        curves.test_logits = backend.predict(state, placed.test, cfg.eval_batch_size)
+    record["evaluation"] = evaluation.evaluate(curves.test_logits, dataset.test.labels, dataset.classes,
                                                cfg.normal_class)
+    return record
+
+
+def predictions_of(backend: Backend, placed: Placed, cfg: TrainConfig, state, test_logits: np.ndarray,
+                   unlabelled: np.ndarray | None) -> dict:
+    """The test predictions the report reads; with --embeddings the penultimate features (and an
+    example grid's images); with an unlabelled folder its logits. After every timed step."""
+    dataset = placed.dataset
     predictions = {"labels": dataset.test.labels, "logits": test_logits}
     if unlabelled is not None:
+        labels = np.zeros((len(unlabelled), *dataset.test.labels.shape[1:]), np.int64)
         predictions["unlabelled_logits"] = backend.predict(
-            state, backend.put_data(unlabelled, np.zeros((len(unlabelled), *dataset.test.labels.shape[1:]), np.int64),
-                                    table), cfg.eval_batch_size)
-    if cfg.embeddings:  # after the timed run, from the evaluated state
-        predictions["embeddings"] = embeddings_of(backend, state, dataset.test, cfg, table)
-        predictions["train_embeddings"] = embeddings_of(backend, state, dataset.train, cfg, table)
+            state, backend.put_data(unlabelled, labels, placed.table), cfg.eval_batch_size)
+    if cfg.embeddings:
+        predictions["embeddings"] = embeddings_of(backend, state, dataset.test, cfg, placed.table)
+        predictions["train_embeddings"] = embeddings_of(backend, state, dataset.train, cfg, placed.table)
         predictions["train_labels"] = dataset.train.labels[:len(predictions["train_embeddings"])]
         if not dataset.multilabel:
             predictions["example_index"] = example_index(dataset.test.labels, dataset.num_classes)
             predictions["example_images"] = dataset.test.images[predictions["example_index"]]
-    return record, predictions
+    return predictions
 
 
 def time_to_result(cfg: TrainConfig, eval_every: int | None, on_val: bool, setup_s: float,

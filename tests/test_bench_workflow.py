@@ -29,7 +29,7 @@ from measured import record_measured_times
 from pybench.backends import get_backend
 from pybench.run.bench import time_steps
 from pybench.datasets import load_dataset
-from pybench.training import TrainConfig
+from pybench.config import TrainConfig
 
 
 class Slowed:

@@ -3,8 +3,6 @@ batch order, and the CLI helpers."""
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 
@@ -12,11 +10,9 @@ import pybench.datasets.digits as digits_module
 from pybench.datasets import (
     DATASETS,
     Split,
-    add_dataset_arguments,
     balanced_order,
     batch_order,
     data_root,
-    dataset_options,
     describe_dataset,
     load_dataset,
 )
@@ -149,27 +145,29 @@ def test_bad_options_are_pybench_errors():
         load_dataset("digits", test_fraction=0.001, cache=False)
 
 
-def test_cli_helpers_round_trip():
-    parser = argparse.ArgumentParser()
-    add_dataset_arguments(parser)
-    args = parser.parse_args(["--image-size", "32", "--grayscale", "--test-fraction", "0.3", "--split-seed", "4",
-                              "--manifest", "m.csv", "--image-col", "img", "--label-col", "lab",
-                              "--binary-negative", "No Finding", "--group-col", "Patient ID", "--workers", "3",
-                              "--no-cache", "--data-dir", "/d", "--val-fraction", "0.1", "--layout", "splits",
-                              "--split", "random", "--skip-unreadable", "--no-checksum"])
-    assert dataset_options(args) == {"data_dir": "/d", "image_size": 32, "grayscale": True, "test_fraction": 0.3,
-                                     "seed": 4, "manifest": "m.csv", "image_col": "img", "label_col": "lab",
-                                     "binary_negative": "No Finding", "group_col": "Patient ID", "workers": 3,
-                                     "cache": False, "multilabel": False, "val_fraction": 0.1, "layout": "splits",
-                                     "split": "random", "skip_unreadable": True, "checksum": False, "resize": "crop"}
-    assert dataset_options(parser.parse_args(["--task", "multilabel"]))["multilabel"] is True
-    defaults = dataset_options(parser.parse_args([]))
+def test_the_dataset_options_round_trip_from_the_command_line_to_load_datasets_keywords():
+    from pybench.cli import parse_arguments
+    from pybench.config import load_options
+
+    def options(*args: str) -> dict:
+        return load_options(vars(parse_arguments(["datasets", "info", "digits", *args])), "datasets info")
+
+    given = options("--image-size", "32", "--grayscale", "--test-fraction", "0.3", "--split-seed", "4",
+                    "--manifest", "m.csv", "--image-col", "img", "--label-col", "lab",
+                    "--binary-negative", "No Finding",
+                    "--group-col", "Patient ID", "--workers", "3", "--no-cache", "--data-dir", "/d", "--val-fraction",
+                    "0.1", "--layout", "splits", "--split", "random", "--skip-unreadable", "--no-checksum",
+                    "--resize", "pad")
+    assert given == {"data_dir": "/d", "image_size": 32, "grayscale": True, "test_fraction": 0.3, "seed": 4,
+                     "manifest": "m.csv", "image_col": "img", "label_col": "lab", "binary_negative": "No Finding",
+                     "group_col": "Patient ID", "workers": 3, "cache": False, "multilabel": False, "val_fraction": 0.1,
+                     "layout": "splits", "split": "random", "skip_unreadable": True, "checksum": False, "resize": "pad"}
+    assert options("--task", "multilabel")["multilabel"] is True
+    defaults = options()
     assert defaults["test_fraction"] == 0.2 and defaults["seed"] == 0 and defaults["cache"] is True
-    assert defaults["group_col"] is None and defaults["workers"] is None
-    with pytest.raises(PybenchError, match="--image-size must be a positive integer, got 'big'"):
-        dataset_options(parser.parse_args(["--image-size", "big"]))
-    with pytest.raises(PybenchError, match="--workers must be a whole number of at least 1, got 'many'"):
-        dataset_options(parser.parse_args(["--workers", "many"]))
+    assert defaults["group_col"] is None and defaults["workers"] is None and defaults["checksum"] is True
+    # Every keyword is one load_dataset takes.
+    load_dataset("digits", progress=False, **{**defaults, "cache": False})
 
 
 def test_describe_and_registry(digits):

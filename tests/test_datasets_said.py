@@ -191,8 +191,9 @@ def test_a_job_that_trained_nothing_is_recorded_failed_never_ok(monkeypatch):
 
 def test_the_training_loop_refuses_a_split_with_no_full_batch(tmp_path):
     from pybench.backends import get_backend
+    from pybench.config import TrainConfig
     from pybench.datasets.core import Split, build_dataset
-    from pybench.training import TrainConfig, train_and_evaluate
+    from pybench.training import train_and_evaluate
 
     rng = np.random.default_rng(0)
     split = Split(rng.integers(0, 256, (8, 1, 28, 28), dtype=np.uint8), np.arange(8) % 2)

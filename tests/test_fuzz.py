@@ -4,7 +4,6 @@ Beside the dataset parsers' own fuzz tests (test_datasets_idx, test_datasets_man
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -16,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pybench import cli
+from pybench import cli, options
 from pybench.errors import PybenchError
 from pybench.report.loading import load_results
 
@@ -62,14 +61,15 @@ def test_any_bytes_are_read_or_refused_in_one_line(data):
 
 NUMBER_TEXT = (st.text(max_size=12) | st.floats().map(repr) | st.integers().map(str)
                | st.sampled_from(["nan", "inf", "-inf", "1e309", "0x10", "1_000", " 3 ", "", "-0"]))
-PARSERS = {
-    cli.finite_float: lambda v: math.isfinite(v),
-    cli.positive_float: lambda v: math.isfinite(v) and v > 0,
-    cli.non_negative_float: lambda v: math.isfinite(v) and v >= 0,
-    cli.momentum_value: lambda v: 0 <= v < 1,
-    cli.fraction_below_one: lambda v: 0 <= v < 1,
-    cli.positive_int: lambda v: isinstance(v, int) and v >= 1,
-    cli.non_negative_int: lambda v: isinstance(v, int) and v >= 0,
+PARSERS = {  # the option table's checks (pybench.options), each with what a value it accepts must be
+    options.number: lambda v: math.isfinite(v),
+    options.positive_float: lambda v: math.isfinite(v) and v > 0,
+    options.non_negative_float: lambda v: math.isfinite(v) and v >= 0,
+    options.fraction_below_one: lambda v: 0 <= v < 1,
+    options.open_fraction: lambda v: 0 < v < 1,
+    options.positive_int: lambda v: isinstance(v, int) and v >= 1,
+    options.non_negative_int: lambda v: isinstance(v, int) and v >= 0,
+    options.image_side: lambda v: isinstance(v, int) and 1 <= v <= 4096,
 }
 
 
@@ -79,7 +79,7 @@ PARSERS = {
 def test_number_parsing_gives_a_valid_value_or_a_usage_error(parse, text):
     try:
         value = parse(text)
-    except argparse.ArgumentTypeError as exc:
+    except ValueError as exc:  # the command line makes it its one-line usage error
         assert repr(text.strip()) in str(exc) or repr(text) in str(exc) or "not a" in str(exc)
         return
     assert PARSERS[parse](value), (text, value)

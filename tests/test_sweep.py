@@ -19,7 +19,7 @@ from conftest import command_line, start_pybench
 
 from pybench.commands.sweep import expand
 from pybench.run.executors import RayExecutor
-from pybench.sweep_file import spec_from_dict
+from pybench.sweep_file import load_sweep_spec, spec_from_dict
 
 pytestmark = pytest.mark.slow  # real workers and a real local Ray
 
@@ -250,13 +250,12 @@ def test_an_address_nobody_answers_at_is_a_one_line_error(cli_error, tmp_path):
 
 
 def test_a_sweep_takes_the_x_ray_settings(tmp_path):
-    from pybench.commands.sweep import load_sweep
 
     path = tmp_path / "xray.toml"
     path.write_text('dataset = "nih.zip"\npos_weight = "balanced"\nembeddings = 50\n'
                     'weights = "weights/r18.pth"\ntrainable = "layer4, fc"\n'
                     '[dataset_options]\nmultilabel = true\n')
-    sweep = load_sweep(path)
+    sweep = load_sweep_spec(path)
     assert sweep.dataset_options == {"multilabel": True}
     train = expand(sweep)[0].train
     assert train.pos_weight == "balanced" and train.embeddings == 50
@@ -266,9 +265,8 @@ def test_a_sweep_takes_the_x_ray_settings(tmp_path):
 
 
 def test_the_example_sweep_file_is_the_documented_grid():
-    from pybench.commands.sweep import load_sweep
 
-    runs = expand(load_sweep(REPO_ROOT / "examples" / "sweep.toml"))
+    runs = expand(load_sweep_spec(REPO_ROOT / "examples" / "sweep.toml"))
     assert len(runs) == 16 and len({run.run_id for run in runs}) == 16
     assert {run.config["lr"] for run in runs} == {0.01, 0.05}
     sweeps_doc = (REPO_ROOT / "docs" / "sweeps.md").read_text()

@@ -13,7 +13,6 @@ from legibility import collecting_figures
 
 from pybench.report import write_report
 from pybench.report.headline import headline_groups
-from pybench.report.verdicts import busy_caveat
 from pybench.report.time_to_result import (
     paired_ratio,
     performance_profile,
@@ -21,6 +20,7 @@ from pybench.report.time_to_result import (
     time_verdict,
     workload_medians,
 )
+from pybench.report.verdicts import busy_caveat
 
 
 def run(framework: str, seed: int, seconds: float | None, with_eval: float | None = None,

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from pybench.backends import get_backend
+from pybench.config import TrainConfig
 from pybench.datasets import load_dataset
 from pybench.results import TrainingRecord
 from pybench.timing import StepTimer
-from pybench.training import TrainConfig, throughput_block, train_and_evaluate
+from pybench.training import throughput_block, train_and_evaluate
 
 
 class FakeClock:

@@ -46,18 +46,18 @@ VALID = {"frameworks": ["torch"], "models": ["lenet5"], "augment": "flip", "mile
 
 
 def test_every_compare_option_is_a_sweep_key(tmp_path):
-    """compare's parser is the one description: each of its options reads from a sweep file
+    """The option table is the one description: each of compare's options reads from a sweep file
     under its own name (underscores), with its own type."""
     options = compare_options()
     assert {"lr", "momentum", "nesterov", "schedule", "warmup_steps", "label_smoothing", "augment",
             "epochs", "eval_every", "throughput_block", "image_size", "mlflow"} <= set(options)
-    for key, action in options.items():
+    for key, option in options.items():
         if key in VALID:
             value = VALID[key]
-        elif action.choices is not None:
-            value = list(action.choices)[0]
+        elif option.choices is not None:
+            value = list(option.choices)[0]
         else:
-            value = SAMPLE[option_kind(key, action)]
+            value = SAMPLE[option_kind(option)]
         text = f"{key} = {json.dumps(value)}\n"
         spec = load_sweep_spec(write(tmp_path, text))
         stored = {**spec.fixed, **spec.grid, "frameworks": spec.frameworks, "models": spec.models}

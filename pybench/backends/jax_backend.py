@@ -152,9 +152,8 @@ def batch_norm(layer, params, buffers, new_buffers, x, train, layout: str):
         mean, var = buffers[mean_name], buffers[var_name]
     # Folded into one per-channel scale and shift, y = x * scale + shift, computed on (C,)
     # vectors: the same function as ((x - mean) * rsqrt(var + eps)) * weight + bias up to
-    # float rounding, but two full-size operations instead of four, forward and backward. XLA
-    # on the CPU does not fuse the four-operation form: it made the ResNet-8 step about 1.8x
-    # slower (see docs/performance.md for the measurement).
+    # float rounding, but two full-size operations instead of four, forward and backward: XLA
+    # on the CPU does not fuse the four-operation form (docs/performance.md has what it costs).
     scale = params[f"{layer.name}.weight"] * lax.rsqrt(var + BN_EPS)
     shift = params[f"{layer.name}.bias"] - mean * scale
     return x * per_channel(scale, layout) + per_channel(shift, layout)

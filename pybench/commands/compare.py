@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pybench import models
+from pybench.config import RunConfig, TrainConfig
 from pybench.errors import Interrupted, OutputError
 from pybench.results import write_results
-from pybench.run import life
 from pybench.run.checks import preflight
 from pybench.run.fidelity import forward_parity, prediction_agreement
 from pybench.run.life import (
@@ -28,8 +28,8 @@ from pybench.run.life import (
     train_in_worker,
     write_unreadable,
 )
+from pybench.run.life import default_out_dir as named_out_dir
 from pybench.tensorboard import run_folder
-from pybench.training import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class CompareConfig:
 
 
 def default_out_dir(dataset: str) -> Path:
-    return life.default_out_dir(Path(dataset).stem if dataset not in ("mnist", "digits") else dataset)
+    return named_out_dir(Path(dataset).stem if dataset not in ("mnist", "digits") else dataset)
 
 
 def run_compare(cfg: CompareConfig, command: str | None = None,
@@ -70,14 +70,13 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
         cfg = replace(cfg, train=replace(cfg.train, predict=checked.predict["folder"]))
     out_dir = make_out_dir(Path(cfg.out) if cfg.out else default_out_dir(cfg.dataset))
 
-    train = asdict(cfg.train)
-    train.pop("model")
+    run = RunConfig(cfg.dataset, cfg.train, options).to_json()  # as every job file holds it
+    run.pop("model")  # the runs name their models
     document = {
         **results_header(command),
-        "config": {"dataset": cfg.dataset, "dataset_options": options,
-                   "frameworks": list(cfg.frameworks), "models": list(cfg.models),
+        "config": {**run, "frameworks": list(cfg.frameworks), "models": list(cfg.models),
                    "device": device, "gpu": cfg.gpu if device == "cuda" else None,
-                   "timeout_s": cfg.timeout, **train,
+                   "timeout_s": cfg.timeout,
                    "seed": cfg.run_seeds[0], "seeds": list(cfg.run_seeds),
                    "repeats": cfg.repeats,
                    "tensorboard": str(cfg.tensorboard) if cfg.tensorboard else None,
@@ -111,9 +110,9 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
                 if cfg.tensorboard is not None:
                     board = run_folder(cfg.tensorboard, model, framework, job.seed,
                                        job.repeat if cfg.repeats > 1 else None)
-                record = train_in_worker(cfg.dataset, cfg.dataset_options,
-                                         replace(cfg.train, seed=job.seed), framework, model,
-                                         device, out_dir, stem=job.stem, timeout=cfg.timeout,
+                record = train_in_worker(RunConfig(cfg.dataset, replace(cfg.train, seed=job.seed), options),
+                                         framework, model, device, out_dir, stem=job.stem,
+                                         cache_entry=dataset.cache_entry, timeout=cfg.timeout,
                                          gpu=cfg.gpu, progress=progress, echo=echo, board=board)
             except (KeyboardInterrupt, Interrupted) as exc:
                 keep_interrupted(document, out_dir, framework, model, exc, tag)

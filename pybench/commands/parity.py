@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pybench import models
+from pybench.config import RunConfig, TrainConfig
 from pybench.errors import Interrupted
 from pybench.results import code_info, write_json
 from pybench.run.checks import preflight
@@ -31,9 +32,8 @@ from pybench.run.fidelity import (
     WEIGHT_RTOL,
     check_model_parity,
 )
-from pybench.run.life import as_interrupted, default_out_dir, make_out_dir
+from pybench.run.life import as_interrupted, cache_entry_of, default_out_dir, make_out_dir
 from pybench.run.worker import job_for, run_in_worker
-from pybench.training import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,8 @@ def run_parity(cfg: ParityConfig, echo: bool = True) -> dict:
             if echo:
                 print(f"== parity {framework} {model}", flush=True)
             path = cfg.out / "arrays" / f"{framework}-{model}.npz"
-            job = job_for("parity", framework, model, cfg.dataset, cfg.dataset_options or {},
-                          cfg.train, device, steps=cfg.steps, dtype=cfg.dtype,
+            job = job_for("parity", framework, model, RunConfig(cfg.dataset, cfg.train, checked.dataset_options),
+                          device, cache_entry=cache_entry_of(dataset), steps=cfg.steps, dtype=cfg.dtype,
                           arrays_path=str(path), gpu=cfg.gpu)
             try:
                 records[framework] = run_in_worker(job, cfg.timeout, echo=echo)

@@ -37,6 +37,7 @@ from pybench.run import life
 from pybench.run.checks import preflight
 from pybench.run.life import (
     as_interrupted,
+    cache_entry_of,
     dataset_summary,
     describe_data,
     make_out_dir,
@@ -56,14 +57,9 @@ from pybench.run.sweep_runs import (
     shared_config,
     with_identity,
 )
-from pybench.sweep_file import SweepSpec, load_sweep_spec, run_dataset_options, run_train_config
+from pybench.sweep_file import SweepSpec, run_dataset_options, run_train_config
 
 # ---------------------------------------------------------------- SWEEP.toml
-
-def load_sweep(path: Path) -> SweepSpec:
-    """Parse and check SWEEP.toml (`pybench.sweep_file`)."""
-    return load_sweep_spec(path)
-
 
 def expand(spec: SweepSpec) -> list[SweepRun]:
     """Every combination, in a stable order: configurations outermost, frameworks innermost,
@@ -128,7 +124,7 @@ def run_sweep(spec: SweepSpec, executor, out: Path | None = None, resume: bool =
         describe_data(document, progress)
         write_results(out_dir, document)
         gather_runs(runs, records, document, executor, out_dir,
-                    RunContext(spec.dataset, options, device, spec.timeout),
+                    RunContext(spec.dataset, options, device, spec.timeout, cache_entry_of(dataset)),
                     unavailable, spec.cpus_per_run, progress,
                     tracker=open_tracker(spec.mlflow, out_dir))
     return out_dir, document

@@ -26,13 +26,14 @@ import sys
 from pathlib import Path
 
 from pybench import tuning
-from pybench.datasets.core import PATIENCE_VAL_FRACTION
+from pybench.config import PATIENCE_VAL_FRACTION
 from pybench.errors import Interrupted, PybenchError
 from pybench.models import cnn_records
 from pybench.results import write_results
 from pybench.run.checks import preflight
 from pybench.run.life import (
     as_interrupted,
+    cache_entry_of,
     dataset_summary,
     describe_data,
     make_out_dir,
@@ -94,7 +95,7 @@ def run_search(spec: SweepSpec, executor, out: Path, resume: bool = False, comma
         describe_data(document, progress)
         write_results(out_dir, document)
         search = Search(spec, space, executor, out_dir, document, records,
-                        RunContext(spec.dataset, options, device, spec.timeout),
+                        RunContext(spec.dataset, options, device, spec.timeout, cache_entry_of(dataset)),
                         checked.unavailable, progress, open_tracker(spec.mlflow, out_dir))
         for model in spec.models:
             search.tune(model)

@@ -8,14 +8,15 @@ folders, pre-split folders, masks left out), `manifest` (zip/csv, official split
 patient-grouped splits), `npz` and `medmnist` (MedMNIST files, INFO's names and MD5s), `images`
 (decode/resize/grayscale), `decode`
 (parallel decoding into one array on disk), `cache` (memory-mapped entries), `order`, `augment` (per-epoch
-augmentation drawn from the seed), `options` (CLI helpers), `load` (spec resolution).
+augmentation drawn from the seed), `story` (what was done to the images, said), `unlabelled`
+(folders to predict), `load` (spec resolution).
 """
 
 from pybench.datasets.augment import AUGMENTATIONS, augmented_train
-from pybench.datasets.core import LAYOUTS, Dataset, Provenance, Split, data_root, with_validation
+from pybench.datasets.core import LAYOUTS, Dataset, Provenance, Split, data_root
 from pybench.datasets.load import DATASETS, load_dataset
-from pybench.datasets.options import add_dataset_arguments, dataset_options, describe_dataset
 from pybench.datasets.order import balanced_order, batch_order
+from pybench.datasets.story import describe_dataset
 
 __all__ = [
     "AUGMENTATIONS",
@@ -24,13 +25,10 @@ __all__ = [
     "LAYOUTS",
     "Provenance",
     "Split",
-    "add_dataset_arguments",
     "augmented_train",
     "balanced_order",
     "batch_order",
     "data_root",
-    "dataset_options",
     "describe_dataset",
     "load_dataset",
-    "with_validation",
 ]

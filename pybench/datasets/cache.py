@@ -1,9 +1,13 @@
 """The on-disk cache of decoded datasets: `<cache dir>/<name>-<key>/`, one .npy per array, opened
 with np.load(mmap_mode="r"): opening a 112,000-image entry reads nothing but its headers.
 
-The key is a sha256 of the SOURCE, not of the decoded data (that would need decoding): every file's
-path, size and mtime (or, for files under SMALL_FILE_BYTES, its content hash, which survives a
-copy that resets mtimes), plus every option that changes the arrays and a format version. The folder
+The key is a sha256 of the SOURCE, not of the decoded data (that would need decoding): every image
+file's path, size and modification time, the content of the few small files that say how the
+images are read (a CSV manifest, NIH's split lists: `Source.metadata`), every option that changes
+the arrays and a format version. Reading only each file's metadata keeps a cached load of a
+20,000-image folder near the time of the same images in one zip; `hash_files` (`--hash-files`)
+keys the entry by every file's content instead, for a folder whose files may change without their
+size and time changing (it reads every byte). The folder
 holds the arrays and the derived facts (meta.json: mean, std, fingerprint), so a hit is a few
 np.load calls (allow_pickle=False); an entry is made in a temporary folder and renamed when
 complete, so a half-written entry is never read; and every entry is checked as it is
@@ -32,8 +36,7 @@ import numpy as np
 from pybench.datasets.core import DEFAULT_DATA_ROOT, Dataset, LoadOptions, Provenance, Source, Split
 
 CACHE_DIR_ENV = "PYBENCH_CACHE_DIR"
-CACHE_FORMAT = 4  # bump when the decoding or the file layout changes: old entries stop matching
-SMALL_FILE_BYTES = 1 << 20
+CACHE_FORMAT = 5  # bump when the decoding, the file layout or the key changes: old entries stop matching
 
 
 def cache_dir(root: Path) -> Path:
@@ -44,21 +47,28 @@ def cache_dir(root: Path) -> Path:
 
 
 def file_identity(path: Path) -> list:
-    stat = path.stat()
-    if stat.st_size < SMALL_FILE_BYTES:
-        return [str(path.resolve()), stat.st_size, hashlib.sha256(path.read_bytes()).hexdigest()]
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+    """An image file as the key knows it: its path, size and modification time (no byte read)."""
+    stat = os.stat(path)
+    return [os.fspath(path), stat.st_size, stat.st_mtime_ns]
 
 
-def cache_key(source: Source, options: LoadOptions) -> str:
+def content_identity(path: Path) -> list:
+    """A file as the key knows it by content: its path, size and sha256."""
+    return [os.fspath(path), os.path.getsize(path), hashlib.sha256(Path(path).read_bytes()).hexdigest()]
+
+
+def cache_key(source: Source, options: LoadOptions, hash_files: bool = False) -> str:
+    identity = content_identity if hash_files else file_identity
     described = {"format": CACHE_FORMAT, "name": source.name, "version": source.version,
-                 "options": dataclasses.asdict(options), "files": [file_identity(p) for p in source.files]}
+                 "options": dataclasses.asdict(options), "hashed": hash_files,
+                 "files": [identity(p) for p in source.files],
+                 "metadata": [content_identity(p) for p in source.metadata]}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def cache_path(root: Path, source: Source, options: LoadOptions) -> Path:
+def cache_path(root: Path, source: Source, options: LoadOptions, hash_files: bool = False) -> Path:
     """The entry's folder: `<name>-<key>/` holding one .npy per array and meta.json."""
-    return cache_dir(root) / f"{source.name}-{cache_key(source, options)}"
+    return cache_dir(root) / f"{source.name}-{cache_key(source, options, hash_files)}"
 
 
 class ArrayStore:
@@ -147,7 +157,7 @@ def read_cached(path: Path) -> Dataset | None:
     return Dataset(name=meta["name"], classes=meta["classes"], train=splits["train"], test=splits["test"],
                    val=splits.get("val"), mean=tuple(meta["mean"]), std=tuple(meta["std"]),
                    fingerprint=meta["fingerprint"], source=meta["source"], groups=meta.get("groups"),
-                   provenance=Provenance.from_dict(meta.get("provenance")))
+                   provenance=Provenance.from_dict(meta.get("provenance")), cache_entry=path)
 
 
 def names_of(entry: Path, split: str) -> np.ndarray | None:

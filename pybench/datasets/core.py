@@ -129,6 +129,9 @@ class Dataset:
     groups: dict | None = None
     # How the source was read: its layout, where each split came from, what was left out.
     provenance: Provenance = field(default_factory=lambda: Provenance("arrays"))
+    # The cache entry the arrays were read from (`cache.read_cached`): what a worker opens
+    # instead of the source. None for a dataset decoded without the cache.
+    cache_entry: Path | None = field(default=None, compare=False)
     _normalized: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -386,21 +389,6 @@ def dataset_from_arrays(name: str, source: str, classes: list[str], given: dict[
                          provenance=provenance)
 
 
-# The validation share `--patience` carves when no --val-fraction is given and the source has no
-# validation split of its own: early stopping needs a split that is neither trained on nor the test.
-PATIENCE_VAL_FRACTION = 0.1
-
-
-def with_validation(options: dict, patience: int | None) -> dict:
-    """load_dataset keywords `options`, with a validation split asked for when `patience` needs
-    one and none is (a source with its own validation split keeps it). Every process that loads
-    the dataset (the parent, each worker) applies it alike, so they all get the same split,
-    made with the split seed: the same for every run seed, and part of the fingerprint."""
-    if patience is None or options.get("val_fraction") is not None:
-        return options
-    return {**options, "val_fraction": PATIENCE_VAL_FRACTION}
-
-
 @dataclass(frozen=True)
 class LoadOptions:
     """Every load_dataset option that changes the arrays (and so belongs in the cache key)."""
@@ -453,7 +441,8 @@ class Source:
     """A resolved dataset spec: its name, the files it is read from (for the cache key), and how to load it."""
 
     name: str
-    files: list[Path]
+    files: list[Path]  # the image (or array) files: the cache key reads their size and time
+
     # Builds the Dataset; large arrays are created in the store (`cache.ArrayStore.empty`), the
     # folder the cache entry is made in, so decoded images are written once, straight to disk.
     load: Callable[[Any], Dataset]
@@ -461,6 +450,9 @@ class Source:
     # Whether the source can give multi-label (N, findings) labels (`--task multilabel`): a
     # manifest's finding cells or an .npz's label matrix.
     multilabel_capable: bool = False
+    # The small files that say how the images are read (a CSV manifest, split lists): the cache
+    # key reads their content, which a copy that keeps size and time could change.
+    metadata: list[Path] = field(default_factory=list)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:

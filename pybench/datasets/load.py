@@ -78,7 +78,7 @@ def load_dataset(spec: str, *, data_dir: str | os.PathLike | None = None, image_
                  group_col: str | None = None, multilabel: bool = False, val_fraction: float | None = None,
                  layout: str = "auto", split: str = "auto", skip_unreadable: bool = False, checksum: bool = True,
                  resize: str = DEFAULT_RESIZE, cache: bool = True, progress: bool = True,
-                 workers: int | None = None) -> Dataset:
+                 workers: int | None = None, hash_files: bool = False) -> Dataset:
     """Load `spec` as uint8 (N, C, H, W) splits with int64 labels; see the package docstring.
     `multilabel` gives (N, findings) 0/1 labels (`manifest.encode_findings`); `val_fraction`
     carves a validation split from train when the source has none; `layout` and `split` force
@@ -87,7 +87,9 @@ def load_dataset(spec: str, *, data_dir: str | os.PathLike | None = None, image_
     accepts a MedMNIST file whose MD5 differs from medmnist.INFO's; `resize` says how
     `image_size` makes a non-square image square (`story.RESIZE_METHODS`).
 
-    A cached load memory-maps the entry's arrays (read-only): nothing is read until used.
+    A cached load memory-maps the entry's arrays (read-only): nothing is read until used. The
+    entry is found by the source files' size and modification time (`hash_files`: their content,
+    every byte read; `cache.cache_key`).
     `workers` decoding processes (default: every core) decode an image source.
     """
     options = LoadOptions(image_size=image_size, grayscale=grayscale, test_fraction=test_fraction, seed=seed,
@@ -98,7 +100,7 @@ def load_dataset(spec: str, *, data_dir: str | os.PathLike | None = None, image_
     workers = check_workers(workers)
     root = data_root(data_dir)
     source = resolve_source(str(spec), root, options, progress, workers)
-    path = cache_path(root, source, options)
+    path = cache_path(root, source, options, hash_files)
     if cache:
         dataset = read_cached(path)
         if dataset is not None:

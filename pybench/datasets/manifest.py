@@ -396,9 +396,8 @@ def csv_source(manifest_path: Path, options: LoadOptions, progress: bool, worker
                                     layout or f"CSV manifest {manifest_path.name} with images under {folder}",
                                     folder_lists(folder))
 
-    return Source(name=name or manifest_path.stem,
-                  files=[manifest_path, *list_files, *sorted(map(Path, image_paths))], load=load,
-                  multilabel_capable=True)
+    return Source(name=name or manifest_path.stem, files=sorted(map(Path, image_paths)), load=load,
+                  multilabel_capable=True, metadata=[manifest_path, *list_files])
 
 
 def folder_manifest_source(root: Path, options: LoadOptions, progress: bool, workers: int) -> Source:
@@ -429,4 +428,4 @@ def folder_manifest_source(root: Path, options: LoadOptions, progress: bool, wor
             raise PybenchError(f"{error} (read as a manifest because {root} holds {manifest.name} at its top "
                                "level; --layout classes reads its sub-folders as classes)") from None
 
-    return Source(name=source.name, files=source.files, load=load, multilabel_capable=True)
+    return Source(name=source.name, files=source.files, load=load, multilabel_capable=True, metadata=source.metadata)

@@ -7,14 +7,16 @@ acted on them. From that record `provenance_lines` says what was done: how image
 square (cropped, squashed or letterboxed, and how much was cut or padded), channels repeated or
 merged, alpha dropped, palettes expanded, 16-bit values scaled, images skipped, files left out;
 `run_lines` adds what a run's settings do to the data (the partial batch dropped each epoch,
-which epoch is kept). `datasets info`, the console's header, results.json and the report all
-print `summary_lines`, so the four can never tell different stories.
+which epoch is kept). `datasets info` (`describe_dataset`), the console's header, results.json
+and the report all print these lines, so the four can never tell different stories.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+
+import numpy as np
 
 RESIZE_METHODS = ("crop", "squash", "pad")
 DEFAULT_RESIZE = "crop"
@@ -266,3 +268,47 @@ def summary_lines(summary: dict, config: dict | None = None) -> list[str]:
     configuration is known. `summary` is results.json's "dataset" record."""
     lines = provenance_lines(summary.get("provenance") or {})
     return lines + (run_lines(summary, config) if config else [])
+
+
+# ---------------------------------------------------------------- `datasets info`
+
+def class_counts_text(labels: np.ndarray, classes: list[str]) -> str:
+    counts = np.bincount(labels, minlength=len(classes))
+    return ", ".join(f"{name}: {int(count)}" for name, count in zip(classes, counts))
+
+
+def finding_counts_text(labels: np.ndarray, findings: list[str]) -> str:
+    """Images per finding, then how many have none and how many several (multi-label labels)."""
+    per_image = labels.sum(axis=1)
+    counts = ", ".join(f"{name}: {int(count)}" for name, count in zip(findings, labels.sum(axis=0)))
+    return (f"{counts}; no finding: {int((per_image == 0).sum())}, several findings: "
+            f"{int((per_image > 1).sum())}")
+
+
+def groups_text(groups: dict) -> str:
+    """How many groups (patients) each split holds, and how many are in more than one."""
+    counts = ", ".join(f"{groups[split]} in {split}" for split in ("train", "val", "test") if split in groups)
+    shared = groups.get("both", 0)
+    return (f"splits grouped by {groups['column']!r}: groups {counts}; "
+            + (f"{shared} in more than one (the official lists' own overlap)" if shared else "none in two splits"))
+
+
+def describe_dataset(ds) -> str:
+    """What `python -m pybench datasets info SPEC` prints."""
+    kind = "findings, multi-label" if ds.multilabel else "classes"
+    lines = [f"name: {ds.name}", f"source: {ds.source}",
+             f"{kind} ({ds.num_classes}): {', '.join(ds.classes)}", f"input shape (C, H, W): {ds.in_shape}",
+             *provenance_lines(ds.provenance.to_dict()), "splits:"]
+    for name, split in ds.splits().items():
+        lines.append(f"  {name}: images {split.images.shape} {split.images.dtype}, "
+                     f"labels {split.labels.shape} {split.labels.dtype}")
+        if ds.multilabel:
+            lines.append(f"    images per finding: {finding_counts_text(split.labels, ds.classes)}")
+        else:
+            lines.append(f"    class counts: {class_counts_text(split.labels, ds.classes)}")
+    lines.append("normalisation (train, images/255): mean " + ", ".join(f"{m:.6f}" for m in ds.mean)
+                 + "; std " + ", ".join(f"{s:.6f}" for s in ds.std))
+    if ds.groups is not None:
+        lines.append(groups_text(ds.groups))
+    lines.append(f"fingerprint: {ds.fingerprint}")
+    return "\n".join(lines)

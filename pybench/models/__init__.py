@@ -125,15 +125,6 @@ def model_fingerprint(model: str) -> str:
     return "" if spec is None else spec.fingerprint
 
 
-def describe_model(model: str) -> str:
-    """One line for `pybench list` and the report."""
-    spec = cnn.registered(model)
-    if spec is None:
-        return MODEL_DESCRIPTIONS[model]
-    kinds = [layer["type"] for layer in spec.layers]
-    return (spec.text or f"your CNN from {spec.source}") + f" ({len(kinds)} layers)"
-
-
 def smallest_square(model: str, in_shape, num_classes: int) -> int | None:
     """The smallest S such that `model` takes S x S images of these channels (None beyond 4096)."""
     channels, height, width = in_shape

@@ -14,7 +14,6 @@ import pandas as pd
 from scipy.special import softmax
 from sklearn.metrics import (
     confusion_matrix,
-    precision_recall_fscore_support,
     roc_auc_score,
     roc_curve,
 )
@@ -52,25 +51,6 @@ def confusion(predictions: Predictions, class_names: list[str]) -> pd.DataFrame:
         predictions.labels, predicted_classes(predictions), labels=range(len(class_names))
     )
     return pd.DataFrame(matrix, index=class_names, columns=class_names)
-
-
-def per_class_metrics(predictions: Predictions, class_names: list[str]) -> pd.DataFrame:
-    """Precision, recall (sensitivity), F1 and support per class; specificity when binary.
-
-    Specificity is reported only for two classes, where it is the figure a screening paper
-    quotes beside sensitivity; for more classes one-vs-rest specificity is rarely read.
-    """
-    labels = list(range(len(class_names)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        predictions.labels, predicted_classes(predictions), labels=labels, zero_division=0
-    )
-    table = pd.DataFrame(
-        {"precision": precision, "recall (sensitivity)": recall, "f1": f1, "support": support},
-        index=pd.Index(class_names, name="class"),
-    )
-    if len(class_names) == 2:
-        table.insert(2, "specificity", specificity(confusion(predictions, class_names).to_numpy()))
-    return table
 
 
 def specificity(matrix: np.ndarray) -> np.ndarray:

@@ -19,8 +19,9 @@ import time
 
 from pybench import models
 from pybench.backends import get_backend
+from pybench.config import TrainConfig
 from pybench.datasets import batch_order
-from pybench.training import TrainConfig, initial_weights, loss_settings, model_input, run_learning_rates
+from pybench.training import initial_weights, loss_settings, model_input, run_learning_rates
 
 EVAL_IMAGES = 1000  # the evaluation pass: this many test images, in batches as compare's
 EVAL_REPEATS = 5

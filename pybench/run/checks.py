@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 from pybench import memory, models, pretrained
 from pybench.backends import availability, check_framework
-from pybench.datasets.core import with_validation
+from pybench.config import TrainConfig, with_validation
 from pybench.errors import PybenchError, UnavailableError
 from pybench.machine import machine_has_cuda_gpu, nvidia_gpus
 from pybench.run.worker import cuda_env
-from pybench.training import TrainConfig, check_options, planned_steps, run_learning_rates
+from pybench.training import check_options, planned_steps, run_learning_rates
 
 
 def resolve_device(requested: str) -> str:

@@ -15,14 +15,15 @@ import numpy as np
 
 from pybench import memory
 from pybench.backends import get_backend
-from pybench.datasets import batch_order, load_dataset, with_validation
+from pybench.config import RunConfig, TrainConfig
+from pybench.datasets import batch_order, load_dataset
+from pybench.datasets.cache import read_cached
 from pybench.datasets.core import normalize
 from pybench.datasets.unlabelled import load_unlabelled, prediction_frame
 from pybench.peak import machine_peak
 from pybench.results import atomic_write_bytes, write_npz
 from pybench.run.fidelity import REFERENCE_FRAMEWORK
 from pybench.training import (
-    TrainConfig,
     initial_weights,
     loss_settings,
     model_input,
@@ -35,13 +36,19 @@ PARITY_BATCH = 32
 
 
 def load_job_dataset(job: dict):
-    # --patience needs a validation split: the same one the parent asked for.
-    options = with_validation(job.get("dataset_options", {}), job.get("train", {}).get("patience"))
-    return load_dataset(job["dataset"], progress=False, **options)
+    """The job's dataset: the cache entry the parent loaded (`cache_entry`), opened directly, so
+    a worker never lists the source or reads an image file; the source itself only when the
+    parent had no entry (`--no-cache`, an unwritable cache) or the entry is gone."""
+    if job.get("cache_entry"):
+        dataset = read_cached(Path(job["cache_entry"]))
+        if dataset is not None:
+            return dataset
+    run = RunConfig.from_json(job["run"])
+    return load_dataset(run.dataset, progress=False, **run.load)
 
 
 def train_config(job: dict) -> TrainConfig:
-    return TrainConfig.from_dict(job["train"])
+    return RunConfig.from_json(job["run"]).train
 
 
 def gpu_settings(job: dict) -> dict:
@@ -59,7 +66,7 @@ def gpu_settings(job: dict) -> dict:
 def forward_batch(dataset, cfg: TrainConfig, n_images: int):
     """The first `n_images` of epoch 0's order, normalised (float32): the forward checks' batch."""
     idx = batch_order(cfg.seed, 0, len(dataset.train.labels))[:n_images]
-    # Only these images are normalised (never the whole split: 22 GB at NIH scale).
+    # Only these images are normalised, never the whole split (tens of GB at NIH scale).
     return normalize(dataset.train.images[idx], dataset.pixel_table())
 
 
@@ -116,7 +123,7 @@ def run_train_job(job: dict) -> dict:
         from pybench.tuning import EpochPruner
 
         pruner = EpochPruner(job["prune"])
-    unlabelled = (load_unlabelled(cfg.predict, dataset.in_shape, **job.get("dataset_options", {}))
+    unlabelled = (load_unlabelled(cfg.predict, dataset.in_shape, **job["run"].get("dataset_options", {}))
                   if cfg.predict else None)
     run, predictions = train_and_evaluate(backend, dataset, cfg, progress=job.get("progress"),
                                           board_folder=job.get("tensorboard_dir"), on_epoch=pruner,

@@ -13,13 +13,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pybench import short_runs
-from pybench.datasets.core import with_validation
+from pybench.config import RunConfig
 from pybench.datasets.story import summary_lines
 from pybench.errors import Interrupted, PybenchError
 from pybench.machine import machine_info
 from pybench.results import SCHEMA, atomic_write_bytes, code_info
 from pybench.run.worker import job_for, run_in_worker
-from pybench.training import TrainConfig
 
 
 def default_out_dir(name: str) -> Path:
@@ -104,19 +103,26 @@ def as_interrupted(exc: BaseException) -> Interrupted:
     return exc if isinstance(exc, Interrupted) else Interrupted("SIGINT", 130)
 
 
-def train_in_worker(dataset: str, dataset_options: dict | None, train: TrainConfig,
-                    framework: str, model: str, device: str, out_dir: Path, *, stem: str,
-                    timeout: float | None = None, gpu: int = 0, progress: bool = False,
-                    echo: bool = False, board: Path | None = None, prune: dict | None = None) -> dict:
+def cache_entry_of(dataset) -> str | None:
+    """The cache entry a loaded dataset was read from (what workers open), or None."""
+    return str(dataset.cache_entry) if getattr(dataset, "cache_entry", None) else None
+
+
+def train_in_worker(run: RunConfig, framework: str, model: str, device: str, out_dir: Path, *, stem: str,
+                    cache_entry: Path | None = None, timeout: float | None = None, gpu: int = 0,
+                    progress: bool = False, echo: bool = False, board: Path | None = None,
+                    prune: dict | None = None) -> dict:
     """One training job (`pybench.run.jobs.run_train_job`) in a worker; its files are named
     `stem` under `out_dir` (forward-check arrays, predictions, log), and with `board` its
     TensorBoard event files go there; with `prune`, a search's pruner may stop it after an epoch
-    (`pybench.tuning.EpochPruner`). Returns the run's record."""
+    (`pybench.tuning.EpochPruner`). `cache_entry`, the dataset's cache entry the parent loaded,
+    is what the worker opens (it never reads the source then). Returns the run's record."""
+    train = run.train
     files = {"predictions": f"predictions/{stem}.npz", "parity_arrays": f"parity/{stem}.npz",
              "test_predictions_csv": f"predictions/{stem}.csv",
              **({"predict_csv": f"predictions-{stem}.csv"} if train.predict else {})}
-    job = job_for("train", framework, model, dataset,
-                  with_validation(dataset_options or {}, train.patience), train, device,
+    job = job_for("train", framework, model, run, device,
+                  cache_entry=str(cache_entry) if cache_entry else None,
                   progress=progress, gpu=gpu,
                   parity_path=str(out_dir / files["parity_arrays"]),
                   predictions_path=str(out_dir / files["predictions"]),

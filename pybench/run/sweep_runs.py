@@ -13,11 +13,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pybench.config import RunConfig, TrainConfig
 from pybench.errors import PybenchError
 from pybench.run.fidelity import forward_parity
 from pybench.run.life import train_in_worker
 from pybench.sweep_file import SweepSpec, run_dataset_options
-from pybench.training import TrainConfig
 
 # The grid's first keys, in the order the first sweeps expanded them (then the file's others).
 GRID_ORDER = ("batch_size", "optimizer", "seed", "lr")
@@ -92,6 +92,7 @@ class RunContext:
     dataset_options: dict
     device: str
     timeout: float | None
+    cache_entry: str | None = None  # the dataset's cache entry, opened by the workers that can see it
 
 
 def execute_run(context: RunContext, run: SweepRun, out_dir: Path) -> dict:
@@ -99,9 +100,9 @@ def execute_run(context: RunContext, run: SweepRun, out_dir: Path) -> dict:
     `wall_s` is the run's whole time, worker start to record (what a search's time budget
     spends)."""
     began = time.monotonic()
-    record = train_in_worker(context.dataset, context.dataset_options, run.train, run.framework,
+    record = train_in_worker(RunConfig(context.dataset, run.train, context.dataset_options), run.framework,
                              run.model, context.device, Path(out_dir), stem=run.run_id,
-                             timeout=context.timeout, prune=run.prune)
+                             cache_entry=context.cache_entry, timeout=context.timeout, prune=run.prune)
     return with_identity({**record, "wall_s": time.monotonic() - began}, run)
 
 

@@ -19,12 +19,13 @@ import tempfile
 import threading
 import traceback
 from collections import deque
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
+from pybench.config import RunConfig
 from pybench.errors import OutputError, PybenchError, UnavailableError
 from pybench.results import write_json
-from pybench.training import Diverged, TrainConfig
+from pybench.training import Diverged
 
 MEMORY_LIMIT_ENV = "PYBENCH_WORKER_MEMORY_LIMIT"
 
@@ -101,7 +102,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def out_of_memory_reason(job: dict, detail: str) -> str:
     where = "GPU memory" if job["device"] == "cuda" else "RAM"
     return (f"out of memory: {job['framework']} {job['model']} at batch size "
-            f"{job['train']['batch_size']} does not fit in this machine's {where}; try a "
+            f"{job['run']['batch_size']} does not fit in this machine's {where}; try a "
             f"smaller --batch-size ({detail[:160]})")
 
 
@@ -243,17 +244,16 @@ def _save_log(log_path: Path | None, tail: deque) -> None:
         log_path.write_bytes(b"\n".join(tail) + b"\n")
 
 
-def job_for(kind: str, framework: str, model: str, dataset: str, dataset_options: dict,
-            cfg: TrainConfig, device: str, **extra) -> dict:
-    """A job file's contents. A CNN file's model travels as its description, which the worker
-    registers before it runs the job (`run_job`)."""
+def job_for(kind: str, framework: str, model: str, run: RunConfig, device: str, **extra) -> dict:
+    """A job file's contents: the run's configuration (`RunConfig.to_json`, the form results.json
+    stores), the framework and device, and what the job kind needs besides (`extra`: the
+    dataset's cache entry, file paths). A CNN file's model travels as its description, which
+    the worker registers before it runs the job (`run_job`)."""
     from pybench.models import cnn_description
 
-    train = asdict(cfg)
-    train["model"] = model
-    return {"kind": kind, "framework": framework, "model": model, "dataset": dataset,
-            "dataset_options": dataset_options, "train": train, "device": device,
-            "cnn": cnn_description(model), **extra}
+    return {"kind": kind, "framework": framework, "model": model,
+            "run": RunConfig(run.dataset, replace(run.train, model=model), run.load).to_json(),
+            "device": device, "cnn": cnn_description(model), **extra}
 
 
 if __name__ == "__main__":

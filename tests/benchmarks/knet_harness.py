@@ -18,8 +18,9 @@ from pybench import models
 from pybench.backends import get_backend, knet_layout
 from pybench.backends.contract import OptimizerConfig
 from pybench.backends.knet_backend import julia_dict, julia_main
+from pybench.config import TrainConfig
 from pybench.datasets import batch_order, load_dataset
-from pybench.training import TrainConfig, train_and_evaluate
+from pybench.training import train_and_evaluate
 
 OPTIMIZER = OptimizerConfig(name="sgd", lr=0.01, momentum=0.9)
 

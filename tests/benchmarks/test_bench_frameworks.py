@@ -28,8 +28,8 @@ from needs import missing
 
 from pybench.backends import availability
 from pybench.backends.contract import OptimizerConfig
+from pybench.config import RunConfig, TrainConfig
 from pybench.run.worker import job_for, run_in_worker
-from pybench.training import TrainConfig
 
 OPTIMIZER = OptimizerConfig(name="sgd", lr=0.01, momentum=0.9)  # compare's defaults
 WORKER_TIMEOUT_S = 1800
@@ -61,8 +61,7 @@ def measure(framework: str, model: str, batch: int, device: str, steps: int, war
     """One worker's record for this case; the train and eval benchmarks share it."""
     dataset, options = dataset_spec()
     cfg = TrainConfig(model=model, batch_size=batch, optimizer=OPTIMIZER, seed=0)
-    job = job_for("bench", framework, model, dataset, options, cfg, device,
-                  steps=steps, warmup=warmup)
+    job = job_for("bench", framework, model, RunConfig(dataset, cfg, options), device, steps=steps, warmup=warmup)
     return run_in_worker(job, WORKER_TIMEOUT_S, echo=False)
 
 

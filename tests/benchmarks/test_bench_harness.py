@@ -28,8 +28,9 @@ from quiet import LoadWatch, judge
 from pybench import models
 from pybench.backends import availability, get_backend
 from pybench.backends.contract import OptimizerConfig
+from pybench.config import TrainConfig
 from pybench.datasets import batch_order
-from pybench.training import TrainConfig, train_and_evaluate
+from pybench.training import train_and_evaluate
 
 STEPS = 100  # per round; the first step of each round (warm-up) is left out of both medians
 ROUNDS = 6  # alternating, so that a noisy machine hurts both loops alike
