@@ -16,6 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pybench import models
+from pybench.models import cnn
 
 
 def conv4(w, x, padding=0, stride=1, mode=0):
@@ -103,8 +104,11 @@ def bn_layer(weights, buffers, name, x, training):
                      buffers[f"{name}.running_mean"], buffers[f"{name}.running_var"], training)
 
 
+LENET5_CONV1_PADDING = cnn.LENET5_LAYERS[0]["padding"]  # LeNet-5's first convolution pads by 2
+
+
 def lenet5(weights, x, mode=1, flip=False):
-    x = pool(relu(conv_layer(weights, "conv1", x, models.LENET5["conv1_padding"], 1, mode, flip)))
+    x = pool(relu(conv_layer(weights, "conv1", x, LENET5_CONV1_PADDING, 1, mode, flip)))
     x = pool(relu(conv_layer(weights, "conv2", x, 0, 1, mode, flip)))
     x = relu(dense(weights["fc1.weight"], weights["fc1.bias"], x))
     x = relu(dense(weights["fc2.weight"], weights["fc2.bias"], x))
@@ -165,7 +169,7 @@ def torch_forward(description, params, buffers, images, training=False):
 
     with torch.no_grad():
         if description["model"] == "lenet5":
-            x = F.max_pool2d(F.relu(conv("conv1", x, padding=models.LENET5["conv1_padding"])), 2)
+            x = F.max_pool2d(F.relu(conv("conv1", x, padding=LENET5_CONV1_PADDING)), 2)
             x = F.max_pool2d(F.relu(conv("conv2", x)), 2)
             x = F.relu(fc("fc1", x.flatten(1)))
             x = F.relu(fc("fc2", x))

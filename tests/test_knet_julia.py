@@ -78,6 +78,8 @@ def parity_arrays(model: str, in_shape, classes: int, seed: int = 0) -> dict[str
     out = {**knet(params, f"{model}/param"), **knet(buffers, f"{model}/buffer")}
     if desc.get("blocks"):  # NPZ.jl cannot read a zero-length member: leave it out for LeNet-5
         out[f"{model}/block_strides"] = np.array([b["stride"] for b in desc["blocks"]], np.int64)
+    if desc.get("ops"):  # a plain CNN (LeNet-5): its op list, the text's bytes (NPZ.jl reads no strings)
+        out[f"{model}/ops"] = np.frombuffer(desc["ops"].encode(), np.uint8)
 
     state = torch_backend.init_state(ModelInput(model, in_shape, classes, params, buffers),
                                      OptimizerConfig())

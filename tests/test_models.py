@@ -30,12 +30,14 @@ def test_resnet18_matches_torchvision_parameter_count():
     assert models.n_params("resnet18", (3, 32, 32), 10) == torchvision_total - stem_delta - fc_delta
 
 
-def test_lenet5_flatten_follows_input_size():
-    assert models.lenet5_flat_size(28, 28) == (16, 5, 5)
-    assert models.lenet5_flat_size(32, 32) == (16, 6, 6)
+def test_lenet5_is_a_plain_cnn_whose_flatten_follows_the_input_size():
+    assert models.family("lenet5") == models.CNN and models.model_fingerprint("lenet5") == ""
+    assert models.param_shapes("lenet5", (1, 28, 28), 10)["fc1.weight"] == (120, 16 * 5 * 5)
     assert models.param_shapes("lenet5", (3, 32, 32), 2)["fc1.weight"] == (120, 16 * 6 * 6)
-    with pytest.raises(PybenchError, match="at least 12x12"):
-        models.lenet5_flat_size(8, 8)
+    assert models.n_params("lenet5", (1, 28, 28), 10) == 61_706
+    assert models.smallest_square("lenet5", (1, 8, 8), 10) == 12
+    with pytest.raises(PybenchError, match=r"lenet5: layer 4 \(conv conv2\): field .kernel. = 5 does not fit the 4x4 maps"):
+        models.layers("lenet5", (1, 8, 8), 10)
 
 
 def test_resnet_blocks_follow_he_et_al():

@@ -182,12 +182,6 @@ def relu(x):
     return jax.nn.relu(x)
 
 
-def max_pool(x, layout: str):
-    # 2x2 stride 2, VALID: an odd edge row/column is dropped (floor), as in PyTorch's MaxPool2d.
-    window = (1, 1, 2, 2) if layout == NCHW else (1, 2, 2, 1)
-    return lax.reduce_window(x, -jnp.inf, lax.max, window, window, "VALID")
-
-
 def stem_max_pool(x, pool: tuple[int, int, int], layout: str):
     # PyTorch's MaxPool2d(kernel, stride, padding): the padding is -inf, the size floored.
     return window_pool(x, *pool, layout, -jnp.inf, lax.max)
@@ -225,24 +219,6 @@ def to_layout(images: np.ndarray, layout: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Models: apply(params, buffers, x, train) -> (logits, new_buffers); with features=True the
 # penultimate features (what the classifier sees) instead of the logits.
-
-def lenet5(by_name, layout, params, buffers, x, train, features=False, step=0):
-    x = conv2d(by_name["conv1"], params, x, layout)
-    x = relu(x)
-    x = max_pool(x, layout)
-    x = conv2d(by_name["conv2"], params, x, layout)
-    x = relu(x)
-    x = max_pool(x, layout)
-    x = flatten(x, layout)
-    x = dense(by_name["fc1"], params, x)
-    x = relu(x)
-    x = dense(by_name["fc2"], params, x)
-    x = relu(x)
-    if features:
-        return x, buffers
-    x = dense(by_name["fc3"], params, x)
-    return x, buffers
-
 
 def residual_block(block, by_name, layout, params, buffers, new_buffers, x, train):
     """A basic block (conv3x3-bn-relu-conv3x3-bn) or a bottleneck (conv1x1-bn-relu-conv3x3-bn-
@@ -355,7 +331,8 @@ def dropout_keep(op, x, step, layout: str):
 
 
 def cnn(ops, layout, params, buffers, x, train, features=False, step=0):
-    """A CNN file's layers in order (`pybench.models.cnn`); `step` picks the dropout masks."""
+    """A plain CNN's layers in order (`pybench.models.cnn`: LeNet-5, a CNN file); `step` picks
+    the dropout masks."""
     new_buffers = dict(buffers)
     for op in ops[:-1] if features else ops:
         if isinstance(op, models.Conv):
@@ -380,26 +357,30 @@ def cnn(ops, layout, params, buffers, x, train, features=False, step=0):
     return x, new_buffers
 
 
+# Each family's forward, by pybench.models' family names: the one place a model's kind decides.
+# Each takes (model, in_shape, num_classes, by_name, frozen, layout) and returns apply.
+FORWARDS = {
+    models.CNN: lambda model, shape, classes, by_name, frozen, layout: functools.partial(
+        cnn, [frozen(op) for op in models.ops(model, shape, classes)], layout),
+    models.RESNET: lambda model, shape, classes, by_name, frozen, layout: functools.partial(
+        resnet, RESNETS[model], by_name, layout),
+    models.DENSENET: lambda model, shape, classes, by_name, frozen, layout: functools.partial(
+        densenet, DENSENETS[model], by_name, layout),
+}
+
+
 def make_apply(model: str, in_shape, num_classes: int, layout: str = NCHW,
                frozen_norms=()) -> Callable:
     """The pure function apply(params, buffers, x, train, features=False, step=0) -> (logits,
     new_buffers) of `model`, taking and computing activations in `layout`; `frozen_norms`
-    normalise as in eval mode; `step` (the run's step) picks a CNN file's dropout masks."""
+    normalise as in eval mode; `step` (the run's step) picks a CNN's dropout masks."""
     def frozen(layer):
         if isinstance(layer, BatchNorm) and layer.name in frozen_norms:
             return FrozenNorm(layer.name, layer.channels)
         return layer
 
     by_name = {layer.name: frozen(layer) for layer in layers(model, in_shape, num_classes)}
-    kind = models.family(model)
-    if kind == models.LENET:
-        return functools.partial(lenet5, by_name, layout)
-    if kind == models.DENSENET:
-        return functools.partial(densenet, DENSENETS[model], by_name, layout)
-    if kind == models.CNN:
-        return functools.partial(cnn, [frozen(op) for op in models.ops(model, in_shape, num_classes)],
-                                 layout)
-    return functools.partial(resnet, RESNETS[model], by_name, layout)
+    return FORWARDS[models.family(model)](model, in_shape, num_classes, by_name, frozen, layout)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -458,7 +458,7 @@ class KnetBackend(Backend):
             model.model, julia_dict(knet_layout.weights_to_knet(model.params)),
             julia_dict(knet_layout.weights_to_knet(model.buffers)), strides, atype,
             family=desc["family"], bn_momentum=desc["bn_momentum"], bn_eps=desc["bn_eps"],
-            conv1_padding=desc.get("conv1_padding", 2), stem_stride=stem["stride"],
+            stem_stride=stem["stride"],
             stem_padding=stem["padding"], stem_pool=np.array(stem["pool"], dtype=np.int64),
             block_layers=np.array(desc.get("block_layers", []), dtype=np.int64),
             ops=desc.get("ops", ""), frozen=",".join(sorted(model.frozen)))

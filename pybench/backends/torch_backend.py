@@ -8,8 +8,10 @@ torch is imported at module import; the registry imports this module only inside
 from __future__ import annotations
 
 import copy
+import functools
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,29 +23,6 @@ from pybench import models, tasks
 from pybench.backends.contract import Availability, Backend, ModelInput, OptimizerConfig
 from pybench.machine import cpu_model, machine_has_cuda_gpu, nvidia_gpus
 from pybench.models import dropout
-
-
-class LeNet5(nn.Module):
-    def __init__(self, in_shape, num_classes):
-        super().__init__()
-        conv1, conv2, fc1, fc2, fc3 = models.layers("lenet5", in_shape, num_classes)
-        self.conv1 = nn.Conv2d(conv1.in_channels, conv1.out_channels, conv1.kernel,
-                               padding=conv1.padding)
-        self.conv2 = nn.Conv2d(conv2.in_channels, conv2.out_channels, conv2.kernel)
-        self.fc1 = nn.Linear(fc1.in_features, fc1.out_features)
-        self.fc2 = nn.Linear(fc2.in_features, fc2.out_features)
-        self.fc3 = nn.Linear(fc3.in_features, fc3.out_features)
-
-    def penultimate(self, x):
-        """The penultimate features: what the classifier (fc3) sees."""
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        return F.relu(self.fc2(x))
-
-    def forward(self, x):
-        return self.fc3(self.penultimate(x))
 
 
 def batch_norm(channels: int) -> nn.BatchNorm2d:
@@ -227,8 +206,10 @@ def conv_from(conv: models.Conv) -> nn.Conv2d:
 
 
 class CNN(FreezableNorms):
-    """A CNN file's layers (`pybench.models.cnn`), one module per parametrised layer under its
-    name, the others applied in `forward` in the file's order."""
+    """A plain CNN's layers (`pybench.models.cnn`: LeNet-5, a CNN file), one module per
+    parametrised layer under its name, the others applied in `forward` in the list's order. The
+    list is turned into plain calls once, here: a forward pass is those calls and nothing else, as
+    fast as a hand-written module's."""
 
     def __init__(self, model: str, in_shape, num_classes):
         super().__init__()
@@ -243,30 +224,34 @@ class CNN(FreezableNorms):
         # Training steps set it before each forward (TorchBackend.train_step): which masks
         # dropout draws (pybench.models.dropout).
         self.dropout_step = 0
+        self.calls = [self.call_of(op) for op in self.ops]
 
-    def run(self, x, ops):
-        for op in ops:
-            if isinstance(op, (models.Conv, models.BatchNorm, models.Dense)):
-                x = self.get_submodule(op.name)(x)
-            elif isinstance(op, models.Relu):
-                x = F.relu(x)
-            elif isinstance(op, models.Pool):
-                pool = F.max_pool2d if op.mode == "max" else F.avg_pool2d
-                x = pool(x, op.kernel, op.stride, op.padding)
-            elif isinstance(op, models.GlobalAvgPool):
-                x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-            elif isinstance(op, models.Flatten):
-                x = torch.flatten(x, 1)
-            elif isinstance(op, models.Dropout) and self.training:
-                x = x * dropout_scale(op, x, self.dropout_step)
+    def call_of(self, op) -> Callable:
+        """What one layer does, as a function of its input."""
+        if isinstance(op, (models.Conv, models.BatchNorm, models.Dense)):
+            return self.get_submodule(op.name)
+        if isinstance(op, models.Relu):
+            return F.relu
+        if isinstance(op, models.Pool):
+            pool = F.max_pool2d if op.mode == "max" else F.avg_pool2d
+            return functools.partial(pool, kernel_size=op.kernel, stride=op.stride, padding=op.padding)
+        if isinstance(op, models.GlobalAvgPool):
+            return lambda x: torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        if isinstance(op, models.Flatten):
+            return functools.partial(torch.flatten, start_dim=1)
+        return lambda x: x * dropout_scale(op, x, self.dropout_step) if self.training else x  # Dropout
+
+    def run(self, x, calls):
+        for call in calls:
+            x = call(x)
         return x
 
     def penultimate(self, x):
         """What the last dense layer sees."""
-        return self.run(x, self.ops[:-1])
+        return self.run(x, self.calls[:-1])
 
     def forward(self, x):
-        return self.run(x, self.ops)
+        return self.run(x, self.calls)
 
 
 def dropout_scale(op: models.Dropout, x: torch.Tensor, step: int) -> torch.Tensor:
@@ -279,15 +264,12 @@ def dropout_scale(op: models.Dropout, x: torch.Tensor, step: int) -> torch.Tenso
     return torch.where(keep, scale, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
+# Each family's module, by pybench.models' family names: the one place a model's kind decides.
+BUILDERS = {models.CNN: CNN, models.RESNET: ResNet, models.DENSENET: DenseNet}
+
+
 def build_module(model: str, in_shape, num_classes) -> nn.Module:
-    kind = models.family(model)
-    if kind == models.LENET:
-        return LeNet5(in_shape, num_classes)
-    if kind == models.DENSENET:
-        return DenseNet(model, in_shape, num_classes)
-    if kind == models.CNN:
-        return CNN(model, in_shape, num_classes)
-    return ResNet(model, in_shape, num_classes)
+    return BUILDERS[models.family(model)](model, in_shape, num_classes)
 
 
 def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:

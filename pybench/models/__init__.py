@@ -7,15 +7,20 @@ a parameter name. Parameter names are PyTorch's `state_dict` keys (torchvision's
 and DenseNets), layouts are PyTorch's: conv weights (out, in, kh, kw), dense weights (out, in).
 Each backend converts to its own layout.
 
-Four families: LeNet-5 (here), the ResNets (`resnets`), the DenseNets (`densenets`) and the
-user's own CNNs read from a file (`cnn`), known by their `name` once registered. Also here,
-because they follow from the description alone: parameter counts, forward FLOPs per image, the
-activation scale the memory estimate uses, and a fingerprint of a set of weights.
+Three families, each a `Family` of functions in one registry (`FAMILIES`), so that nothing asks
+a model's name what to do: the plain CNNs, layer lists (`cnn`: LeNet-5, built in, and the user's
+own CNNs read from a file, known by their `name` once registered), the ResNets (`resnets`) and
+the DenseNets (`densenets`). Every backend builds a family through a registry of its own keyed
+by the same names. Also here, because they follow from the description alone: parameter counts,
+forward FLOPs per image, the activation scale the memory estimate uses, and a fingerprint of a
+set of weights.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -58,12 +63,9 @@ from pybench.models.resnets import (  # noqa: F401  (re-exported for the backend
     resnet_layers,
 )
 
-# LeNet-5 widths: conv 6@5x5 (padding 2), conv 16@5x5, fc 120, fc 84, fc classes.
-LENET5 = {"conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84, "kernel": 5, "conv1_padding": 2}
+RESNET, DENSENET, CNN = "resnet", "densenet", "cnn"
 
-LENET, RESNET, DENSENET, CNN = "lenet5", "resnet", "densenet", "cnn"
-
-MODEL_NAMES = ("lenet5", *RESNETS, *DENSENETS)
+MODEL_NAMES = (*cnn.BUILT_IN, *RESNETS, *DENSENETS)
 
 MODEL_DESCRIPTIONS = {
     "lenet5": "LeNet-5: conv6@5x5(pad 2)-pool-conv16@5x5-pool-fc120-fc84-fc, ReLU, max pool",
@@ -78,9 +80,7 @@ MODEL_DESCRIPTIONS = {
 
 
 def family(model: str) -> str:
-    """lenet5, resnet, densenet or cnn (a registered CNN file); an unknown name is an error."""
-    if model == "lenet5":
-        return LENET
+    """cnn (LeNet-5 or a registered CNN file), resnet or densenet; an unknown name is an error."""
     if model in RESNETS:
         return RESNET
     if model in DENSENETS:
@@ -107,21 +107,26 @@ def model_names(args) -> tuple[str, ...]:
     return tuple(out)
 
 
+def from_file(model: str) -> cnn.CnnSpec | None:
+    """The spec of a model read from a CNN file (None for a built-in model, LeNet-5 included)."""
+    return None if model in cnn.BUILT_IN else cnn.registered(model)
+
+
 def cnn_description(model: str) -> dict | None:
-    """A registered CNN's description (what a worker registers it from); None for a built-in."""
-    spec = cnn.registered(model)
+    """A CNN file's description (what a worker registers it from); None for a built-in."""
+    spec = from_file(model)
     return None if spec is None else spec.description()
 
 
 def cnn_records(names) -> dict:
     """For results documents: each CNN file model's description and fingerprint, by name."""
-    return {name: {**cnn.registered(name).description(), "fingerprint": cnn.registered(name).fingerprint}
-            for name in names if cnn.registered(name) is not None}
+    return {name: {**from_file(name).description(), "fingerprint": from_file(name).fingerprint}
+            for name in names if from_file(name) is not None}
 
 
 def model_fingerprint(model: str) -> str:
     """A CNN file's architecture fingerprint (`cnn.CnnSpec.fingerprint`); '' for a built-in."""
-    spec = cnn.registered(model)
+    spec = from_file(model)
     return "" if spec is None else spec.fingerprint
 
 
@@ -156,86 +161,96 @@ def builds_for(model: str, in_shape, num_classes: int) -> bool:
     return True
 
 
-def lenet5_flat_size(height: int, width: int) -> tuple[int, int, int]:
-    """(channels, h, w) entering fc1: conv1 keeps the size, each pool halves (floor), conv2 -4."""
-    k = LENET5["kernel"]
-    h = (height + 2 * LENET5["conv1_padding"] - k + 1) // 2
-    w = (width + 2 * LENET5["conv1_padding"] - k + 1) // 2
-    h, w = (h - k + 1) // 2, (w - k + 1) // 2
-    if h < 1 or w < 1:
-        raise PybenchError(f"lenet5 needs images of at least 12x12, got {height}x{width}")
-    return LENET5["conv2"], h, w
-
-
 def ops(model: str, in_shape, num_classes: int) -> list:
-    """A registered CNN's every layer (`cnn.cnn_ops`), relus, pools and dropouts included."""
+    """A plain CNN's every layer (`cnn.cnn_ops`), relus, pools and dropouts included."""
     return cnn.cnn_ops(cnn.registered(model), tuple(in_shape), num_classes)
+
+
+# ---------------------------------------------------------------- the families
+
+@dataclass(frozen=True)
+class Family:
+    """What every question about a model's architecture needs, for one family: its
+    parametrised layers in canonical order, every convolution's input size, the description a
+    non-Python backend (Knet) builds it from, its classifier and its first convolution, and the
+    activations it keeps beyond its convolutions' outputs."""
+
+    layers: Callable[[str, tuple, int], list]
+    conv_inputs: Callable[[str, tuple, int], list]
+    describe: Callable[[str, tuple, int], dict]
+    head: Callable[[str], str]
+    first_conv: Callable[[str], str]
+    extra_elements: Callable[[str, tuple], int] = lambda model, in_shape: 0
+
+
+def cnn_layers(model: str, in_shape, num_classes: int) -> list:
+    return [op for op in ops(model, in_shape, num_classes) if isinstance(op, (Conv, BatchNorm, Dense))]
+
+
+def sized(layers_of: Callable, conv_inputs_of: Callable) -> Callable:
+    """An ImageNet-stem family's layers, after checking every stage gets maps of at least 1x1."""
+    def layers_for(model: str, in_shape, num_classes: int) -> list:
+        _, height, width = in_shape
+        if min(min(h, w) for _, h, w in conv_inputs_of(model, height, width)) < 1:
+            raise PybenchError(f"{model} needs larger images than {height}x{width} (its last stage "
+                               f"would get no pixels)")
+        return layers_of(model, in_shape[0], num_classes)
+    return layers_for
+
+
+def first_named_conv(model: str) -> str:
+    return next((layer["name"] for layer in cnn.registered(model).layers if layer["type"] == "conv"), "")
+
+
+FAMILIES = {
+    CNN: Family(
+        layers=cnn_layers,
+        conv_inputs=lambda m, shape, classes: cnn.cnn_conv_inputs(cnn.registered(m), tuple(shape), classes),
+        describe=lambda m, shape, classes: {"ops": cnn.knet_ops(cnn.registered(m), tuple(shape), classes)},
+        head=lambda m: cnn.registered(m).layers[-1]["name"],
+        first_conv=first_named_conv),
+    RESNET: Family(
+        layers=sized(lambda m, c, k: resnet_layers(RESNETS[m], c, k),
+                     lambda m, h, w: resnet_conv_inputs(RESNETS[m], h, w)),
+        conv_inputs=lambda m, shape, classes: resnet_conv_inputs(RESNETS[m], shape[1], shape[2]),
+        describe=lambda m, shape, classes: describe_resnet(RESNETS[m]),
+        head=lambda m: "fc", first_conv=lambda m: "conv1"),
+    DENSENET: Family(
+        layers=sized(lambda m, c, k: densenet_layers(DENSENETS[m], c, k),
+                     lambda m, h, w: densenet_conv_inputs(DENSENETS[m], h, w)),
+        conv_inputs=lambda m, shape, classes: densenet_conv_inputs(DENSENETS[m], shape[1], shape[2]),
+        describe=lambda m, shape, classes: describe_densenet(DENSENETS[m]),
+        head=lambda m: "classifier", first_conv=lambda m: "features.conv0",
+        extra_elements=lambda m, shape: concatenated_elements(DENSENETS[m], shape[1], shape[2])),
+}
+
+
+def family_of(model: str) -> Family:
+    return FAMILIES[family(model)]
 
 
 def layers(model: str, in_shape: tuple[int, int, int], num_classes: int) -> list:
     """The parametrised layers of `model`, in canonical order (the order weights are drawn in)."""
-    kind = family(model)
-    channels, height, width = in_shape
-    if kind == LENET:
-        c, h, w = lenet5_flat_size(height, width)
-        k = LENET5["kernel"]
-        return [
-            Conv("conv1", channels, LENET5["conv1"], k, padding=LENET5["conv1_padding"]),
-            Conv("conv2", LENET5["conv1"], LENET5["conv2"], k),
-            Dense("fc1", c * h * w, LENET5["fc1"]),
-            Dense("fc2", LENET5["fc1"], LENET5["fc2"]),
-            Dense("fc3", LENET5["fc2"], num_classes),
-        ]
-    if kind == CNN:
-        return [op for op in ops(model, in_shape, num_classes) if isinstance(op, (Conv, BatchNorm, Dense))]
-    check_size(model, height, width)
-    if kind == DENSENET:
-        return densenet_layers(DENSENETS[model], channels, num_classes)
-    return resnet_layers(RESNETS[model], channels, num_classes)
-
-
-def check_size(model: str, height: int, width: int) -> None:
-    """The ImageNet-stem models need maps of at least 1x1 at every stage."""
-    inputs = (densenet_conv_inputs(DENSENETS[model], height, width) if model in DENSENETS
-              else resnet_conv_inputs(RESNETS[model], height, width))
-    smallest = min(min(h, w) for _, h, w in inputs)
-    if smallest < 1:
-        raise PybenchError(f"{model} needs larger images than {height}x{width} (its last stage "
-                           f"would get no pixels)")
+    return family_of(model).layers(model, tuple(in_shape), num_classes)
 
 
 def head_layer(model: str) -> str:
-    """The classifier, whose shape follows the class count: fc3, fc, classifier, or a CNN
-    file's last dense layer."""
-    kind = family(model)
-    if kind == CNN:
-        return cnn.registered(model).layers[-1]["name"]
-    return {LENET: "fc3", RESNET: "fc", DENSENET: "classifier"}[kind]
+    """The classifier, whose shape follows the class count: fc3 (LeNet-5), fc, classifier, or a
+    CNN file's last dense layer."""
+    return family_of(model).head(model)
 
 
 def first_conv(model: str) -> str:
     """The convolution that sees the images (a weights file's colour weights are folded into it
     for grey images)."""
-    kind = family(model)
-    if kind == CNN:
-        return next((layer["name"] for layer in cnn.registered(model).layers if layer["type"] == "conv"), "")
-    return "features.conv0" if kind == DENSENET else "conv1"
+    return family_of(model).first_conv(model)
 
 
 def describe(model: str, in_shape: tuple[int, int, int], num_classes: int) -> dict:
     """A JSON-able description a non-Python backend (Knet) builds the same model from."""
-    desc = {"model": model, "family": family(model), "in_shape": list(in_shape),
-            "num_classes": num_classes, "bn_momentum": BN_MOMENTUM, "bn_eps": BN_EPS}
-    kind = desc["family"]
-    if kind == LENET:
-        desc["conv1_padding"] = LENET5["conv1_padding"]
-    elif kind == RESNET:
-        desc.update(describe_resnet(RESNETS[model]))
-    elif kind == DENSENET:
-        desc.update(describe_densenet(DENSENETS[model]))
-    else:
-        desc["ops"] = cnn.knet_ops(cnn.registered(model), tuple(in_shape), num_classes)
-    return desc
+    return {"model": model, "family": family(model), "in_shape": list(in_shape), "num_classes": num_classes,
+            "bn_momentum": BN_MOMENTUM, "bn_eps": BN_EPS,
+            **family_of(model).describe(model, tuple(in_shape), num_classes)}
 
 
 def param_shapes(model: str, in_shape, num_classes: int) -> dict[str, tuple[int, ...]]:
@@ -272,17 +287,7 @@ def n_params(model: str, in_shape, num_classes: int) -> int:
 
 def conv_inputs(model: str, in_shape, num_classes: int) -> list[tuple[str, int, int]]:
     """(name, input height, input width) of every convolution of one forward pass, in order."""
-    _, h, w = in_shape
-    kind = family(model)
-    if kind == LENET:
-        after = (h + 2 * LENET5["conv1_padding"] - LENET5["kernel"] + 1) // 2
-        after_w = (w + 2 * LENET5["conv1_padding"] - LENET5["kernel"] + 1) // 2
-        return [("conv1", h, w), ("conv2", after, after_w)]
-    if kind == CNN:
-        return cnn.cnn_conv_inputs(cnn.registered(model), tuple(in_shape), num_classes)
-    if kind == DENSENET:
-        return densenet_conv_inputs(DENSENETS[model], h, w)
-    return resnet_conv_inputs(RESNETS[model], h, w)
+    return family_of(model).conv_inputs(model, tuple(in_shape), num_classes)
 
 
 def conv_passes(model: str, in_shape, num_classes: int) -> list[tuple[int, int]]:
@@ -311,9 +316,7 @@ def activation_elements(model: str, in_shape, num_classes: int) -> int:
     or a ReLU and a pool, of about its size): the scale of what training keeps for backward. A
     DenseNet adds its concatenated layer inputs, which it keeps too."""
     elements = sum(elements for _, elements in conv_passes(model, in_shape, num_classes))
-    if family(model) == DENSENET:
-        elements += concatenated_elements(DENSENETS[model], in_shape[1], in_shape[2])
-    return elements
+    return elements + family_of(model).extra_elements(model, tuple(in_shape))
 
 
 def init_weights(model: str, in_shape, num_classes: int, seed: int):

@@ -17,7 +17,8 @@ padding=0, bias=true), batchnorm, relu, max_pool and avg_pool (kernel, stride=ke
 padding=0), global_avg_pool, flatten, dropout (p), dense (units; the last layer's is the class
 count). Parametrised layers take an optional `name`; by default the k-th of each kind is
 conv{k}, bn{k} or fc{k}, so the LeNet-5 of `examples/lenet5.toml` has the built-in LeNet-5's
-names and canonical weights. Everything a file gets wrong is one line naming the file, the
+names and canonical weights: the built-in LeNet-5 is this very list (`LENET5_LAYERS`), a plain
+CNN like any file's. Everything a file gets wrong is one line naming the file, the
 layer and the field. A file is read once, in the parent process, and registered under its
 `name`; workers receive its normalised description with their job (`description`,
 `register_description`).
@@ -92,6 +93,25 @@ class CnnSpec:
                 "description": self.text}
 
 
+# LeNet-5 is a plain CNN like any file's: this layer list, the same as examples/lenet5.toml, with
+# the default names conv1, conv2, fc1, fc2, fc3 (so the canonical weights and every framework's
+# model are those of a file naming the same layers).
+LENET5_LAYERS = [
+    {"type": "conv", "channels": 6, "kernel": 5, "padding": 2}, {"type": "relu"}, {"type": "max_pool", "kernel": 2},
+    {"type": "conv", "channels": 16, "kernel": 5}, {"type": "relu"}, {"type": "max_pool", "kernel": 2},
+    {"type": "flatten"},
+    {"type": "dense", "units": 120}, {"type": "relu"},
+    {"type": "dense", "units": 84}, {"type": "relu"},
+    {"type": "dense"},
+]
+
+
+def built_in() -> dict[str, CnnSpec]:
+    return {"lenet5": parse({"name": "lenet5", "layers": LENET5_LAYERS,
+                             "description": "LeNet-5: conv6@5x5(pad 2)-pool-conv16@5x5-pool-fc120-fc84-fc, "
+                                            "ReLU, max pool"}, "")}
+
+
 _REGISTERED: dict[str, CnnSpec] = {}
 
 
@@ -100,7 +120,8 @@ def is_cnn_file(arg: str) -> bool:
 
 
 def registered(name: str) -> CnnSpec | None:
-    return _REGISTERED.get(name)
+    """The CNN of that name: a built-in one (LeNet-5) or one a file registered."""
+    return BUILT_IN.get(name) or _REGISTERED.get(name)
 
 
 def register(spec: CnnSpec, builtin_names=()) -> str:
@@ -316,3 +337,6 @@ def knet_ops(spec: CnnSpec, in_shape, num_classes: int) -> str:
         elif isinstance(op, Dropout):
             parts.append(f"dropout,{op.index},{op.p!r},{dropout.threshold(op.p)}")
     return ";".join(parts)
+
+
+BUILT_IN: dict[str, CnnSpec] = built_in()  # the CNNs pybench ships, by name

@@ -103,7 +103,7 @@ def keras_builds(model: str) -> bool:
     if model == "densenet121-imagenet":
         return True
     kind = models.family(model)
-    return kind == models.LENET or (kind == models.RESNET and models.RESNETS[model].stem == models.SMALL_STEM
+    return model == "lenet5" or (kind == models.RESNET and models.RESNETS[model].stem == models.SMALL_STEM
                                     and models.RESNETS[model].block == models.BASIC)
 
 

@@ -48,7 +48,7 @@ def knet_process_options(model: str) -> dict[str, dict[str, str]]:
     of basic blocks behind the small stem (knet_plain.jl: resnet8, resnet20, resnet18), the
     backend's thread settings for every model."""
     kind = models.family(model)
-    plain = kind == models.LENET or (kind == models.RESNET and models.RESNETS[model].stem == models.SMALL_STEM
+    plain = model == "lenet5" or (kind == models.RESNET and models.RESNETS[model].stem == models.SMALL_STEM
                                      and models.RESNETS[model].block == models.BASIC)
     return {name: env for name, env in KNET_PROCESS_OPTIONS.items()
             if plain or env.get(KNET_FORM_ENV) != "plain"}

@@ -1,7 +1,8 @@
 """
     KnetModels
 
-pybench's models (LeNet-5, the ResNets, DenseNet-121, CNN files) and training step in Knet.jl, built from
+pybench's models (plain CNNs: LeNet-5 and CNN files; the ResNets; DenseNet-121) and training step in
+Knet.jl, built from
 canonical PyTorch weights so that every framework starts from the same numbers. Called from
 Python through juliacall (pybench/backends/knet_backend.py) or standalone (test/runtests.jl).
 
@@ -20,7 +21,6 @@ using CUDA
 
 include("data.jl")
 include("layers.jl")
-include("lenet5.jl")
 include("resnets.jl")
 include("densenets.jl")
 include("cnn.jl")
@@ -28,7 +28,7 @@ include("training.jl")
 include("versions.jl")
 
 export array_type, to_device, synchronize_device, put_data, put_pixels, put_order
-export Conv, Dense, BatchNorm, LeNet5, ResNet, BlockSpec, block_specs, DenseNet, CNN
+export Conv, Dense, BatchNorm, ResNet, BlockSpec, block_specs, DenseNet, CNN
 export build_model, TrainState, init_state, train_step!, batch_loss, forward, predict, embed, features,
        EpochPlan
 export export_weights, package_versions, gpu_probe, device_memory_peak

@@ -14,34 +14,47 @@
 #   (decoupled decay), then the Adam step on the plain gradient.
 # Every parameter gets the same rule (PyTorch's single parameter group).
 
+"""pybench's model families (pybench/models/__init__.py `FAMILIES`), as types: `build_model`
+dispatches on them, never on a name."""
+abstract type Family end
+struct CNNFamily <: Family end
+struct ResNetFamily <: Family end
+struct DenseNetFamily <: Family end
+const FAMILIES = Dict("cnn" => CNNFamily(), "resnet" => ResNetFamily(), "densenet" => DenseNetFamily())
+
 """
-    build_model(kind, weights, buffers, block_strides, atype; family, bn_momentum=0.1,
+    build_model(kind, weights, buffers, block_strides, atype; family="resnet", bn_momentum=0.1,
                 bn_eps=1e-5, ...)
 
-`kind` is the model's name and `family` pybench's family of it ("lenet5", "resnet", "densenet"
-or "cnn"). ResNets take `block_strides` (per block) and the stem's `stem_stride`,
-`stem_padding` and `stem_pool` (see `ResNet`); DenseNets `block_layers` and `stem_pool`; CNN
-files their `ops` string (see `CNN`). `frozen` is the comma-separated canonical names of the
-parameters that do not train (`--trainable`). Weights in Knet layout, see `KnetModels`.
+`kind` is the model's name and `family` pybench's family of it ("cnn": LeNet-5 and CNN files,
+"resnet" or "densenet"). Plain CNNs take their `ops` string (see `CNN`); ResNets take
+`block_strides` (per block) and the stem's `stem_stride`, `stem_padding` and `stem_pool` (see
+`ResNet`); DenseNets `block_layers` and `stem_pool`. `frozen` is the comma-separated canonical
+names of the parameters that do not train (`--trainable`). Weights in Knet layout, see
+`KnetModels`.
 """
 function build_model(kind::AbstractString, weights::AbstractDict, buffers::AbstractDict,
-                     block_strides::AbstractVector{<:Integer}, atype::Type;
-                     family::AbstractString=kind == "lenet5" ? "lenet5" : "resnet",
-                     bn_momentum=0.1, bn_eps=1e-5, conv1_padding=2, stem_stride=1,
-                     stem_padding=1, stem_pool=Int[], block_layers=Int[], ops::AbstractString="",
-                     frozen::AbstractString="")
+                     block_strides::AbstractVector{<:Integer}, atype::Type; family::AbstractString="resnet",
+                     frozen::AbstractString="", settings...)
     # One comma-separated string: it crosses from Python the same way with any juliacall.
     names = isempty(frozen) ? Set{String}() : Set{String}(split(frozen, ","))
-    family == "lenet5" && return LeNet5(weights, atype; conv1_padding=conv1_padding, frozen=names)
-    family == "densenet" &&
-        return DenseNet(weights, buffers, block_layers, atype; stem_pool=stem_pool, frozen=names,
-                        momentum=bn_momentum, eps=bn_eps)
-    family == "cnn" &&
-        return CNN(weights, buffers, ops, atype; frozen=names, momentum=bn_momentum, eps=bn_eps)
-    return ResNet(weights, buffers, block_strides, atype; stem_stride=stem_stride,
-                  stem_padding=stem_padding, stem_pool=stem_pool, frozen=names,
-                  momentum=bn_momentum, eps=bn_eps)
+    haskey(FAMILIES, family) || error("unknown model family $family for $kind")
+    return build(FAMILIES[family], weights, buffers, block_strides, atype, names; settings...)
 end
+
+build(::CNNFamily, weights, buffers, block_strides, atype, frozen; ops::AbstractString, bn_momentum=0.1,
+      bn_eps=1e-5, ignored...) =
+    CNN(weights, buffers, ops, atype; frozen=frozen, momentum=bn_momentum, eps=bn_eps)
+
+build(::ResNetFamily, weights, buffers, block_strides, atype, frozen; bn_momentum=0.1, bn_eps=1e-5,
+      stem_stride=1, stem_padding=1, stem_pool=Int[], ignored...) =
+    ResNet(weights, buffers, block_strides, atype; stem_stride=stem_stride, stem_padding=stem_padding,
+           stem_pool=stem_pool, frozen=frozen, momentum=bn_momentum, eps=bn_eps)
+
+build(::DenseNetFamily, weights, buffers, block_strides, atype, frozen; bn_momentum=0.1, bn_eps=1e-5,
+      block_layers=Int[], stem_pool=Int[], ignored...) =
+    DenseNet(weights, buffers, block_layers, atype; stem_pool=stem_pool, frozen=frozen, momentum=bn_momentum,
+             eps=bn_eps)
 
 """PyTorch's update rule and its hyper-parameters in the element type `T` of the weights
 (Float32(5e-4) differs from 5e-4 in the 9th digit, which a Float64 parity trajectory would see).

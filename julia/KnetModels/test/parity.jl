@@ -75,8 +75,10 @@ end
 """The model `m` of `file` built as the Python backend builds it, on arrays of `atype`."""
 function model_from(file, m, prefix, atype)
     strides = haskey(file, "$m/block_strides") ? vec(Int.(file["$m/block_strides"])) : Int[]
+    # A plain CNN (LeNet-5) arrives with its op list, as the bytes of its text; a ResNet with strides.
+    how = haskey(file, "$m/ops") ? (family="cnn", ops=String(UInt8.(vec(file["$m/ops"])))) : (family="resnet",)
     return build_model(m, section(file, "$prefix/param"), section(file, "$prefix/buffer"),
-                       strides, atype)
+                       strides, atype; how...)
 end
 
 """The optimizer settings of trajectory `opt` as init_state's keywords."""

@@ -20,6 +20,10 @@ include("parity.jl")
 
 const ATYPE = Array{Float32}  # the CPU path: what every machine can run
 
+"""LeNet-5's op list as pybench sends it (pybench.models.describe: a plain CNN's `ops`)."""
+const LENET5_OPS = "conv,conv1,1,2;relu;max_pool,2,2,0;conv,conv2,1,0;relu;max_pool,2,2,0;flatten;dense,fc1;" *
+                   "relu;dense,fc2;relu;dense,fc3"
+
 """Knet-layout parameter shapes of LeNet-5 for `c`-channel 28x28 images."""
 lenet5_shapes(c, classes) = Dict(
     "conv1.weight" => (5, 5, c, 6), "conv1.bias" => (6,),
@@ -74,23 +78,24 @@ function batch(c, n; seed=2, classes=10)
     return randn(rng, Float32, 28, 28, c, n), rand(rng, 1:classes, n)
 end
 
+# (name, weights, buffers, block strides, channels, build_model's family keywords)
 models_under_test() = [
-    ("lenet5", random_weights(lenet5_shapes(1, 10))..., Int[], 1),
-    ("resnet8", random_weights(resnet8_shapes(3, 10))..., RESNET8_STRIDES, 3),
+    ("lenet5", random_weights(lenet5_shapes(1, 10))..., Int[], 1, (family="cnn", ops=LENET5_OPS)),
+    ("resnet8", random_weights(resnet8_shapes(3, 10))..., RESNET8_STRIDES, 3, (family="resnet",)),
 ]
 
 @testset "KnetModels" begin
     @testset "forward shapes: $(case[1])" for case in models_under_test()
-        kind, w, b, strides, c = case
-        model = build_model(kind, w, b, strides, ATYPE)
+        kind, w, b, strides, c, how = case
+        model = build_model(kind, w, b, strides, ATYPE; how...)
         x, _ = batch(c, 4)
         @test size(model(x; training=false)) == (10, 4)
         @test size(model(x; training=true)) == (10, 4)
     end
 
     @testset "one step lowers the loss on a fixed batch: $(case[1])" for case in models_under_test()
-        kind, w, b, strides, c = case
-        state = init_state(build_model(kind, w, b, strides, ATYPE), ATYPE; optimizer="sgd",
+        kind, w, b, strides, c, how = case
+        state = init_state(build_model(kind, w, b, strides, ATYPE; how...), ATYPE; optimizer="sgd",
                            lr=0.01, momentum=0.9)
         x, y = batch(c, 16)
         data = put_data(x, y, ATYPE)
@@ -101,8 +106,8 @@ models_under_test() = [
     end
 
     @testset "adam step and weight decay run: $(case[1])" for case in models_under_test()
-        kind, w, b, strides, c = case
-        state = init_state(build_model(kind, w, b, strides, ATYPE), ATYPE; optimizer="adam",
+        kind, w, b, strides, c, how = case
+        state = init_state(build_model(kind, w, b, strides, ATYPE; how...), ATYPE; optimizer="adam",
                            lr=1e-3, weight_decay=5e-4)
         x, y = batch(c, 8)
         _, loss = train_step!(state, put_data(x, y, ATYPE), put_order(8:-1:1), 0, 8)
@@ -110,8 +115,8 @@ models_under_test() = [
     end
 
     @testset "export returns the weights it was built from: $(case[1])" for case in models_under_test()
-        kind, w, b, strides, c = case
-        params, buffers = export_weights(init_state(build_model(kind, w, b, strides, ATYPE), ATYPE))
+        kind, w, b, strides, c, how = case
+        params, buffers = export_weights(init_state(build_model(kind, w, b, strides, ATYPE; how...), ATYPE))
         @test Set(keys(params)) == Set(keys(w))
         @test all(params[k] == reshape(w[k], size(params[k])) for k in keys(w))
         @test all(buffers[k] == b[k] for k in keys(b))
@@ -142,15 +147,15 @@ models_under_test() = [
     end
 
     @testset "Float64 forward and step: $(case[1])" for case in models_under_test()
-        kind, w, b, strides, c = case
+        kind, w, b, strides, c, how = case
         atype = array_type("cpu", Float64)
-        state = init_state(build_model(kind, to_float64(w), to_float64(b), strides, atype), atype;
+        state = init_state(build_model(kind, to_float64(w), to_float64(b), strides, atype; how...), atype;
                            optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4)
         @test state.rule.weight_decay === 5e-4  # not Float32(5e-4)
         x, y = batch(c, 16)
         scores = forward(state, x; training=false)  # Float32 images are converted
         @test eltype(scores) == Float64 && size(scores) == (10, 16)
-        state32 = init_state(build_model(kind, w, b, strides, ATYPE), ATYPE)
+        state32 = init_state(build_model(kind, w, b, strides, ATYPE; how...), ATYPE)
         scores32 = forward(state32, x; training=true)
         @test eltype(scores32) == Float32
         @test scores32 ≈ forward(state, x; training=true) rtol=1e-4
@@ -171,10 +176,10 @@ models_under_test() = [
 
     @testset "Float64 on the GPU matches the CPU: $(case[1])" for case in models_under_test()
         if CUDA.functional()
-            kind, w, b, strides, c = case
+            kind, w, b, strides, c, how = case
             x, y = batch(c, 16)
             run_on(atype) = begin
-                state = init_state(build_model(kind, to_float64(w), to_float64(b), strides, atype),
+                state = init_state(build_model(kind, to_float64(w), to_float64(b), strides, atype; how...),
                                    atype; optimizer="sgd", lr=0.01, momentum=0.9)
                 eval0 = forward(state, x; training=false)
                 # The order on the device too, as pybench puts it (put_order's atype).
@@ -214,7 +219,7 @@ models_under_test() = [
         images, labels = KnetModels.select_batch(data, KnetModels.batch_positions(plan.order, 1, 4))
         @test labels == y[4:-1:1] && images == x[:, :, :, 4:-1:1]
         w, b = random_weights(lenet5_shapes(1, 10))
-        state = init_state(build_model("lenet5", w, b, Int[], ATYPE), ATYPE; lr=0.01)
+        state = init_state(build_model("lenet5", w, b, Int[], ATYPE; family="cnn", ops=LENET5_OPS), ATYPE; lr=0.01)
         train_step!(state, data, plan, 0, 8)
         @test device_memory_peak() == 0  # nothing is sampled on the CPU
         if CUDA.functional()
@@ -222,7 +227,7 @@ models_under_test() = [
             @test KnetModels.index_type(gpu) == CuArray{Int}
             gdata = put_data(x, y, gpu)
             @test gdata.labels isa CuArray{Int} && put_order(1:8, nothing, gpu).order isa CuArray{Int}
-            gstate = init_state(build_model("lenet5", w, b, Int[], gpu), gpu; lr=0.01)
+            gstate = init_state(build_model("lenet5", w, b, Int[], gpu; family="cnn", ops=LENET5_OPS), gpu; lr=0.01)
             train_step!(gstate, gdata, put_order(1:8, nothing, gpu), 0, 8)
             @test device_memory_peak() > 0
         end
