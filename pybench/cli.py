@@ -16,11 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from pybench import short_runs
-from pybench.config import TrainConfig, load_options
 from pybench.errors import Interrupted, PybenchError
 from pybench.models import MODEL_NAMES, model_names
 from pybench.options import COMMANDS as COMMAND_HELP
-from pybench.options import add_options
+from pybench.options import add_options, load_options, train_config
 from pybench.recipes import RECIPES
 
 
@@ -59,8 +58,9 @@ def parse_arguments(argv: list[str] | None):
 
 
 def cmd_list(args) -> int:
-    from pybench.backends import FRAMEWORK_DESCRIPTIONS, VARIANT_DESCRIPTIONS, availability, gpu_support
+    from pybench.backends import availability, gpu_support
     from pybench.datasets import DATASETS
+    from pybench.frameworks import FRAMEWORK_DESCRIPTIONS, VARIANT_DESCRIPTIONS
     from pybench.models import MODEL_DESCRIPTIONS
 
     print("datasets:")
@@ -102,7 +102,7 @@ def cmd_compare(args) -> int:
                            "give one of them")
     cfg = CompareConfig(dataset=args.dataset, frameworks=with_variants(args),
                         models=model_names(args.models),
-                        train=TrainConfig.from_values(vars(args), "lenet5"), device=args.device,
+                        train=train_config(vars(args), "lenet5"), device=args.device,
                         out=paths(args.out), timeout=args.timeout,
                         dataset_options=load_options(vars(args)),
                         seeds=args.seeds or (), repeats=args.repeats, gpu=args.gpu,
@@ -164,7 +164,7 @@ def cmd_parity(args) -> int:
 
     cfg = ParityConfig(models=model_names(args.models or MODEL_NAMES), frameworks=args.frameworks,
                        every_model=args.models is None,
-                       train=TrainConfig.from_values(vars(args), "lenet5", "parity"), steps=args.steps,
+                       train=train_config(vars(args), "lenet5", "parity"), steps=args.steps,
                        dtype=args.dtype, device=args.device,
                        dataset=args.dataset, dataset_options=load_options(vars(args), "parity"),
                        out=paths(args.out) or default_out_dir("parity"), timeout=args.timeout,

@@ -1,6 +1,6 @@
 """What one run is, as one object: what it trains with (`TrainConfig`) and on which data (the
 dataset and its load options): `RunConfig`. Built from the option table's values
-(`pybench.options`: `TrainConfig.from_values`, `load_options`), written to the worker's job file
+(`pybench.options.train_config`, `pybench.options.load_options`), written to the worker's job file
 and to results.json by one `to_json`, read back by `from_json`. The rules between options live
 here, on the objects, so the command line, a sweep file and a job file are held to the same ones.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from pybench.errors import PybenchError
 from pybench.optimizers import OptimizerConfig
@@ -92,41 +91,6 @@ class TrainConfig:
         for key in ("augment", "trainable"):
             fields[key] = tuple(fields.get(key, ()))
         return cls(**fields)
-
-    @classmethod
-    def from_values(cls, values: dict, model: str, command: str = "compare") -> TrainConfig:
-        """The configuration a command's option values make (`pybench.options`: each training
-        option's `to` names its field, `optimizer.*` and `schedule.*` the nested ones); options
-        the command does not take keep their defaults."""
-        from pybench.options import TRAIN, options_of
-
-        parts: dict[str, dict] = {"": {}, "optimizer": {}, "schedule": {}}
-        for option in options_of(command):
-            if option.group == TRAIN and option.dest in values:
-                where, _, name = option.to.rpartition(".")
-                parts[where][name] = values[option.dest]
-        plain = parts[""]
-        plain["seed"] = plain.get("seed") or 0
-        for key in ("weights", "predict"):  # files: absolute, as every process must find them
-            if plain.get(key):
-                plain[key] = str(Path(plain[key]).expanduser().resolve())
-        return cls(model=model, optimizer=OptimizerConfig(**parts["optimizer"]), schedule=Schedule(**parts["schedule"]),
-                   **plain)
-
-
-def load_options(values: dict, command: str = "compare") -> dict:
-    """load_dataset's keywords from a command's option values (each dataset option's `to`):
-    `--task multilabel` is `multilabel=True`, the `--no-...` flags their keyword's False."""
-    from pybench.options import DATA, options_of
-
-    options = {}
-    for option in options_of(command):
-        if option.group == DATA and option.dest in values:
-            keyword, value = option.to.removeprefix("load:"), values[option.dest]
-            if option.inverted:  # --no-cache: cache=False
-                value = not value
-            options[keyword] = value == "multilabel" if option.dest == "task" else value
-    return options
 
 
 # The validation share `--patience` carves when no --val-fraction is given and the source has no

@@ -6,9 +6,9 @@ type of one value and the function that checks a value given as text, its defaul
 docs say it), its choices, whether a sweep may vary it from run to run, and where its value goes
 (`to`: a TrainConfig field, `optimizer.lr`, `schedule.gamma`, a load_dataset keyword). From this
 one table are made: the command line's parsers (`add_options`), the sweep file's keys
-(`pybench.sweep_file`), the run configuration (`pybench.config.RunConfig.from_values`, which the
-job file and results.json store) and docs/options.md (`tools/option_reference.py`). A new option
-is one entry here plus the code that uses it.
+(`pybench.sweep_file`), the run configuration (`train_config` and `load_options` here; the job
+file and results.json store its `pybench.config.RunConfig`) and docs/options.md
+(`tools/option_reference.py`). A new option is one entry here plus the code that uses it.
 
 A check takes the value as text (the command line's) and returns it converted, or raises
 ValueError saying why in a few words; a sweep file's values (TOML's int, float, bool, str) go
@@ -22,8 +22,14 @@ import argparse
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from pybench.optimizers import OPTIMIZERS
+from pybench.config import TrainConfig
+from pybench.errors import PybenchError
+from pybench.frameworks import FRAMEWORK_NAMES, framework_problem
+from pybench.optimizers import OPTIMIZERS, OptimizerConfig
+from pybench.recipes import RECIPES, recipe_help
+from pybench.schedules import SCHEDULES, Schedule
 
 TRAIN, DATA, RUN = "train", "data", "run"
 GROUP_TITLES = {RUN: "run options", TRAIN: "training options", DATA: "dataset options"}
@@ -143,13 +149,9 @@ def text(value) -> str:
 
 
 def frameworks(text) -> tuple[str, ...]:
-    from pybench.backends import FRAMEWORK_NAMES, VARIANTS
-
     items = names(text)
-    for item in items:
-        if item not in FRAMEWORK_NAMES and item not in VARIANTS:
-            raise ValueError(f"unknown framework {item!r}: choose from {', '.join(FRAMEWORK_NAMES)} "
-                             f"(or the variant {', '.join(VARIANTS)})")
+    for problem in filter(None, map(framework_problem, items)):
+        raise ValueError(problem)
     return items
 
 
@@ -202,8 +204,6 @@ def model_list_help() -> str:
 
 
 def schedule_names() -> tuple[str, ...]:
-    from pybench.schedules import SCHEDULES
-
     return tuple(SCHEDULES)
 
 
@@ -216,9 +216,6 @@ TASKS = ("single", "multilabel")
 
 
 def build_options() -> tuple[Option, ...]:
-    from pybench.backends import FRAMEWORK_NAMES
-    from pybench.recipes import RECIPES, recipe_help
-
     return (
         # -- run: which runs, where, and what they write
         Option("dataset", DATASET_HELP, RUN, ("compare",), sweep=False),
@@ -667,8 +664,6 @@ def option_by_dest(command: str) -> dict[str, Option]:
 def argparse_type(check: Callable):
     """A check as argparse's `type`: its ValueError (or one-line PybenchError) becomes argparse's
     one-line usage error."""
-    from pybench.errors import PybenchError
-
     def convert(value):
         try:
             return check(value)
@@ -708,3 +703,36 @@ def shown_default(option: Option, command: str) -> str:
     if isinstance(value, tuple):
         return ",".join(map(str, value))
     return str(value)
+
+
+# ---------------------------------------------------------------- the run configuration
+
+def train_config(values: dict, model: str, command: str = "compare") -> TrainConfig:
+    """The training configuration a command's option values make (each training option's `to`
+    names its field, `optimizer.*` and `schedule.*` the nested ones); options the command does
+    not take keep their defaults."""
+    parts: dict[str, dict] = {"": {}, "optimizer": {}, "schedule": {}}
+    for option in options_of(command):
+        if option.group == TRAIN and option.dest in values:
+            where, _, name = option.to.rpartition(".")
+            parts[where][name] = values[option.dest]
+    plain = parts[""]
+    plain["seed"] = plain.get("seed") or 0
+    for key in ("weights", "predict"):  # files: absolute, as every process must find them
+        if plain.get(key):
+            plain[key] = str(Path(plain[key]).expanduser().resolve())
+    return TrainConfig(model=model, optimizer=OptimizerConfig(**parts["optimizer"]),
+                       schedule=Schedule(**parts["schedule"]), **plain)
+
+
+def load_options(values: dict, command: str = "compare") -> dict:
+    """load_dataset's keywords from a command's option values (each dataset option's `to`):
+    `--task multilabel` is `multilabel=True`, the `--no-...` flags their keyword's False."""
+    options = {}
+    for option in options_of(command):
+        if option.group == DATA and option.dest in values:
+            keyword, value = option.to.removeprefix("load:"), values[option.dest]
+            if option.inverted:  # --no-cache: cache=False
+                value = not value
+            options[keyword] = value == "multilabel" if option.dest == "task" else value
+    return options

@@ -3,7 +3,7 @@
 There is one description of the run options: the option table (`pybench.options`). A sweep key
 is a `compare` option's name with underscores (`--warmup-steps` is `warmup_steps`), its value
 converted and checked by that option's own check and choices, and a run's `TrainConfig` is made
-by the same `TrainConfig.from_values` from the same values as the command line's. An option added
+by the same `pybench.options.train_config` from the same values as the command line's. An option added
 to the table is a sweep key at once, and the two cannot drift apart.
 
 A value is fixed (a scalar), a grid (a list: every value, each combination one run) or, with
@@ -20,7 +20,6 @@ import itertools
 import math
 import re
 import sys
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -31,6 +30,18 @@ else:  # pragma: no cover - Python 3.10
 
 from pybench import short_runs
 from pybench.errors import PybenchError
+from pybench.frameworks import FRAMEWORK_DESCRIPTIONS, FRAMEWORK_NAMES
+from pybench.options import DATA, load_options, option_by_dest, train_config
+from pybench.recipes import RECIPES
+from pybench.sweep_spec import (
+    DEFAULT_FINAL_SEEDS,
+    DISTRIBUTIONS,
+    PRUNERS,
+    SEARCH_KEYS,
+    SEARCHES,
+    Distribution,
+    SweepSpec,
+)
 
 # The first sweep files named the grid in plurals; they still read.
 PLURAL_KEYS = {"batch_sizes": "batch_size", "lrs": "lr", "optimizers": "optimizer", "seeds": "seed"}
@@ -38,80 +49,6 @@ PLURAL_KEYS = {"batch_sizes": "batch_size", "lrs": "lr", "optimizers": "optimize
 NOT_SWEEP_KEYS = {"out": "the sweep's folder is `sweep --out`",
                   "no_report": "`sweep --no-report` skips the report",
                   "repeats": "list the seeds to train instead (seeds = [0, 1, 2])"}
-SEARCHES = ("grid", "random", "tpe")
-PRUNERS = ("none", "median", "asha")
-DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
-# The keys that are not compare options (the search's own, and Ray's reservation), with their
-# TOML types.
-SEARCH_KEYS = {"search": str, "trials": int, "final_seeds": (int, list), "sampler_seed": int,
-               "pruner": str, "time_budget": (str, int, float), "parallel_trials": int,
-               "cpus_per_run": (int, float)}
-DEFAULT_FINAL_SEEDS = 5
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """A searched key: Optuna's distribution of that kind (`pybench.tuning.optuna_distribution`)."""
-
-    kind: str  # one of DISTRIBUTIONS
-    values: tuple  # (low, high) or the choices
-
-    def describe(self) -> str:
-        if self.kind == "choice":
-            return "{" + ", ".join(map(repr, self.values)) + "}"
-        return f"{self.kind}[{self.values[0]:g}, {self.values[1]:g}]"
-
-
-@dataclass(frozen=True)
-class SweepSpec:
-    """A parsed SWEEP.toml."""
-
-    dataset: str
-    frameworks: tuple[str, ...]
-    models: tuple[str, ...]
-    fixed: dict  # option -> value, as its check returns it
-    grid: dict  # option -> tuple of values (every combination is one run)
-    raw_grid: dict  # the same lists as the file wrote them (what a search's choices hold)
-    space: dict  # option -> Distribution (search = "random" / "tpe")
-    dataset_options: dict  # the [dataset_options] table (load_dataset's keywords)
-    search: str | None = None  # None: a grid sweep, one run per combination
-    trials: int | None = None
-    final_seeds: tuple[int, ...] = ()
-    sampler_seed: int = 0
-    pruner: str = "none"
-    time_budget_s: float | None = None
-    parallel_trials: int | None = None
-    cpus_per_run: float = 1.0
-    path: Path = field(default=Path("SWEEP.toml"))
-
-    @property
-    def device(self) -> str:
-        return self.fixed.get("device", "auto")
-
-    @property
-    def timeout(self) -> float | None:
-        return self.fixed.get("timeout")
-
-    @property
-    def mlflow(self) -> Path | None:
-        return self.fixed.get("mlflow")
-
-    @property
-    def seeds(self) -> tuple[int, ...]:
-        return self.grid.get("seed", (self.fixed.get("seed") or 0,))
-
-    def searched(self) -> dict:
-        """The keys a search draws: its distributions, and its lists as choices."""
-        lists = {k: Distribution("choice", v) for k, v in self.raw_grid.items() if k != "seed"}
-        return {**lists, **self.space}
-
-    def option_values(self, written: dict) -> dict:
-        """Searched values as the file writes them (Optuna's choices are plain TOML values), as
-        compare stores them."""
-        def bad(key: str, what: str) -> PybenchError:
-            return PybenchError(f"{self.path}: {key}: {what}")
-
-        return {k: convert(k, v, bad) for k, v in written.items()}
 
 
 # ---------------------------------------------------------------- compare's options
@@ -120,16 +57,12 @@ class SweepSpec:
 def compare_options() -> dict:
     """compare's options by sweep key (their `dest`), from the option table: those a sweep file
     takes (`Option.sweep`; NOT_SWEEP_KEYS says why the others are refused)."""
-    from pybench.options import option_by_dest
-
     return {dest: option for dest, option in option_by_dest("compare").items() if option.sweep}
 
 
 @cache
 def dataset_keys() -> frozenset[str]:
     """The dataset options: they decide the arrays, which every run of a sweep shares."""
-    from pybench.options import DATA
-
     return frozenset(dest for dest, option in compare_options().items() if option.group == DATA)
 
 
@@ -142,8 +75,6 @@ def run_wide(key: str) -> bool:
 def dataset_option_keys() -> dict[str, type]:
     """The [dataset_options] table of older sweep files: load_dataset's keywords (each dataset
     option's `to`) and their types."""
-    from pybench.options import DATA
-
     keys = {}
     for option in compare_options().values():
         if option.group == DATA:
@@ -212,8 +143,6 @@ def load_sweep_spec(path: Path) -> SweepSpec:
 
 
 def spec_from_dict(raw: dict, path: Path) -> SweepSpec:
-    from pybench.backends import FRAMEWORK_NAMES
-
     def bad(key: str, what: str) -> PybenchError:
         return PybenchError(f"{path}: {key}: {what}")
 
@@ -293,8 +222,6 @@ def list_of_names(key: str, entry: tuple, bad) -> list[str]:
     if len(set(value)) != len(value):
         raise bad(key, "lists a value twice")
     if key == "frameworks":
-        from pybench.backends import FRAMEWORK_DESCRIPTIONS
-
         for name in value:
             if name not in FRAMEWORK_DESCRIPTIONS:
                 raise bad(key, f"unknown framework {name!r}: choose from "
@@ -464,29 +391,32 @@ def grid_points(spec: SweepSpec, keys=None) -> list[dict]:
 def run_values(spec: SweepSpec, values: dict) -> dict:
     """compare's option values for one run, by dest: the table's defaults (a recipe's, when the
     file names one), the file's fixed values, then the run's own."""
-    from pybench.recipes import RECIPES
-
     defaults = {dest: option.default_for("compare") for dest, option in compare_options().items()}
     return {**defaults, **RECIPES.get(spec.fixed.get("recipe"), {}), **spec.fixed, **values}
 
 
 def run_train_config(spec: SweepSpec, model: str, values: dict):
-    """The TrainConfig of one run (`TrainConfig.from_values`, as compare makes it); a combination
+    """The TrainConfig of one run (`pybench.options.train_config`, as compare makes it); a combination
     the configuration refuses (e.g. nesterov with adam) is a one-line error naming the file."""
-    from pybench.config import TrainConfig
-
     try:
-        return TrainConfig.from_values(run_values(spec, values), model)
+        return train_config(run_values(spec, values), model)
     except PybenchError as exc:
         shown = ", ".join(f"{k} = {v!r}" for k, v in values.items())
         raise PybenchError(f"{spec.path}: {exc}" + (f" (with {shown})" if shown else "")) from None
 
 
+def option_values(spec: SweepSpec, written: dict) -> dict:
+    """Searched values as the file writes them (Optuna's choices are plain TOML values), as
+    compare stores them."""
+    def bad(key: str, what: str) -> PybenchError:
+        return PybenchError(f"{spec.path}: {key}: {what}")
+
+    return {k: convert(k, v, bad) for k, v in written.items()}
+
+
 def run_dataset_options(spec: SweepSpec) -> dict:
     """load_dataset's keywords: compare's dataset options in the file, then its
     [dataset_options] table (the older spelling: load_dataset's own names)."""
-    from pybench.config import load_options
-
     written = {k: v for k, v in spec.fixed.items() if k in dataset_keys()}
     options = load_options(run_values(spec, {}))
     return {**{k: v for k, v in options.items() if k in dataset_table_names(written)}, **spec.dataset_options}
@@ -494,7 +424,5 @@ def run_dataset_options(spec: SweepSpec) -> dict:
 
 def dataset_table_names(written: dict) -> set[str]:
     """The load_dataset keywords the file's top-level dataset options set."""
-    from pybench.options import option_by_dest
-
     options = option_by_dest("compare")
     return {options[k].to.removeprefix("load:") for k in written}

@@ -32,7 +32,7 @@ def optuna():
 
 
 def optuna_distribution(distribution):
-    """Optuna's distribution for a `pybench.sweep_file.Distribution`."""
+    """Optuna's distribution for a `pybench.sweep_spec.Distribution`."""
     d = optuna().distributions
     low_high = distribution.values[:2]
     if distribution.kind == "log_uniform":

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from pybench import models
-from pybench.backends import FRAMEWORK_NAMES, get_backend
+from pybench.backends import get_backend
 from pybench.backends.contract import ModelInput, OptimizerConfig
+from pybench.frameworks import FRAMEWORK_NAMES
 
 # Every registered framework that may share the pytest process (which has imported torch).
 # juliacall must not (docs/julia.md): tests/test_knet_backend.py holds knet to the same

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pybench.backends import FRAMEWORK_NAMES, availability
+from pybench.backends import availability
+from pybench.frameworks import FRAMEWORK_NAMES
 from pybench.run.fidelity import LOGIT_ATOL
 
 # float64 trajectories of three steps: what two implementations of the same formulas agree to

@@ -147,7 +147,7 @@ def test_bad_options_are_pybench_errors():
 
 def test_the_dataset_options_round_trip_from_the_command_line_to_load_datasets_keywords():
     from pybench.cli import parse_arguments
-    from pybench.config import load_options
+    from pybench.options import load_options
 
     def options(*args: str) -> dict:
         return load_options(vars(parse_arguments(["datasets", "info", "digits", *args])), "datasets info")
@@ -161,7 +161,9 @@ def test_the_dataset_options_round_trip_from_the_command_line_to_load_datasets_k
     assert given == {"data_dir": "/d", "image_size": 32, "grayscale": True, "test_fraction": 0.3, "seed": 4,
                      "manifest": "m.csv", "image_col": "img", "label_col": "lab", "binary_negative": "No Finding",
                      "group_col": "Patient ID", "workers": 3, "cache": False, "multilabel": False, "val_fraction": 0.1,
-                     "layout": "splits", "split": "random", "skip_unreadable": True, "checksum": False, "resize": "pad"}
+                     "layout": "splits", "split": "random", "skip_unreadable": True, "checksum": False, "resize": "pad",
+                     "hash_files": False}
+    assert options("--hash-files")["hash_files"] is True
     assert options("--task", "multilabel")["multilabel"] is True
     defaults = options()
     assert defaults["test_fraction"] == 0.2 and defaults["seed"] == 0 and defaults["cache"] is True

@@ -69,7 +69,7 @@ def readme_feature_list() -> str:
 
 
 def test_the_readme_feature_list_names_every_model_and_framework():
-    from pybench.backends import FRAMEWORK_NAMES, VARIANTS
+    from pybench.frameworks import FRAMEWORK_NAMES, VARIANTS
     from pybench.models import MODEL_DESCRIPTIONS, MODEL_NAMES
 
     features = readme_feature_list()

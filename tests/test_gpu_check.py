@@ -63,7 +63,7 @@ def test_a_framework_that_cannot_use_the_gpu_fails_with_its_own_fix(tmp_path):
 
 
 def test_every_registered_framework_is_probed_the_way_a_worker_makes_its_backend(tmp_path):
-    from pybench.backends import FRAMEWORK_NAMES
+    from pybench.frameworks import FRAMEWORK_NAMES
 
     probes = [s for s in gpu_check.steps(tmp_path, list(FRAMEWORK_NAMES), 10) if s.needs]
     assert [s.needs for s in probes] == [(fw,) for fw in FRAMEWORK_NAMES]

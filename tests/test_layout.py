@@ -1,6 +1,9 @@
 """The shape of the house, from the imports: the commands stand side by side on `pybench.run`
 (none imports another), `run` never reaches up to a command or the command line, reports never
-reach into a run, and no two modules of pybench import each other, directly or round a circle.
+reach into a run, the option table and the run configuration stay below all of them, no two
+modules of pybench import each other, directly or round a circle, and the house has at most
+seven floors below `__main__` (a package is one room: its floor is one above the highest room it
+imports).
 Read from the source with `ast` (imports inside functions included): nothing is imported."""
 
 from __future__ import annotations
@@ -91,3 +94,50 @@ def test_no_import_circle_in_pybench():
     for module in sorted(GRAPH):
         if module not in state:
             visit(module)
+
+
+# The low rooms: what a run is and which options make it, stated once as data. Every command,
+# the worker and the sweep reader stand on them; they stand on nothing that runs or reports.
+LOW = ["pybench.options", "pybench.config", "pybench.frameworks", "pybench.optimizers", "pybench.sweep_spec"]
+ABOVE_LOW = ("pybench.commands", "pybench.cli", "pybench.run", "pybench.report", "pybench.training",
+             "pybench.backends", "pybench.sweep_file", "pybench.__main__")
+
+
+@pytest.mark.parametrize("module", LOW)
+def test_the_option_table_and_the_run_configuration_stay_below_the_commands(module):
+    upward = [m for m in GRAPH[module] if m.startswith(ABOVE_LOW)]
+    assert not upward, (module, upward)
+    assert "pybench.options" not in GRAPH["pybench.config"], "config must not need the table"
+
+
+def room(module: str) -> str:
+    """A package is one room (pybench.run, pybench.report, ...); a top-level module its own."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 or module in PACKAGES else module
+
+
+PACKAGES = {m for m in GRAPH if (PACKAGE.parent / m.replace(".", "/") / "__init__.py").exists()}
+
+
+def floors() -> dict[str, int]:
+    rooms: dict[str, set[str]] = {}
+    for module, targets in GRAPH.items():
+        rooms.setdefault(room(module), set()).update(room(t) for t in targets)
+    for name, targets in rooms.items():
+        targets.discard(name)
+    found: dict[str, int] = {}
+
+    def floor(name: str) -> int:
+        if name not in found:
+            found[name] = 1 + max((floor(t) for t in rooms[name]), default=0)
+        return found[name]
+
+    for name in rooms:
+        floor(name)
+    return found
+
+
+def test_seven_floors_or_fewer_below_main():
+    found = floors()
+    assert found["pybench.run"] > found["pybench.training"] > found["pybench.backends"], found
+    assert found["pybench.__main__"] - 1 <= 7, sorted(found.items(), key=lambda item: -item[1])

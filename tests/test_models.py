@@ -36,7 +36,8 @@ def test_lenet5_is_a_plain_cnn_whose_flatten_follows_the_input_size():
     assert models.param_shapes("lenet5", (3, 32, 32), 2)["fc1.weight"] == (120, 16 * 6 * 6)
     assert models.n_params("lenet5", (1, 28, 28), 10) == 61_706
     assert models.smallest_square("lenet5", (1, 8, 8), 10) == 12
-    with pytest.raises(PybenchError, match=r"lenet5: layer 4 \(conv conv2\): field .kernel. = 5 does not fit the 4x4 maps"):
+    with pytest.raises(PybenchError,
+                       match=r"lenet5: layer 4 \(conv conv2\): field .kernel. = 5 does not fit the 4x4 maps"):
         models.layers("lenet5", (1, 8, 8), 10)
 
 

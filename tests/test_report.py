@@ -405,7 +405,7 @@ def test_report_never_imports_a_framework(tmp_path):
     run_dir = make_digits_run(tmp_path / "run")
     # Every registered framework's distributions (a new framework is covered once registered), and
     # the libraries a report might be tempted to borrow from.
-    from pybench.backends import FRAMEWORKS
+    from pybench.frameworks import FRAMEWORKS
 
     refused = sorted({d for f in FRAMEWORKS.values() for d in f.distributions} | {"flax", "tensorflow", "keras"})
     assert {"torch", "jax", "juliacall"} <= set(refused)

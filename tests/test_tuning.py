@@ -124,7 +124,7 @@ def test_search_settings_and_defaults(tmp_path):
 # ---------------------------------------------------------------- Optuna: equal budget, paired
 
 def space():
-    from pybench.sweep_file import Distribution
+    from pybench.sweep_spec import Distribution
 
     return {"lr": tuning.optuna_distribution(Distribution("log_uniform", (1e-4, 1e-1))),
             "momentum": tuning.optuna_distribution(Distribution("uniform", (0.0, 0.95))),

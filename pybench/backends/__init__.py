@@ -1,4 +1,5 @@
-"""The framework registry: names to backend classes, imported only when asked for.
+"""The framework registry (`pybench.frameworks`) made live: names to backend classes, imported
+only when asked for.
 
 Importing a backend imports its framework, which is slow (PyTorch, JAX) or must not happen in a
 process that already holds another framework (juliacall beside torch can crash). So nothing here
@@ -9,51 +10,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-from dataclasses import dataclass
 
 from pybench.backends.contract import Availability, Backend
 from pybench.errors import PybenchError, UnavailableError
-
-
-@dataclass(frozen=True)
-class Framework:
-    """One registered framework: where its backend lives and what identifies its install."""
-
-    module: str
-    backend_class: str
-    description: str
-    distributions: tuple[str, ...]  # installed distributions whose versions every result records
-
-
-# The one list of frameworks: the command line's and a sweep's defaults, `list`, the recorded
-# versions and the conformance tests all derive from it, so a new backend registered here is
-# never silently left out.
-FRAMEWORKS = {
-    "torch": Framework("pybench.backends.torch_backend", "TorchBackend",
-                       "PyTorch (nn.Module, torch.optim)", ("torch", "torchvision")),
-    "jax": Framework("pybench.backends.jax_backend", "JaxBackend",
-                     "JAX (pure functions, jit, optax)", ("jax", "jaxlib", "optax")),
-    "knet": Framework("pybench.backends.knet_backend", "KnetBackend",
-                      "Knet.jl through juliacall (Julia, CUDA.jl)", ("juliacall",)),
-}
-FRAMEWORK_NAMES = tuple(FRAMEWORKS)
-FRAMEWORK_DESCRIPTIONS = {name: f.description for name, f in FRAMEWORKS.items()}
-
-# Opt-in ways of running a framework other than its default: each runs and reports as a framework
-# of its own name (its own row everywhere, never mixed with the default's figures). name ->
-# (framework, backend attributes set before init_state).
-VARIANTS = {
-    "torch.compile": ("torch", {"compile_step": True}),
-}
-VARIANT_DESCRIPTIONS = {
-    "torch.compile": "PyTorch with the training step's module under torch.compile (opt-in)",
-}
+from pybench.frameworks import FRAMEWORKS, VARIANTS, framework_problem
 
 
 def check_framework(name: str) -> None:
-    if name not in FRAMEWORKS and name not in VARIANTS:
-        raise PybenchError(f"unknown framework {name!r}: choose from {', '.join(FRAMEWORKS)} "
-                           f"(or the variant {', '.join(VARIANTS)})")
+    problem = framework_problem(name)
+    if problem:
+        raise PybenchError(problem)
 
 
 def get_backend_class(name: str) -> type[Backend]:

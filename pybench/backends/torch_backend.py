@@ -366,7 +366,7 @@ class TorchBackend(Backend):
         # docs/performance.md). GPUs keep the contiguous default, unmeasured here. Set before
         # init_state and put_data to try the other.
         self.memory_format = MEMORY_FORMATS.get(device, torch.contiguous_format)
-        # The torch.compile variant (pybench.backends.VARIANTS): its first step, reported apart
+        # The torch.compile variant (pybench.frameworks.VARIANTS): its first step, reported apart
         # as first_step_s, includes the compilation.
         self.compile_step = False
         # Full float32 everywhere, as in the other backends: TF32 would change the numbers

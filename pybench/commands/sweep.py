@@ -57,7 +57,8 @@ from pybench.run.sweep_runs import (
     shared_config,
     with_identity,
 )
-from pybench.sweep_file import SweepSpec, run_dataset_options, run_train_config
+from pybench.sweep_file import run_dataset_options, run_train_config
+from pybench.sweep_spec import SweepSpec
 
 # ---------------------------------------------------------------- SWEEP.toml
 
@@ -117,7 +118,7 @@ def run_sweep(spec: SweepSpec, executor, out: Path | None = None, resume: bool =
         write_unreadable(out_dir, dataset)
         document = {
             **results_header(command),
-            "config": shared_config(spec, runs, device, executor.name),
+            "config": shared_config(spec, runs, device, executor.name, options),
             "cnn_models": cnn_records(spec.models),
             "dataset": dataset_summary(dataset), "runs": ordered_runs(runs, records),
         }

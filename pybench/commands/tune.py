@@ -51,7 +51,8 @@ from pybench.run.sweep_runs import (
     shared_config,
     with_identity,
 )
-from pybench.sweep_file import SweepSpec, grid_points, run_dataset_options, run_train_config
+from pybench.sweep_file import grid_points, option_values, run_dataset_options, run_train_config
+from pybench.sweep_spec import SweepSpec
 
 
 def tuned_dataset_options(spec: SweepSpec) -> dict:
@@ -69,7 +70,7 @@ def run_search(spec: SweepSpec, executor, out: Path, resume: bool = False, comma
     options = tuned_dataset_options(spec)
     space = spec.searched()
     first = SweepRun(spec.frameworks[0], spec.models[0],
-                     run_train_config(spec, spec.models[0], spec.option_values(first_values(space))))
+                     run_train_config(spec, spec.models[0], option_values(spec, first_values(space))))
     checked = preflight(model_names=spec.models, frameworks=spec.frameworks, dataset=spec.dataset,
                         dataset_options=options, train=first.train, seed=first.train.seed,
                         device=None, progress=progress,
@@ -87,8 +88,7 @@ def run_search(spec: SweepSpec, executor, out: Path, resume: bool = False, comma
         make_out_dir(out_dir)
         write_unreadable(out_dir, dataset)
         document = {**results_header(command),
-                    "config": {**shared_config(spec, [first], device, executor.name),
-                               "dataset_options": options},
+                    "config": shared_config(spec, [first], device, executor.name, options),
                     "tuning": tuning_summary(spec, space),
                     "cnn_models": cnn_records(spec.models),
                     "dataset": dataset_summary(dataset), "runs": list(records.values())}
@@ -192,7 +192,7 @@ class Search:
         return wave
 
     def trial_run(self, framework: str, model: str, slot: int, params: dict, prune: dict | None) -> SweepRun:
-        train = run_train_config(self.spec, model, self.spec.option_values(params))
+        train = run_train_config(self.spec, model, option_values(self.spec, params))
         return SweepRun(framework, model, train, swept=tuple(params.items()), tag=f"t{slot}", prune=prune)
 
     def run_wave(self, wave: list, studies: dict, bar) -> None:
@@ -260,7 +260,7 @@ class Search:
             for framework, summary in chosen.items():
                 if summary["best_config"] is None:
                     continue
-                values = {**self.spec.option_values(summary["best_config"]), "seed": seed}
+                values = {**option_values(self.spec, summary["best_config"]), "seed": seed}
                 train = run_train_config(self.spec, model, values)
                 runs.append(SweepRun(framework, model, train, swept=tuple(summary["best_config"].items()),
                                      tag=f"final-t{summary['best_trial']}"))

@@ -17,7 +17,7 @@ from pybench.config import RunConfig, TrainConfig
 from pybench.errors import PybenchError
 from pybench.run.fidelity import forward_parity
 from pybench.run.life import train_in_worker
-from pybench.sweep_file import SweepSpec, run_dataset_options
+from pybench.sweep_spec import SweepSpec
 
 # The grid's first keys, in the order the first sweeps expanded them (then the file's others).
 GRID_ORDER = ("batch_size", "optimizer", "seed", "lr")
@@ -115,7 +115,7 @@ def with_identity(record: dict, run: SweepRun) -> dict:
 
 # ---------------------------------------------------------------- the document
 
-def shared_config(spec: SweepSpec, runs: list[SweepRun], device: str, executor: str) -> dict:
+def shared_config(spec: SweepSpec, runs: list[SweepRun], device: str, executor: str, dataset_options: dict) -> dict:
     """The document-level `config`: what all runs share, and the grid they were drawn from."""
     train = asdict(runs[0].train)
     optimizer = train.pop("optimizer")
@@ -125,7 +125,7 @@ def shared_config(spec: SweepSpec, runs: list[SweepRun], device: str, executor: 
     optimizer = {k: v for k, v in optimizer.items() if k not in ("name", "lr", *spec.grid, *spec.space)}
     others = {k: [as_json(v) for v in values] for k, values in spec.grid.items()
               if k not in GRID_ORDER}
-    return {"dataset": spec.dataset, "dataset_options": run_dataset_options(spec),
+    return {"dataset": spec.dataset, "dataset_options": dataset_options,
             "frameworks": list(spec.frameworks), "models": list(spec.models),
             "device": device, "timeout_s": spec.timeout, **train,
             "optimizer_settings": optimizer,
