@@ -15,7 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from pybench import short_runs
+from pybench import history, short_runs
 from pybench.errors import Interrupted, PybenchError
 from pybench.models import MODEL_NAMES, model_names
 from pybench.options import COMMANDS as COMMAND_HELP
@@ -38,11 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(parser, "")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     parser.subcommand_parsers = sub.choices  # for --recipe (see parse_arguments)
-    for command in ("list", "datasets", "compare", "parity", "sweep", "report"):
+    for command in ("list", "datasets", "compare", "parity", "sweep", "report", "history"):
         add_options(sub.add_parser(command, help=COMMAND_HELP[command]), command)
     datasets = sub.choices["datasets"].add_subparsers(dest="datasets_command", required=True,
                                                       parser_class=OneLineParser)
     add_options(datasets.add_parser("info", help=COMMAND_HELP["datasets info"]), "datasets info")
+    history = sub.choices["history"].add_subparsers(dest="history_command", parser_class=OneLineParser)
+    add_options(history.add_parser("import", help=COMMAND_HELP["history import"]), "history import")
     return parser
 
 
@@ -117,6 +119,8 @@ def cmd_compare(args) -> int:
         return report_interrupted(args, Path(out), exc)
     print(summary_text(document))
     print(f"results: {out_dir / 'results.json'}")
+    for line in history.record(document, out_dir, args.store, against_history=True, min_change=args.min_change):
+        print(line, file=sys.stderr if line.startswith("pybench:") else sys.stdout)
     if not args.no_report:
         from pybench.report import write_report
 
@@ -202,11 +206,28 @@ def cmd_sweep(args) -> int:
 
         print("\n".join(line.replace("**", "") for line in headline_lines(document)))
     print(f"results: {out_dir / 'results.json'}")
+    for line in history.record(document, out_dir, args.store):
+        print(line, file=sys.stderr if line.startswith("pybench:") else sys.stdout)
     if not args.no_report:
         from pybench.report import write_report
 
         print(f"report: {write_report(out_dir)}")
     return 0 if any(r["status"] == "ok" for r in document["runs"]) else 1
+
+
+def cmd_history(args) -> int:
+    if args.history_command == "import":
+        print("\n".join(history.import_sources(map(Path, args.sources), args.store)))
+        return 0
+    print(history.history_text(args.store, args.metrics, args.min_change, args.order))
+    if args.html:
+        from pybench.history.page import write_page
+        from pybench.history.store import read_rows
+
+        rows = read_rows(args.store)
+        print(f"page: {write_page(rows, Path(args.html), args.min_change, args.order)}" if len(rows) else
+              f"page: none written ({args.html}): no runs to draw")
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -236,7 +257,7 @@ def cmd_report(args) -> int:
 
 
 COMMANDS = {"list": cmd_list, "datasets": cmd_datasets, "compare": cmd_compare,
-            "parity": cmd_parity, "report": cmd_report, "sweep": cmd_sweep}
+            "parity": cmd_parity, "report": cmd_report, "sweep": cmd_sweep, "history": cmd_history}
 
 
 def stop_on_sigterm(signum, frame):

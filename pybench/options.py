@@ -155,6 +155,17 @@ def frameworks(text) -> tuple[str, ...]:
     return items
 
 
+HISTORY_METRICS = ("step", "accuracy", "time-to-result", "memory")  # pybench.history.series.METRICS
+
+
+def history_metrics(text) -> tuple[str, ...]:
+    items = names(text)
+    for item in items:
+        if item not in HISTORY_METRICS:
+            raise ValueError(f"unknown figure {item!r}: choose from {', '.join(HISTORY_METRICS)}")
+    return items
+
+
 # ---------------------------------------------------------------- the table
 
 @dataclass(frozen=True)
@@ -292,6 +303,22 @@ def build_options() -> tuple[Option, ...]:
                "baseline's (the differences are listed either way; without --force such runs get no ratio and "
                "no verdict)", RUN, ("report",), None, bool, False, sweep=False),
         Option("--no-plots", "write no PNG figures", RUN, ("report",), None, bool, False, sweep=False),
+        # -- history: the store every run is added to, its series and change points
+        Option("--store", "the history store every finished run is added to: a SQLite file, or a folder holding "
+               "history.sqlite", RUN, ("compare", "sweep", "history", "history import"), metavar="PATH",
+               shown_default="$PYBENCH_STORE, else history.sqlite in the data directory", sweep=False),
+        Option("sources", "results folders `compare` or `sweep` wrote, or another store's .sqlite file (a "
+               "colleague's, a cluster node's): their runs are added", RUN, ("history import",),
+               metavar="RESULTS", nargs="+", sweep=False),
+        Option("--min-change", "the smallest change reported (history's change points; compare's line when a "
+               "result leaves its series' history), in percent of the earlier level", RUN,
+               ("history", "compare"), positive_float, float, 5.0, metavar="PCT", sweep=False),
+        Option("--metrics", "comma-separated figures to follow: step,accuracy,time-to-result,memory", RUN,
+               ("history",), history_metrics, tuple, HISTORY_METRICS, sweep=False),
+        Option("--order", "the order of a series' runs: time (as recorded) or version (the framework's, then "
+               "time)", RUN, ("history",), choices=("time", "version"), default="time", sweep=False),
+        Option("--html", "also write the series and their change points as one self-contained page", RUN,
+               ("history",), metavar="FILE", sweep=False),
         Option("--debug", "show tracebacks", RUN, ("",), None, bool, False, sweep=False),
         # -- train: what a run trains with
         Option("--epochs", "passes over the training split (default 1); --max-steps may stop sooner", TRAIN,
@@ -416,7 +443,7 @@ def build_options() -> tuple[Option, ...]:
 
 # Every command, and what it does (its line in `pybench --help`); "" is the top level.
 COMMANDS = {
-    "": "The command line: `python -m pybench list | datasets info | compare | parity | sweep | report`.",
+    "": "The command line: `python -m pybench list | datasets info | compare | parity | sweep | report | history`.",
     "list": "datasets, models and frameworks, with availability",
     "datasets": "dataset commands",
     "datasets info": "splits, shapes, class counts, normalisation, fingerprint",
@@ -424,6 +451,8 @@ COMMANDS = {
     "parity": "prove every framework computes the same thing",
     "sweep": "train every combination of a SWEEP.toml grid",
     "report": "write report.md, report.html and plots from stored results",
+    "history": "every stored run in series, and where each series changed",
+    "history import": "add results folders, or another machine's store, to the store",
 }
 
 # The docs' fuller words for some options, by command and flag (a positional by its name): docs/options.md

@@ -48,7 +48,8 @@ PLURAL_KEYS = {"batch_sizes": "batch_size", "lrs": "lr", "optimizers": "optimize
 # compare's options that mean nothing per run, and why (the table says which: `Option.sweep`).
 NOT_SWEEP_KEYS = {"out": "the sweep's folder is `sweep --out`",
                   "no_report": "`sweep --no-report` skips the report",
-                  "repeats": "list the seeds to train instead (seeds = [0, 1, 2])"}
+                  "repeats": "list the seeds to train instead (seeds = [0, 1, 2])",
+                  "store": "`sweep --store` names the history store"}
 
 
 # ---------------------------------------------------------------- compare's options

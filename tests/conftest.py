@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -224,7 +225,11 @@ def pytest_configure(config):
     same dataset into one cache entry at once would race for it) and, with as many workers as
     cores, a core of its own (`pin_to_own_core`). A relative PYBENCH_DATA_DIR (the documented
     `PYBENCH_DATA_DIR=../shared/datasets`) is made absolute from where pytest started: tests that
-    start pybench in another folder, or build file:// addresses from it, see the same data."""
+    start pybench in another folder, or build file:// addresses from it, see the same data.
+    The history store is a folder of the session's."""
+    # Every run a test's compare finishes goes to a store of the session's, never the user's
+    # (whose default lives in the data directory, here the shared datasets).
+    os.environ["PYBENCH_STORE"] = tempfile.mkdtemp(prefix="pybench-store-")
     data = os.environ.get("PYBENCH_DATA_DIR")
     if data and not Path(data).is_absolute():
         os.environ["PYBENCH_DATA_DIR"] = str(Path(data).resolve())

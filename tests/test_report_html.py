@@ -203,23 +203,28 @@ def chromium() -> str:
     missing("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
 
 
-def test_report_html_renders_in_a_real_browser_offline(binary_report, tmp_path):
+def screenshot_offline(page: Path, tmp_path: Path) -> str:
+    """Open `page` in headless Chromium with every host resolving to nothing: a screenshot of
+    some substance must come out and the console must be clean (a page that fetched anything
+    would log a load error). The page's DOM as the browser built it."""
     browser = chromium()
-    page = binary_report.with_name("report.html").as_uri()
-    # Every host resolves to nothing: a page that fetched anything would log a load error.
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
              "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'profile'}"]
-    shot = tmp_path / "report.png"
+    shot = tmp_path / f"{page.stem}.png"
     result = subprocess.run([browser, *flags, "--window-size=1280,3000",
-                             f"--screenshot={shot}", page],
+                             f"--screenshot={shot}", page.as_uri()],
                             capture_output=True, text=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 50_000, result.stderr[-2000:]
     console = [line for line in result.stderr.splitlines()
                if "CONSOLE" in line or "Failed to load resource" in line
                or "ERR_NAME_NOT_RESOLVED" in line]
     assert not console, console
-    dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True, text=True,
-                         timeout=120).stdout
+    return subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                          timeout=120).stdout
+
+
+def test_report_html_renders_in_a_real_browser_offline(binary_report, tmp_path):
+    dom = screenshot_offline(binary_report.with_name("report.html"), tmp_path)
     for title in h2_titles_md(binary_report.read_text()):
         assert re.search(rf"<h2[^>]*>{re.escape(title)}</h2>", dom), title
     assert dom.count("<img") == 4 and dom.count("<table>") > 5

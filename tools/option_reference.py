@@ -32,8 +32,10 @@ do, and more on their options, is in [usage.md](usage.md); the dataset options i
 """
 
 # The command paths in the order the docs list them, and their sub-commands.
-ORDER = ("", "list", "datasets", "datasets info", "compare", "parity", "sweep", "report")
-CHILDREN = {"": ("list", "datasets", "compare", "parity", "sweep", "report"), "datasets": ("datasets info",)}
+ORDER = ("", "list", "datasets", "datasets info", "compare", "parity", "sweep", "report", "history",
+         "history import")
+CHILDREN = {"": ("list", "datasets", "compare", "parity", "sweep", "report", "history"),
+            "datasets": ("datasets info",), "history": ("history import",)}
 
 
 def collapse(text: str) -> str:
