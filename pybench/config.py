@@ -24,7 +24,8 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     seed: int = 0  # initial weights and sample order
     target_accuracy: float | None = None
-    patience: int | None = None  # epochs without a better validation accuracy before stopping
+    patience: int | None = None  # epochs without a better validation figure before stopping
+    select_by: str = "accuracy"  # the validation figure that keeps the best epoch: accuracy or auc
     balance: bool = False  # class-balanced sampling (with replacement) instead of a permutation
     # Evaluation batches of 100: on the CPU a batch of 1000 spills the caches and every
     # framework's evaluation slows down (the figures: docs/results.md, Timing).

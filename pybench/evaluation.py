@@ -103,6 +103,18 @@ def auc_targets(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> d
             if 0 < np.sum(t) < len(t)}
 
 
+def macro_auc(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The point estimate of the macro AUC (one-vs-rest; binary: class 1; multi-label: the mean
+    over findings), without intervals: what `--select-by auc` holds the epochs to. NaN when no
+    class has both positives and negatives."""
+    logits = np.asarray(logits)
+    classes = [str(k) for k in range(logits.shape[1])]
+    targets = auc_targets(logits, np.asarray(labels), classes)
+    if not targets:
+        return float("nan")
+    return float(np.mean([weighted_auc(s, t, np.ones((1, len(t))))[0] for s, t in targets.values()]))
+
+
 def class_rates(labels: np.ndarray, predicted: np.ndarray, classes: list[str],
                 normal_class: str | None = None) -> dict[str, dict]:
     """Each class one-vs-rest (CLASS_RATES; NaN where a rate has nothing to divide by), and

@@ -365,6 +365,9 @@ def build_options() -> tuple[Option, ...]:
                ("compare",), accuracy_target, float, to="target_accuracy"),
         Option("--patience", "stop after N epochs without a better validation accuracy (the val split, else "
                "10% of train held out, stratified)", TRAIN, ("compare",), positive_int, int, to="patience"),
+        Option("--select-by", "the validation figure that keeps the best epoch (and that --patience waits on): "
+               "accuracy, or auc (one-vs-rest macro AUC; multi-label: the mean over findings)", TRAIN,
+               ("compare",), choices=("accuracy", "auc"), default="accuracy", to="select_by"),
         Option("--balance", "class-balanced sampling (with replacement), for imbalanced data", TRAIN,
                ("compare",), None, bool, False, to="balance"),
         Option("--augment", "comma-separated: flip, vflip, crop, rotate[:DEG], zoom:MIN, brightness:F, "

@@ -77,6 +77,26 @@ RECIPES: dict[str, dict] = {
         "momentum": 0.9,
         "epochs": 10,
     },
+    # MedMNIST v2's ResNet-18 baseline (Yang et al., Scientific Data 2023, Table 3), as the
+    # MedMNIST/experiments code trains it (MedMNIST2D/train_and_eval_pytorch.py): Adam at 0.001
+    # (betas 0.9/0.999, no weight decay), batch 128, 100 epochs, the rate x0.1 after 50% and 75% of
+    # the epochs (MultiStepLR stepped once per epoch), inputs normalised with mean 0.5 and sd 0.5,
+    # cross-entropy, the epoch with the best validation AUC kept. At 28 px its ResNet-18 is
+    # kuangliu's CIFAR one: a 3x3 stride-1 stem, no max pool (pybench's `resnet18`). For the 224
+    # row add `--image-size 224 --models resnet18-imagenet` (torchvision's ResNet-18, which the code
+    # uses with --resize; its transforms.Resize upscales bilinearly, as pybench does).
+    "medmnist-resnet18": {
+        "models": ("resnet18",),
+        "optimizer": "adam",
+        "lr": 0.001,
+        "batch_size": 128,
+        "epochs": 100,
+        "schedule": "step",
+        "milestones": (50, 75),
+        "gamma": 0.1,
+        "normalize": "fixed:0.5,0.5",
+        "select_by": "auc",
+    },
 }
 
 

@@ -34,6 +34,8 @@ class TrainingRecord:
     val_accuracy: float | None
     epoch_accuracy: list[float]
     epoch_val_accuracy: list[float]
+    # With --select-by auc: the validation split's macro AUC per epoch, what kept the epoch.
+    epoch_val_auc: list[float]
     # Per epoch, on the training loss's formula: the mean of the epoch's step losses (over its
     # training batches, as they were trained on), and the test and validation splits' loss.
     epoch_train_loss: list[float]

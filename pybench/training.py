@@ -189,6 +189,7 @@ class Curves:
     epoch_s: list[float] = field(default_factory=list)
     test_accuracy: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    val_auc: list[float] = field(default_factory=list)  # with --select-by auc
     loss: dict[str, list[float]] = field(default_factory=lambda: {"train": [], "test": [], "val": []})
     train_accuracy: list[float] = field(default_factory=list)
     augment_s: list[float] = field(default_factory=list)
@@ -374,6 +375,8 @@ def evaluate_epoch(backend: Backend, placed: Placed, cfg: TrainConfig, curves: C
     if placed.val is not None:
         val_logits = backend.predict(placed.state, placed.val, cfg.eval_batch_size)
         curves.val_accuracy.append(accuracy(val_logits, dataset.val.labels))
+        if cfg.select_by == "auc":
+            curves.val_auc.append(evaluation.macro_auc(val_logits, dataset.val.labels))
         curves.loss["val"].append(split_loss(val_logits, dataset.val.labels, placed.settings))
     target.eval_s += clock.now() - evaluated
     score = curves.val_accuracy[-1] if placed.val is not None else curves.test_accuracy[-1]
@@ -399,8 +402,9 @@ def stop_after(backend: Backend, placed: Placed, cfg: TrainConfig, curves: Curve
     a better validation score, or a search's pruner."""
     if placed.val is None:
         return False
-    if curves.val_accuracy[-1] > keeper.best_val:
-        keeper.best_val, keeper.since_best, keeper.kept_epoch = curves.val_accuracy[-1], 0, epoch + 1
+    figure = curves.val_auc[-1] if cfg.select_by == "auc" else curves.val_accuracy[-1]
+    if figure > keeper.best_val:  # NaN (an AUC of a split missing a class) never improves
+        keeper.best_val, keeper.since_best, keeper.kept_epoch = figure, 0, epoch + 1
         keeper.best_weights = backend.export_weights(placed.state)  # restored before the final evaluation
     else:
         keeper.since_best += 1
@@ -434,7 +438,7 @@ def training_record(backend: Backend, placed: Placed, cfg: TrainConfig, curves: 
         test_accuracy=accuracy(curves.test_logits, dataset.test.labels) if curves.test_logits is not None else None,
         test_images=len(dataset.test.labels),
         val_accuracy=curves.val_accuracy[-1] if curves.val_accuracy else None,
-        epoch_accuracy=curves.test_accuracy, epoch_val_accuracy=curves.val_accuracy,
+        epoch_accuracy=curves.test_accuracy, epoch_val_accuracy=curves.val_accuracy, epoch_val_auc=curves.val_auc,
         epoch_train_loss=curves.loss["train"], epoch_train_accuracy=curves.train_accuracy,
         epoch_test_loss=curves.loss["test"], epoch_val_loss=curves.loss["val"],
         epoch_s=curves.epoch_s, epochs_run=len(curves.epoch_s), steps=done,

@@ -275,6 +275,21 @@ def test_several_seeds_pair_the_frameworks_and_the_headline_gives_intervals(run_
     report = (out / "report.md").read_text()
     seeds = report.split("## Seeds aggregated")[1].split("\n## ")[0]
     assert "| torch | lenet5 |" in seeds and "| 6 | 0, 1, 2 | 2 |" in seeds
+    # What the predictions say together: a McNemar test per seed, the ensembles; stored and shown.
+    test_set = doc["test_set"]["lenet5"]
+    assert [(p["a"], p["b"], p["seed"]) for p in test_set["pairs"]] == [("torch", "jax", s) for s in (0, 1, 2)]
+    for pair in test_set["pairs"]:
+        counts = pair["both_right"] + pair["only_a_right"] + pair["only_b_right"] + pair["both_wrong"]
+        assert counts == by[(pair["seed"], 0, "torch")]["test_images"] == 360
+        assert 0 <= pair["p"] <= pair["p_holm"] <= 1
+        assert pair["agreement"] >= (pair["both_right"] + pair["both_wrong"]) / counts
+    assert {e["ensemble"] for e in test_set["ensembles"]} == {
+        "torch, 3 seeds", "jax, 3 seeds", "torch + jax, seed 0", "torch + jax, seed 1", "torch + jax, seed 2",
+        "all 6 runs"}
+    section = report.split("## Same mistakes?")[1].split("\n## ")[0]
+    assert "| torch vs jax | 0 |" in section and "McNemar exact p" in section and "| torch, 3 seeds | 3 |" in section
+    html = (out / "report.html").read_text()
+    assert "Same mistakes?" in html and "Holm-adjusted p" in html and "all 6 runs" in html
 
 
 @pytest.mark.parametrize("args, fragments", [

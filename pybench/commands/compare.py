@@ -125,7 +125,28 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
                             params={**asdict(replace(cfg.train, seed=job.seed)), "model": model})
         if record.get("output_error"):  # the next run would fail to write the same way
             raise OutputError(record["reason"])
+    add_test_set_analysis(document, out_dir, dataset)
+    write_results(out_dir, document)
     return out_dir, document
+
+
+def add_test_set_analysis(document: dict, out_dir: Path, dataset) -> None:
+    """What the runs' test predictions say together (`pybench.report.mistakes`): agreement and
+    McNemar's test per pair and seed, the ensembles, and the images the frameworks disagree on
+    most, drawn here, where the test images are at hand (a report reads only stored results)."""
+    from pybench.report.mistakes import test_set_analysis
+    from pybench.report.plots import disputed_grid
+
+    analysis = test_set_analysis(document, out_dir, dataset.test.names)
+    for model, found in analysis.items():
+        disputed = found["disputed"]
+        if disputed:
+            name = f"disputed-{model}.png"
+            disputed_grid(dataset.test.images[[row["index"] for row in disputed]], disputed, found["frameworks"],
+                          f"{model}: the test images the frameworks disagree on most", out_dir / name)
+            found["disputed_figure"] = name
+    if analysis:
+        document["test_set"] = analysis
 
 
 @dataclass(frozen=True)

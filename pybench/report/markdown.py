@@ -17,6 +17,7 @@ import pandas as pd
 # The submodules themselves, not the package (whose __init__ imports this module); `plots` as
 # `draw`, since `plots` is write_report's on/off flag, as the CLI's --no-plots names it.
 import pybench.report.metrics as metrics
+import pybench.report.mistakes as mistakes
 import pybench.report.plots as draw
 from pybench import evaluation
 from pybench.datasets.story import summary_lines
@@ -112,6 +113,7 @@ def write_report(sources: str | Path | list, out_dir: str | Path | None = None,
         time_to_result_section(results, figures),
         baseline_section(results, inputs.baseline, baseline, force),
         *(model_section(m, classes_for(m, class_names), figures) for m in models.values()),
+        test_set_section(test_set_of(inputs), inputs.run_dir, out if plots else None),
         training_section(models.values(), figures),
     ]
     body_md = "\n\n".join(s for s in body if s).rstrip() + "\n"
@@ -512,6 +514,99 @@ def model_section(model: ModelRuns, class_names: list[str], figures: Path | None
     for framework, predictions in model.predictions.items():
         lines += ["", *framework_subsection(framework, predictions, scored[framework], class_names)]
     return "\n".join(lines)
+
+
+def test_set_of(inputs) -> dict:
+    """The stored `test_set` analysis, or for results written before it (one source folder)
+    the same made from the stored prediction files."""
+    results = inputs.results
+    if "test_set" in results or results.get("sources"):
+        return results.get("test_set") or {}
+    return mistakes.test_set_analysis(results, inputs.run_dir)
+
+
+def test_set_section(analysis: dict, run_dir: Path, figures: Path | None) -> str:
+    """## Same mistakes? Per model: agreement and McNemar's test per pair and seed, the images
+    the frameworks disagree on most, the ensembles."""
+    parts = []
+    for model, found in analysis.items():
+        lines = [f"### {model}", ""]
+        lines += mcnemar_lines(found)
+        lines += disputed_lines(model, found, run_dir, figures)
+        lines += ensemble_lines(found)
+        if len(lines) > 2:
+            parts.append("\n".join(lines))
+    if not parts:
+        return ""
+    return "\n\n".join(["## Same mistakes? Agreement, McNemar's test and ensembles",
+                         "The test predictions of every run, side by side (`test_set` in results.json; the "
+                         "method is in docs/statistics.md, McNemar's test and ensembles).", *parts])
+
+
+def mcnemar_lines(found: dict) -> list[str]:
+    pairs = pd.DataFrame(found.get("pairs") or [])
+    if pairs.empty:
+        return []
+    pairs["pair"] = pairs["a"] + " vs " + pairs["b"]
+    pairs["verdict"] = np.where(pairs["differs"], "accuracies differ on this test set", "no difference resolved")
+    shown = pairs[["pair", "seed", *(["finding"] if "finding" in pairs else []), "agreement", "both_right",
+                   "only_a_right", "only_b_right", "both_wrong", "p", "p_holm", "verdict"]].rename(columns={
+        "both_right": "both right", "only_a_right": "only the first right", "only_b_right": "only the second right",
+        "both_wrong": "both wrong", "p": "McNemar exact p", "p_holm": "Holm-adjusted p"})
+    differing = int(pairs["differs"].sum())
+    return [f"Agreement: the share of test images two frameworks decide alike, {pairs['agreement'].min():.2%} to "
+            f"{pairs['agreement'].max():.2%} over {len(pairs)} pairings. McNemar's exact test on the images only "
+            f"one of the two gets right, Holm-adjusted over all {len(pairs)} tests: "
+            + (f"**{differing} resolve a difference in accuracy on this test set** (adjusted p < "
+               f"{found.get('alpha', 0.05):g})." if differing else "none resolves a difference in accuracy on "
+               "this test set (the same seed's runs may still err on different images: the counts say how many)."),
+            "", markdown_table(shown, {"agreement": rate, "McNemar exact p": p_cell, "Holm-adjusted p": p_cell}), ""]
+
+
+def p_cell(value: float) -> str:
+    return "< 0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def disputed_lines(model: str, found: dict, run_dir: Path, figures: Path | None) -> list[str]:
+    disputed = pd.DataFrame(found.get("disputed") or [])
+    if disputed.empty:
+        return ["No test image on which the frameworks disagree.", ""] if found.get("pairs") else []
+    disputed["pairs disagreeing"] = [f"{k} of {n}" for k, n in zip(disputed["pairs disagreeing"], disputed["of pairs"])]
+    frameworks = found.get("frameworks") or []
+    columns = ["index", *(["file"] if disputed["file"].notna().any() else []), "true", "pairs disagreeing",
+               *frameworks]
+    lines = [f"The test images the frameworks disagree on most (each framework's predicted class at seeds "
+             f"{', '.join(map(str, found.get('seeds') or []))}):", "",
+             markdown_table(disputed[columns].rename(columns={"index": "test image"})), ""]
+    name = found.get("disputed_figure")
+    if figures is not None and name and (run_dir / name).is_file():
+        if (figures / name).resolve() != (run_dir / name).resolve():
+            (figures / name).write_bytes((run_dir / name).read_bytes())
+        lines += [image(name, f"{model}: the test images the frameworks disagree on most"), ""]
+    return lines
+
+
+def ensemble_lines(found: dict) -> list[str]:
+    table = pd.DataFrame(found.get("ensembles") or [])
+    if table.empty:
+        return []
+    name = table["score_name"].iloc[0]
+    scale = percent if name == "accuracy" else rate
+    factor = 100 if name == "accuracy" else 1
+    table[name] = table["score"] * factor
+    table[f"best member {name}"] = table["best member score"] * factor
+    table["difference (points)"] = table["difference"].map(lambda v: None if v is None or pd.isna(v) else 100 * v)
+    columns = ["ensemble", "members", name, "interval", "best member", f"best member {name}",
+               *(["difference (points)", "difference interval"] if table["difference"].notna().any() else []),
+               "verdict"]
+    formats = {name: scale, "interval": percent_bounds if name == "accuracy" else bounds,
+               f"best member {name}": scale, "difference (points)": percent, "difference interval": percent_bounds}
+    better = table["verdict"].str.startswith("better").sum()
+    return [f"Ensembles: the members' probabilities averaged. {better} of {len(table)} beat their best member "
+            "beyond the noise of the test images (the difference's 95% paired bootstrap interval above 0); "
+            "the others are no better than their best member.", "",
+            markdown_table(table[columns].rename(columns={"interval": "95% CI"}),
+                           {**formats, "95% CI": formats["interval"]}), ""]
 
 
 def interval_note() -> str:

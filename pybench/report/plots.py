@@ -163,6 +163,27 @@ def example_grid(images: np.ndarray, truth: np.ndarray, predicted: dict[str, np.
     return save(figure, path)
 
 
+def disputed_grid(images: np.ndarray, disputed: list[dict], frameworks: list[str], title: str,
+                  path: Path) -> Path:
+    """The test images the frameworks disagree on most, one per cell (`images` in the order of
+    `disputed`): the true class above, each framework's predictions over its seeds below."""
+    columns = min(6, len(disputed))
+    rows = -(-len(disputed) // columns)
+    figure = Figure(figsize=(1.9 * columns + 0.4, (2.0 + 0.17 * len(frameworks)) * rows), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for ax in grid.flat:
+        ax.set_axis_off()
+    for ax, image, row in zip(grid.flat, images, disputed):
+        shown = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+        ax.imshow(shown, cmap="gray" if image.shape[0] == 1 else None, vmin=0, vmax=255)
+        ax.set_title(f"#{row['index']} true {row['true']}", fontsize=8)
+        for line, framework in enumerate(frameworks):
+            ax.text(0.5, -0.04 - 0.15 * line, f"{framework}: {row[framework]}", transform=ax.transAxes,
+                    ha="center", va="top", fontsize=7)
+    figure.suptitle(title, fontsize=10)
+    return save(figure, path)
+
+
 def roc_plot(curves_by_framework: dict[str, dict[str, RocCurve]], title: str, path: Path) -> Path:
     """One panel per positive class (one panel when binary), one line per framework."""
     classes = list(dict.fromkeys(c for curves in curves_by_framework.values() for c in curves))
