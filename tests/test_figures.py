@@ -74,3 +74,29 @@ def test_the_trials_figure_labels_a_log_axis_legibly_over_any_span(tmp_path, mon
     with collecting_figures(monkeypatch) as seen:
         assert trials_figure(document, "lenet5", tmp_path) == "tuning-lenet5.png"
     assert seen == [("tuning-lenet5.png", [])]
+
+
+def test_the_disputed_images_and_a_history_series_are_legible(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    from pybench.history.page import series_figure
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (12, 1, 28, 28), dtype=np.uint8)
+    disputed = [{"index": i * 37, "true": "pneumonia", "torch": "normal pneumonia normal",
+                 "jax": "pneumonia pneumonia normal", "knet": "normal normal normal"} for i in range(12)]
+    n = 36
+    steps = np.r_[10 * np.exp(rng.normal(0, 0.02, 30)), 12 * np.exp(rng.normal(0, 0.02, 6))]
+    series = pd.DataFrame({
+        "framework": "torch", "framework_version": ["2.13.0"] * 20 + ["2.14.1+cu130"] * 16, "busy": [0] * 33 + [1] * 3,
+        "step_ms": steps, "step_low_ms": steps * 0.97, "step_high_ms": steps * 1.03,
+        "accuracy": rng.normal(0.96, 0.003, n), "accuracy_low": 0.94, "accuracy_high": 0.975,
+        "time_to_target_s": None, "peak_memory_bytes": 3e8 + rng.normal(0, 1e6, n),
+        "config": json.dumps({"batch_size": 64}), "machine": json.dumps({"cpu": "AMD EPYC", "cores": 2})})
+    with collecting_figures(monkeypatch) as seen:
+        plots.disputed_grid(images, disputed, ["torch", "jax", "knet"], "lenet5: the test images the frameworks "
+                            "disagree on most", tmp_path / "disputed.png")
+        series_figure(series, "torch lenet5 on digits, batch 64 (AMD EPYC, 2 cores)", tmp_path / "series.png", 5.0)
+    assert [(name, found) for name, found in seen] == [("disputed.png", []), ("series.png", [])]

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+import pybench.report.plots as plots
 from pybench.errors import writing
 from pybench.history.series import METRICS, change_points, changes_table, points, series, series_labels
 from pybench.report.html import render_html
-from pybench.report.plots import color, save
 from pybench.report.tables import markdown_table
 
 SCALE = {"%": 100.0, "MB": 1e-6, "ms": 1.0, "s": 1.0}
@@ -49,7 +49,7 @@ def draw_metric(ax, group: pd.DataFrame, name: str, min_change: float) -> None:
         errors = np.vstack([values - low, high - values])
         ax.errorbar(index[~left_out], values[~left_out], yerr=errors[:, ~left_out], fmt="none",
                     ecolor="0.6", elinewidth=1)
-    ax.plot(positions, values[positions], "o", color=color(group["framework"].iloc[0], 0), markersize=4,
+    ax.plot(positions, values[positions], "o", color=plots.color(group["framework"].iloc[0], 0), markersize=4,
             label="run (95% interval)" if metric.low else "run")
     if left_out.any():
         ax.plot(index[left_out], values[left_out], "o", mfc="none", color="0.6", markersize=4,
@@ -71,7 +71,7 @@ def series_figure(group: pd.DataFrame, label: str, path: Path, min_change: float
         draw_metric(ax, group, name, min_change)
     version_ticks(axes[-1], group)
     figure.suptitle(label, fontsize=9, wrap=True)
-    return save(figure, path)
+    return plots.save(figure, path)
 
 
 def page_markdown(rows: pd.DataFrame, folder: Path, min_change: float, order: str) -> tuple[str, str]:

@@ -557,7 +557,8 @@ def mcnemar_lines(found: dict) -> list[str]:
     return [f"Agreement: the share of test images two frameworks decide alike, {pairs['agreement'].min():.2%} to "
             f"{pairs['agreement'].max():.2%} over {len(pairs)} pairings. McNemar's exact test on the images only "
             f"one of the two gets right, Holm-adjusted over all {len(pairs)} tests: "
-            + (f"**{differing} resolve a difference in accuracy on this test set** (adjusted p < "
+            + (f"**{differing} {'resolves' if differing == 1 else 'resolve'} a difference in accuracy on this "
+               "test set** (adjusted p < "
                f"{found.get('alpha', 0.05):g})." if differing else "none resolves a difference in accuracy on "
                "this test set (the same seed's runs may still err on different images: the counts say how many)."),
             "", markdown_table(shown, {"agreement": rate, "McNemar exact p": p_cell, "Holm-adjusted p": p_cell}), ""]

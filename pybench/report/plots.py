@@ -166,20 +166,23 @@ def example_grid(images: np.ndarray, truth: np.ndarray, predicted: dict[str, np.
 def disputed_grid(images: np.ndarray, disputed: list[dict], frameworks: list[str], title: str,
                   path: Path) -> Path:
     """The test images the frameworks disagree on most, one per cell (`images` in the order of
-    `disputed`): the true class above, each framework's predictions over its seeds below."""
-    columns = min(6, len(disputed))
+    `disputed`): above each, its true class and each framework's predictions over its seeds."""
+    longest = max(len(f"{framework}: {row[framework]}") for row in disputed for framework in frameworks)
+    width = max(1.9, 0.065 * longest)  # inches a cell needs for its longest line at 7 pt
+    columns = max(1, min(6, len(disputed), int(11 // width)))
     rows = -(-len(disputed) // columns)
-    figure = Figure(figsize=(1.9 * columns + 0.4, (2.0 + 0.17 * len(frameworks)) * rows), layout="constrained")
+    figure = Figure(figsize=(width * columns + 0.4, (2.0 + 0.17 * len(frameworks)) * rows), layout="constrained")
     grid = figure.subplots(rows, columns, squeeze=False)
     for ax in grid.flat:
-        ax.set_axis_off()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_frame_on(False)
     for ax, image, row in zip(grid.flat, images, disputed):
         shown = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
         ax.imshow(shown, cmap="gray" if image.shape[0] == 1 else None, vmin=0, vmax=255)
-        ax.set_title(f"#{row['index']} true {row['true']}", fontsize=8)
-        for line, framework in enumerate(frameworks):
-            ax.text(0.5, -0.04 - 0.15 * line, f"{framework}: {row[framework]}", transform=ax.transAxes,
-                    ha="center", va="top", fontsize=7)
+        # In the title, where the constrained layout makes room for every line.
+        ax.set_title("\n".join([f"#{row['index']} true {row['true']}",
+                                *(f"{framework}: {row[framework]}" for framework in frameworks)]), fontsize=7)
     figure.suptitle(title, fontsize=10)
     return save(figure, path)
 
