@@ -5,8 +5,10 @@ in seconds, and a renamed option or a stale example fails there.
 With it set, `compare` and `sweep` train torch alone (JAX and Knet start slower than the runs
 they would make), for at most `STEPS` steps per run, on at most two seeds, one repeat, and a
 search's trials and final seeds are cut to two and one; `parity` runs `STEPS` steps; the
-embeddings stored for t-SNE are capped. Everything else (the options, the data, the checks, the
-results, the report) is what the command does unshortened. Never set it for a real comparison:
+embeddings stored for t-SNE are capped, and reports are written without their figures (drawing
+them is most of a report's time; `tests/test_figures.py` and the real runs' tests hold the
+figures). Everything else (the options, the data, the checks, the results, the report's text) is
+what the command does unshortened. Never set it for a real comparison:
 every results file records it (`short_runs: true`), and the console says so first.
 """
 
@@ -73,3 +75,8 @@ def shorten_sweep(raw: dict) -> dict:
 def step_limit() -> int | None:
     """The steps a script's own training loop may take (None: unshortened)."""
     return STEPS if active() else None
+
+
+def figures_wanted(plots: bool) -> bool:
+    """Whether a report draws its figures: as asked, unless runs are shortened."""
+    return plots and not active()

@@ -5,6 +5,8 @@ detection rates on simulated noise and to a planted step on real runs."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -27,29 +29,31 @@ def flat(rng, n: int, noise: float) -> np.ndarray:
 
 
 def test_thirty_flat_runs_rarely_make_a_change_and_a_planted_step_is_found_where_it_starts():
-    """Measured with 1,000 flat series per noise level (docs/history.md): 0-1 false alarms at
-    1-5% noise; here 200 at 5% noise may give at most 2, and a 20% step after run 30 of 36 must
-    be found, at run 31, in 48 of 50 series at 3% noise (measured: 299 of 300)."""
+    """Measured with 1,000 flat series per noise level (docs/history.md): no false alarm at 1-10%
+    noise, with or without outliers; here 200 at 5% noise with 8% outliers (runs 30-50% slow)
+    may give at most 1, and a 20% step after run 30, followed by 10 runs, must be found at run
+    31 in 45 of 50 series at 3% noise (measured: 300 of 300)."""
     rng = np.random.default_rng(7)
-    false_alarms = sum(bool(change_points(flat(rng, 30, 0.05), log=True)) for _ in range(200))
-    assert false_alarms <= 2
-    found = [change_points(np.concatenate([flat(rng, 30, 0.03), 1.2 * flat(rng, 6, 0.03)]), log=True)
+    noisy = [flat(rng, 30, 0.05) for _ in range(200)]
+    for values in noisy[:16]:  # a few runs far slower, as a shared machine gives
+        values[rng.random(30) < 0.08] *= 1.4
+    assert sum(bool(change_points(values, log=True)) for values in noisy) <= 1
+    found = [change_points(np.concatenate([flat(rng, 30, 0.03), 1.2 * flat(rng, 10, 0.03)]), log=True)
              for _ in range(50)]
     at_the_step = [c for c in found if [change.index for change in c] == [30]]
-    assert len(at_the_step) >= 48
+    assert len(at_the_step) >= 45
     assert all(0.12 < c[0].relative < 0.28 for c in at_the_step)
 
 
-def test_a_single_spike_is_not_a_change_and_two_in_a_row_at_the_end_are():
+def test_a_spike_is_not_a_change_and_a_new_level_is_one_once_it_holds():
     rng = np.random.default_rng(3)
-    values = flat(rng, 20, 0.01)
+    values = flat(rng, 30, 0.01)
     spiked = values.copy()
-    spiked[10] *= 1.5
+    spiked[[10, 11]] *= 1.5  # two slow runs in a row: a shared machine's, not a new level
     assert change_points(spiked, log=True) == []
-    last_one = np.concatenate([values, [13.0]])
-    assert change_points(last_one, log=True) == []  # one run says nothing yet
-    last_two = np.concatenate([values, [13.0, 13.1]])
-    assert [c.index for c in change_points(last_two, log=True)] == [20]
+    assert change_points(np.concatenate([values, [13.0, 13.1]]), log=True) == []  # too few runs yet
+    held = np.concatenate([values, 13.0 * np.exp(rng.normal(0, 0.01, 6))])
+    assert [c.index for c in change_points(held, log=True)] == [30]
 
 
 def test_a_change_below_the_minimum_is_not_reported():
@@ -185,7 +189,8 @@ import importlib.abc, importlib.util, os, sys, time
 _DELAY = float(os.environ["PYBENCH_TEST_STEP_DELAY_S"])
 
 class _Planted(importlib.abc.MetaPathFinder):
-    """Slows TorchBackend.train_step by a fixed sleep, inside the timed step."""
+    """Slows TorchBackend.train_step by a fixed wait, inside the timed step (a busy wait: a
+    sleep overshoots and wakes to cold caches, which made a 20% sleep a 26% step)."""
     def find_spec(self, name, path, target=None):
         if name != "pybench.backends.torch_backend":
             return None
@@ -196,7 +201,9 @@ class _Planted(importlib.abc.MetaPathFinder):
             run(module)
             step = module.TorchBackend.train_step
             def slowed(self, *args, **kwargs):
-                time.sleep(_DELAY)
+                end = time.perf_counter() + _DELAY
+                while time.perf_counter() < end:
+                    pass
                 return step(self, *args, **kwargs)
             module.TorchBackend.train_step = slowed
         spec.loader.exec_module = exec_module
@@ -206,37 +213,52 @@ sys.meta_path.insert(0, _Planted())
 '''
 
 
+def on_one_core():
+    """A child pinned to the last core: one thread, no neighbour on its core (the serial tests
+    run alone), the quietest step times this machine gives."""
+    core = max(os.sched_getaffinity(0))
+    return lambda: os.sched_setaffinity(0, {core})
+
+
 @pytest.mark.slow
 @pytest.mark.serial  # step times: measured alone, or every run is a busy machine's
-def test_history_finds_a_planted_step_in_real_runs_and_nothing_in_thirty_unchanged(run_cli, tmp_path):
+def test_history_finds_a_planted_step_in_real_runs_and_nothing_in_thirty_unchanged(tmp_path, isolated_cache):
+    """30 real runs of LeNet-5 (torch, batch 128, 60 steps), then 10 with a wait of 20% of their
+    median step added inside the timed step: `history` finds nothing in the 30 and names run 31
+    as the first of the new level; compare's own line says its new runs left the series."""
     history = tmp_path / "history.sqlite"
-    common = ["compare", "digits", "--frameworks", "torch", "--batch-size", "64", "--max-steps", "40",
+    common = ["compare", "digits", "--frameworks", "torch", "--batch-size", "128", "--max-steps", "60",
               "--no-report", "--store", str(history)]
-    flat_run = run_cli(*common, "--repeats", "30", "--out", tmp_path / "flat", timeout=1800)
+
+    def pybench(*args, env=None, timeout=900):
+        return subprocess.run([sys.executable, "-m", "pybench", *map(str, args)], capture_output=True, text=True,
+                              cwd=REPO_ROOT, timeout=timeout, preexec_fn=on_one_core(),
+                              env={**os.environ, "PYBENCH_CACHE_DIR": str(isolated_cache), **(env or {})})
+
+    flat_run = pybench(*common, "--repeats", "30", "--out", tmp_path / "flat", timeout=1800)
     assert flat_run.returncode == 0, flat_run.stderr[-3000:]
     assert "history: 30 runs added to" in flat_run.stdout
-    unchanged = run_cli("history", "--store", str(history), "--metrics", "step")
+    unchanged = pybench("history", "--store", history, "--metrics", "step")
     assert unchanged.returncode == 0 and "No change of 5% or more in any series." in unchanged.stdout, unchanged.stdout
-    rows = store.read_rows(history)
-    median = float(rows["step_ms"].median())
+    median = float(store.read_rows(history)["step_ms"].median())
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(PLANT)
-    planted = run_cli(*common, "--repeats", "6", "--out", tmp_path / "planted", timeout=900,
+    planted = pybench(*common, "--repeats", "10", "--out", tmp_path / "planted",
                       env={"PYTHONPATH": str(hook), "PYBENCH_TEST_STEP_DELAY_S": str(0.2 * median / 1e3)})
     assert planted.returncode == 0, planted.stderr[-3000:]
     # compare held its new runs against the series' last five.
-    assert "history: torch lenet5: step time 2" in planted.stdout or "history: torch lenet5: step time 1" in \
-        planted.stdout, planted.stdout
+    assert re.search(r"history: torch lenet5: step time \d+% slower than the last 5 runs", planted.stdout), \
+        planted.stdout
     page = tmp_path / "history.html"
-    found = run_cli("history", "--store", str(history), "--metrics", "step", "--html", str(page))
+    found = pybench("history", "--store", history, "--metrics", "step", "--html", page)
     assert found.returncode == 0, found.stderr
     changes = [line for line in found.stdout.splitlines() if "step time" in line]
-    assert len(changes) == 1 and "31 of 36" in changes[0], found.stdout
-    step = store.read_rows(history)
-    assert step["series_key"].nunique() == 1 and len(step) == 36
+    assert len(changes) == 1 and "31 of 40" in changes[0], found.stdout
+    assert 12 < float(re.search(r" \+(\d+\.\d)% ", changes[0]).group(1)) < 30, changes[0]  # the planted 20%
+    assert store.read_rows(history)["series_key"].nunique() == 1
     assert page.stat().st_size > 20_000 and "data:image/png;base64," in page.read_text()
     from test_report_html import screenshot_offline
 
     dom = screenshot_offline(page, tmp_path)
-    assert "31 of 36" in dom and dom.count("<img") == 1
+    assert "31 of 40" in dom and dom.count("<img") == 1
