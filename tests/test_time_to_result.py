@@ -89,7 +89,7 @@ def test_busy_machine_runs_are_left_out_and_named():
     assert verdict.fastest.runs == 2 and verdict.busy == ["torch"]
     assert "busy" not in time_sentence(runs, 0.99)  # said once for both timed verdicts, in the headline:
     assert busy_caveat(runs, "step-time and time-to-result") == (
-        "Busy machine: 1 of 6 runs (torch seed 2) ran while others ran: left out of the step-time and "
+        "Busy machine: 1 of 6 runs (torch seed 2) shared the CPU with other work: left out of the step-time and "
         "time-to-result verdicts.")
 
 

@@ -148,8 +148,8 @@ def test_a_run_from_a_busy_machine_gives_no_speed_verdict():
     runs = [timed_run("torch", 2.0), timed_run("jax", 5.0, busy=True)]
     text = speed_sentence(runs)
     assert "not compared" in text and "faster" not in text
-    assert busy_caveat(runs) == ("Busy machine: 1 of 2 runs (jax seed 0) ran while other processes 0.95 "
-                                 "cores: left out of the step-time verdict.")
+    assert busy_caveat(runs) == ("Busy machine: 1 of 2 runs (jax seed 0) shared the CPU (other processes "
+                                 "used 0.95 cores): left out of the step-time verdict.")
     text = speed_sentence([timed_run("torch", 2.0), timed_run("jax", 5.0)])
     assert "**torch** has the fastest step" in text and "faster than jax" in text
 

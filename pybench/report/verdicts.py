@@ -332,11 +332,12 @@ def busy_caveat(runs: list[dict], timed_verdicts: str = "step-time") -> str:
     how = []
     if cores:
         low, high = min(cores), max(cores)
-        how.append(f"other processes {low:.2f}{f'-{high:.2f}' if f'{high:.2f}' != f'{low:.2f}' else ''} cores")
+        how.append(f"other processes used {low:.2f}{f'-{high:.2f}' if f'{high:.2f}' != f'{low:.2f}' else ''} cores")
     if steal:
-        how.append(f"the hypervisor up to {max(steal):.0%} of the CPU time")
+        how.append(f"the hypervisor took up to {max(steal):.0%} of the CPU time")
     everything = "all" if not quiet else f"{len(busy)} of {len(busy) + len(quiet)}"
-    return (f"Busy machine: {everything} runs ({which}) ran while {' and '.join(how) or 'others ran'}: "
+    shared = f"({' and '.join(how)})" if how else "with other work"
+    return (f"Busy machine: {everything} runs ({which}) shared the CPU {shared}: "
             f"left out of the {timed_verdicts} verdict{'s' if ' and ' in timed_verdicts else ''}.")
 
 
