@@ -213,11 +213,11 @@ sys.meta_path.insert(0, _Planted())
 '''
 
 
-def on_one_core():
-    """A child pinned to the last core: one thread, no neighbour on its core (the serial tests
-    run alone), the quietest step times this machine gives."""
-    core = max(os.sched_getaffinity(0))
-    return lambda: os.sched_setaffinity(0, {core})
+def on_one_core() -> list[str]:
+    """A command prefix pinning the child to the last core: one thread, no neighbour on its core
+    (the serial tests run alone), the quietest step times this machine gives. taskset (Debian's
+    essential util-linux), not a preexec_fn: that would fork this JAX-threaded process."""
+    return ["taskset", "-c", str(max(os.sched_getaffinity(0)))]
 
 
 @pytest.mark.slow
@@ -231,8 +231,8 @@ def test_history_finds_a_planted_step_in_real_runs_and_nothing_in_thirty_unchang
               "--no-report", "--store", str(history)]
 
     def pybench(*args, env=None, timeout=900):
-        return subprocess.run([sys.executable, "-m", "pybench", *map(str, args)], capture_output=True, text=True,
-                              cwd=REPO_ROOT, timeout=timeout, preexec_fn=on_one_core(),
+        return subprocess.run([*on_one_core(), sys.executable, "-m", "pybench", *map(str, args)], capture_output=True,
+                              text=True, cwd=REPO_ROOT, timeout=timeout,
                               env={**os.environ, "PYBENCH_CACHE_DIR": str(isolated_cache), **(env or {})})
 
     flat_run = pybench(*common, "--repeats", "30", "--out", tmp_path / "flat", timeout=1800)
