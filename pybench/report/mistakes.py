@@ -208,7 +208,7 @@ def ensemble_verdict(row: dict) -> str:
     if interval is None:  # multi-label: intervals side by side, no paired difference
         return ("better than its best member" if row["score"] is not None and row["best member score"] is not None
                 and row["interval"] and row["interval"][0] > row["best member score"]
-                else "no better than its best member (resolved)")
+                else "not shown better than its best member (its interval reaches the best member's score)")
     if interval[0] > 0:
         return "better than its best member"
     if interval[1] < 0:
